@@ -1,0 +1,158 @@
+"""One advertiser's view of the market, for any strategy.
+
+``BiddingEnv`` (Gymnasium-style reset/step, per-PV bids) and ``AlphaBiddingEnv`` (a true
+``gymnasium.Env``: fixed-size feature observation, one scalar action per tick).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+
+from aigb.features import FEATURE_DIM, build_features
+from aigb.sim.auction import advertiser_view
+from aigb.sim.period import PeriodSim
+from aigb.sim.population import PopulationConfig
+from aigb.types import ACTION_HIGH, ACTION_LOW, TICK_STAT_FIELDS, Campaign, ConfigError, MarketConfig
+
+__all__ = ["BiddingEnv", "AlphaBiddingEnv", "Observation", "InvalidBids", "validate_bids"]
+
+
+class InvalidBids(ValueError):
+    """A strategy returned bids the market cannot take."""
+
+
+def validate_bids(bids, n_pv: int, who: str = "strategy") -> np.ndarray:
+    """Bids as float64 (n_pv,); negative bids become 0 (the market's rule); wrong shape or NaN/inf raise."""
+    arr = np.asarray(bids, dtype=np.float64)
+    if arr.shape != (n_pv,):
+        raise InvalidBids(f"{who}: bids must have shape ({n_pv},) (one per PV of the tick), got {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise InvalidBids(f"{who}: {int(bad.sum())} bids are NaN or infinite (first at PV {int(np.flatnonzero(bad)[0])})")
+    return np.maximum(arr, 0.0)
+
+
+@dataclass
+class Observation:
+    """What the controlled advertiser sees at the start of a tick."""
+
+    tick: int
+    n_ticks: int
+    campaign: Campaign
+    remaining_budget: float
+    p_value: np.ndarray        # (n_pv,) float32 this tick's PVs
+    p_value_sigma: np.ndarray  # (n_pv,) float32
+    history: dict[str, np.ndarray]  # field of TICK_STAT_FIELDS -> (tick,) own statistics so far
+    features: np.ndarray       # (FEATURE_DIM,) float32 the v1 state
+    pv_history: list[dict[str, np.ndarray]] | None = None  # per past tick, per-PV arrays (if kept)
+
+
+class BiddingEnv:
+    """One advertiser slot bids per PV against the rule-bidder population.
+
+    Observation: ``Observation`` (this tick's PVs, own history, v1 features).
+    Action: bids, (n_pv,) array for the tick's PVs; negative bids count as 0; NaN, inf or a wrong
+        shape raise ``InvalidBids``.
+    Reward: conversions won in the tick; ``info`` carries cost, exposed p_value (the dense reward),
+        expected conversions and the per-PV results.
+    Episode end: terminated after the last tick of the period (an exhausted budget keeps playing
+        with zero bids, as in AuctionNet); never truncated.
+    """
+
+    def __init__(self, config: MarketConfig = MarketConfig(), advertiser: int = 0, *, seed: int = 0,
+                 population: PopulationConfig = PopulationConfig(), campaign: Campaign | None = None,
+                 keep_pv_history: bool = False):
+        if not 0 <= advertiser < config.n_advertisers:
+            raise ConfigError(f"advertiser: must be in [0, {config.n_advertisers}), got {advertiser}")
+        self.config, self.advertiser, self.population = config, int(advertiser), population
+        self.seed, self.campaign_override = int(seed), campaign
+        self.keep_pv_history = keep_pv_history
+        self.sim: PeriodSim | None = None
+
+    @property
+    def campaign(self) -> Campaign:
+        return self.sim.campaigns[self.advertiser]
+
+    def reset(self, *, seed: int | None = None, period: int = 0) -> tuple[Observation, dict]:
+        if seed is not None:
+            self.seed = int(seed)
+        sim = PeriodSim(self.config, self.seed, period, population=self.population)
+        if self.campaign_override is not None:
+            c = self.campaign_override
+            campaigns = list(sim.campaigns)
+            campaigns[self.advertiser] = Campaign(self.advertiser, c.category, c.budget, c.target_cpa)
+            sim = PeriodSim(self.config, self.seed, period, campaigns=tuple(campaigns), population=self.population)
+        self.sim = sim
+        self._pv_history = [] if self.keep_pv_history else None
+        return self._observe(), {"period": period, "seed": self.seed}
+
+    def _observe(self) -> Observation:
+        sim, a = self.sim, self.advertiser
+        t = sim.tick
+        history = {f: sim.history[f][:t, a].copy() for f in TICK_STAT_FIELDS}
+        if sim.done:
+            p = s = np.zeros(0, dtype=np.float32)
+        else:
+            p_all, s_all = sim.tick_inputs()
+            p, s = p_all[:, a], s_all[:, a]
+        c = self.campaign
+        features = build_features(history, self.config.n_ticks, p.size, float(p.mean()) if p.size else 0.0,
+                                  c.budget, c.target_cpa, c.category)
+        return Observation(t, self.config.n_ticks, c, float(sim.remaining_budget[a]), p, s, history,
+                           features, self._pv_history)
+
+    def step(self, bids) -> tuple[Observation, float, bool, bool, dict]:
+        if self.sim is None or self.sim.done:
+            raise RuntimeError("call reset() before step(), and again after the period ends")
+        p_value, _ = self.sim.tick_inputs()
+        bids = validate_bids(bids, p_value.shape[0])
+        record = self.sim.step({self.advertiser: bids})
+        a = self.advertiser
+        view = advertiser_view(record.outcome, a, self.config)
+        if self._pv_history is not None:
+            self._pv_history.append({
+                "p_value": record.p_value[:, a], "p_value_sigma": record.p_value_sigma[:, a],
+                "bid": record.outcome.bids[:, a], "least_winning_cost": record.outcome.least_winning_cost, **view})
+        stats = {f: float(v[a]) for f, v in record.stats.items()}
+        info = {"tick": record.tick, "stats": stats, "pv": view}
+        return self._observe(), stats["conversions"], self.sim.done, False, info
+
+
+class AlphaBiddingEnv(gym.Env):
+    """The market through one scalar per tick.
+
+    Observation: Box(FEATURE_DIM,) float32, the v1 features (``aigb.features``), unnormalised.
+    Action: Box(1,) in [ACTION_LOW, ACTION_HIGH], a = log(alpha / target_cpa); bids = alpha * p_value.
+    Reward: conversions in the tick.
+    Episode end: terminated after the period's last tick.
+    ``reset(seed=...)`` fixes the market seed; each reset without a seed plays the next period.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: MarketConfig = MarketConfig(), advertiser: int = 0, *,
+                 population: PopulationConfig = PopulationConfig()):
+        self.inner = BiddingEnv(config, advertiser, population=population)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (FEATURE_DIM,), np.float32)
+        self.action_space = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, (1,), np.float32)
+        self._period = 0
+        self._obs: Observation | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._period = 0
+        period = int((options or {}).get("period", self._period))
+        self._period = period + 1
+        self._obs, info = self.inner.reset(seed=seed, period=period)
+        return self._obs.features, info
+
+    def step(self, action):
+        a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], ACTION_LOW, ACTION_HIGH))
+        alpha = np.exp(a) * self._obs.campaign.target_cpa
+        obs, reward, terminated, truncated, info = self.inner.step(alpha * self._obs.p_value.astype(np.float64))
+        self._obs = obs
+        return obs.features, float(reward), terminated, truncated, {"tick": info["tick"], "alpha": alpha, **info["stats"]}

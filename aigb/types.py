@@ -1,0 +1,120 @@
+"""The vocabulary of aigb: campaigns, the market configuration and per-tick statistics.
+
+Money is float64 throughout; per-PV predictions (``p_value``, ``p_value_sigma``) are float32.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+__all__ = ["N_CATEGORIES", "Campaign", "MarketConfig", "TICK_STAT_FIELDS", "PRESETS", "ConfigError"]
+
+PRESETS = ("sparse", "dense", "random")
+N_CATEGORIES = 6  # advertiser categories of the reference market
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field and the problem."""
+
+
+def _require(ok: bool, field_name: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{field_name}: {problem}")
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """One advertiser's delivery period: what the auto-bidder is asked to do."""
+
+    advertiser: int
+    """Index of the advertiser slot in the market (0..n_advertisers-1)."""
+    category: int
+    """Industry category (0..5); advertisers of one category share a p_value curve."""
+    budget: float
+    """Hard spend limit for the period (> 0)."""
+    target_cpa: float
+    """Target cost per conversion C (> 0); the score penalises realised CPA above it."""
+
+    def __post_init__(self) -> None:
+        _require(int(self.advertiser) >= 0, "advertiser", f"must be >= 0, got {self.advertiser}")
+        _require(int(self.category) >= 0, "category", f"must be >= 0, got {self.category}")
+        _require(math.isfinite(self.budget) and self.budget > 0, "budget", f"must be a finite number > 0, got {self.budget}")
+        _require(math.isfinite(self.target_cpa) and self.target_cpa > 0, "target_cpa", f"must be a finite number > 0, got {self.target_cpa}")
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """The auction market of one delivery period (AuctionNet's rules, ../shared/DESIGN.md §2)."""
+
+    n_pv: int = 500_000
+    """Impression opportunities (PVs) per period, split over ticks by the day profile."""
+    n_ticks: int = 48
+    """Decision ticks per period."""
+    n_advertisers: int = 48
+    """Competing advertisers; the default table has 6 categories x 8."""
+    preset: str = "sparse"
+    """Advertiser profiles: 'sparse' (AuctionNet final round), 'dense' (~10x conversions) or 'random'."""
+    n_slots: int = 3
+    """Ad slots sold per PV by the GSP auction."""
+    exposure_probs: tuple[float, ...] = (1.0, 0.8, 0.6)
+    """Probability that slot k is shown; non-increasing, so a hidden slot hides every slot below it."""
+    reserve_price: float = 1e-4
+    """GSP reserve price; a slot whose price would be exactly the reserve is left unsold."""
+    min_remaining_budget: float = 0.1
+    """An advertiser whose remaining budget is below this bids 0."""
+    p_value_base: float | None = None
+    """Mean conversion probability scale; None takes the preset's (5e-4 sparse, 5e-3 dense)."""
+
+    def __post_init__(self) -> None:
+        _require(int(self.n_pv) >= 1, "n_pv", f"must be >= 1, got {self.n_pv}")
+        _require(int(self.n_ticks) >= 1, "n_ticks", f"must be >= 1, got {self.n_ticks}")
+        _require(int(self.n_advertisers) >= 1, "n_advertisers", f"must be >= 1, got {self.n_advertisers}")
+        _require(self.preset in PRESETS, "preset", f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        _require(int(self.n_slots) >= 1, "n_slots", f"must be >= 1, got {self.n_slots}")
+        probs = tuple(float(p) for p in self.exposure_probs)
+        _require(len(probs) == self.n_slots, "exposure_probs", f"needs one probability per slot ({self.n_slots}), got {len(probs)}")
+        _require(all(0.0 <= p <= 1.0 for p in probs), "exposure_probs", f"must lie in [0, 1], got {probs}")
+        _require(all(a >= b for a, b in zip(probs, probs[1:])), "exposure_probs", f"must be non-increasing (cascade), got {probs}")
+        object.__setattr__(self, "exposure_probs", probs)
+        _require(math.isfinite(self.reserve_price) and self.reserve_price >= 0, "reserve_price", f"must be >= 0, got {self.reserve_price}")
+        _require(math.isfinite(self.min_remaining_budget) and self.min_remaining_budget >= 0, "min_remaining_budget", f"must be >= 0, got {self.min_remaining_budget}")
+        if self.p_value_base is not None:
+            _require(0 < self.p_value_base < 1, "p_value_base", f"must lie in (0, 1), got {self.p_value_base}")
+
+    @property
+    def base_p_value(self) -> float:
+        if self.p_value_base is not None:
+            return float(self.p_value_base)
+        return 5e-3 if self.preset == "dense" else 5e-4
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# Per-(tick, advertiser) statistics every layer speaks: the simulator produces them, the feature
+# module and the trajectory table consume them. Means are over the tick's PVs.
+TICK_STAT_FIELDS: tuple[str, ...] = (
+    "n_pv",                # PVs offered in the tick
+    "bid_mean",            # mean bid
+    "p_value_mean",        # mean predicted conversion probability
+    "lwc_mean",            # mean least winning cost (4th highest bid)
+    "win_rate",            # share of PVs won (a slot allocated)
+    "conversion_rate",     # conversions / n_pv
+    "n_won",               # PVs won
+    "n_exposed",           # PVs won and shown
+    "cost",                # money spent (exposed PVs only)
+    "conversions",         # realised conversions
+    "exposed_p_value",     # sum of p_value over exposed PVs (the dense reward)
+    "expected_conversions",  # sum over won PVs of exposure_prob[slot] * p_value
+    "expected_cost",       # sum over won PVs of exposure_prob[slot] * price
+    "remaining_budget",    # remaining budget before the tick
+)
+
+# Strategies act through alpha (bid = alpha * p_value); learned ones through the CPA-relative
+# action a = log(alpha / target_cpa), bounded so that outliers (published datasets hold alphas of
+# several hundred) cannot reach the market: alpha in [0.05 C, 7.4 C].
+ACTION_LOW, ACTION_HIGH = -3.0, 2.0
+__all__ += ["ACTION_LOW", "ACTION_HIGH"]
