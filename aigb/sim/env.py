@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from aigb.features import FEATURE_DIM, build_features
-from aigb.sim.auction import advertiser_view
+from aigb.sim.auction import advertiser_view, rank_bids
 from aigb.sim.period import PeriodSim
 from aigb.sim.population import PopulationConfig
 from aigb.types import ACTION_HIGH, ACTION_LOW, TICK_STAT_FIELDS, Campaign, ConfigError, MarketConfig
@@ -57,19 +57,21 @@ class BiddingEnv:
     Action: bids, (n_pv,) array for the tick's PVs; negative bids count as 0; NaN, inf or a wrong
         shape raise ``InvalidBids``.
     Reward: conversions won in the tick; ``info`` carries cost, exposed p_value (the dense reward),
-        expected conversions and the per-PV results.
+        expected conversions and the per-PV results (and, with ``record_competitors``, the other
+        advertisers' top bids per PV and the own p_value, for the hindsight oracle).
     Episode end: terminated after the last tick of the period (an exhausted budget keeps playing
         with zero bids, as in AuctionNet); never truncated.
     """
 
     def __init__(self, config: MarketConfig = MarketConfig(), advertiser: int = 0, *, seed: int = 0,
                  population: PopulationConfig = PopulationConfig(), campaign: Campaign | None = None,
-                 keep_pv_history: bool = False):
+                 keep_pv_history: bool = False, record_competitors: bool = False):
         if not 0 <= advertiser < config.n_advertisers:
             raise ConfigError(f"advertiser: must be in [0, {config.n_advertisers}), got {advertiser}")
         self.config, self.advertiser, self.population = config, int(advertiser), population
         self.seed, self.campaign_override = int(seed), campaign
         self.keep_pv_history = keep_pv_history
+        self.record_competitors = record_competitors
         self.sim: PeriodSim | None = None
 
     @property
@@ -118,6 +120,12 @@ class BiddingEnv:
                 "bid": record.outcome.bids[:, a], "least_winning_cost": record.outcome.least_winning_cost, **view})
         stats = {f: float(v[a]) for f, v in record.stats.items()}
         info = {"tick": record.tick, "stats": stats, "pv": view}
+        if self.record_competitors:
+            # What the hindsight oracle needs: the other advertisers' top bids as they stood.
+            others = record.outcome.bids.copy()
+            others[:, a] = 0.0
+            info["competitor_top"] = rank_bids(others, self.config.n_slots)[1]  # (n_pv, n_slots)
+            info["p_value"] = record.p_value[:, a]
         return self._observe(), stats["conversions"], self.sim.done, False, info
 
 
