@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as e:
+    except (ConfigError, ValueError) as e:
         print(f"aigb {args.command}: invalid configuration: {e}", file=sys.stderr)
         return 2
 

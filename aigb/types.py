@@ -40,7 +40,7 @@ class Campaign:
 
     def __post_init__(self) -> None:
         _require(int(self.advertiser) >= 0, "advertiser", f"must be >= 0, got {self.advertiser}")
-        _require(int(self.category) >= 0, "category", f"must be >= 0, got {self.category}")
+        _require(0 <= int(self.category) < N_CATEGORIES, "category", f"must be in 0..{N_CATEGORIES - 1}, got {self.category}")
         _require(math.isfinite(self.budget) and self.budget > 0, "budget", f"must be a finite number > 0, got {self.budget}")
         _require(math.isfinite(self.target_cpa) and self.target_cpa > 0, "target_cpa", f"must be a finite number > 0, got {self.target_cpa}")
 
@@ -69,6 +69,9 @@ class MarketConfig:
     """Mean conversion probability scale; None takes the preset's (5e-4 sparse, 5e-3 dense)."""
 
     def __post_init__(self) -> None:
+        for name in ("n_pv", "n_ticks", "n_advertisers", "n_slots"):
+            value = getattr(self, name)
+            _require(isinstance(value, (int, np.integer)) and not isinstance(value, bool), name, f"must be an integer, got {value!r}")
         _require(int(self.n_pv) >= 1, "n_pv", f"must be >= 1, got {self.n_pv}")
         _require(int(self.n_ticks) >= 1, "n_ticks", f"must be >= 1, got {self.n_ticks}")
         _require(int(self.n_advertisers) >= 1, "n_advertisers", f"must be >= 1, got {self.n_advertisers}")

@@ -105,7 +105,7 @@ def _allocate(bids, p_value, p_value_sigma, trunc_low, trunc_high, draws, config
     conversion = exposed & (draws.convert_u < true_p)
     paid = np.where(exposed, price, 0.0)
     cost = np.bincount(winner[exposed], weights=paid[exposed], minlength=n_adv)
-    return winner, price, exposed, conversion, value[:, n_slots], cost
+    return winner, price, exposed, conversion, value[:, n_slots].copy(), cost
 
 
 def step_market(

@@ -101,10 +101,11 @@ class BiddingEnv:
             p_all, s_all = sim.tick_inputs()
             p, s = p_all[:, a], s_all[:, a]
         c = self.campaign
-        features = build_features(history, self.config.n_ticks, p.size, float(p.mean()) if p.size else 0.0,
+        features = build_features(history, self.config.n_ticks, p.size, float(p.mean(dtype=np.float64)) if p.size else 0.0,
                                   c.budget, c.target_cpa, c.category)
+        pv_history = None if self._pv_history is None else list(self._pv_history)
         return Observation(t, self.config.n_ticks, c, float(sim.remaining_budget[a]), p, s, history,
-                           features, self._pv_history)
+                           features, pv_history)
 
     def step(self, bids) -> tuple[Observation, float, bool, bool, dict]:
         if self.sim is None or self.sim.done:
@@ -116,8 +117,9 @@ class BiddingEnv:
         view = advertiser_view(record.outcome, a, self.config)
         if self._pv_history is not None:
             self._pv_history.append({
-                "p_value": record.p_value[:, a], "p_value_sigma": record.p_value_sigma[:, a],
-                "bid": record.outcome.bids[:, a], "least_winning_cost": record.outcome.least_winning_cost, **view})
+                # Copies: a column view would keep the whole (n_pv, n_adv) tick matrix alive.
+                "p_value": record.p_value[:, a].copy(), "p_value_sigma": record.p_value_sigma[:, a].copy(),
+                "bid": record.outcome.bids[:, a].copy(), "least_winning_cost": record.outcome.least_winning_cost, **view})
         stats = {f: float(v[a]) for f, v in record.stats.items()}
         info = {"tick": record.tick, "stats": stats, "pv": view}
         if self.record_competitors:
@@ -125,7 +127,7 @@ class BiddingEnv:
             others = record.outcome.bids.copy()
             others[:, a] = 0.0
             info["competitor_top"] = rank_bids(others, self.config.n_slots)[1]  # (n_pv, n_slots)
-            info["p_value"] = record.p_value[:, a]
+            info["p_value"] = record.p_value[:, a].copy()
         return self._observe(), stats["conversions"], self.sim.done, False, info
 
 

@@ -169,7 +169,7 @@ class RuleBidders:
         weight = n_pv / rows.size
         p = p_value[rows][:, lp].astype(np.float64)  # (m, n_lp)
         lwc = least_winning_cost[rows][:, None]
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 where lwc and p_value are 0
             log_ratio = np.log(lwc / (p * self.target_cpa[lp]))
         ok = np.isfinite(log_ratio)
         b = np.searchsorted(self._log_edges, np.where(ok, log_ratio, 0.0))
