@@ -1,0 +1,74 @@
+"""``aigb generate`` and ``aigb dataset info``: argparse wiring over the library functions.
+
+``aigb.cli`` calls ``register(subparsers)``; each handler returns the process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from aigb.data.dataset import dataset_info, format_dataset_info
+from aigb.data.generate import DEFAULT_MARKET, DatasetMismatchError, generate_dataset
+from aigb.features import FeatureVersionError
+from aigb.types import PRESETS, MarketConfig
+
+__all__ = ["register", "cmd_generate", "cmd_dataset_info"]
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
+    try:
+        report = generate_dataset(args.out, args.periods, args.seed, market=market, impressions=args.impressions,
+                                  workers=args.workers, first_period=args.first_period, progress=not args.quiet,
+                                  explore_campaigns=not args.fixed_campaigns)
+    except DatasetMismatchError as err:
+        print(f"aigb generate: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: generated {len(report.generated)} period(s), skipped {len(report.skipped)} already complete; "
+          f"{report.trajectory_rows:,} trajectory rows, {report.impression_rows:,} impression rows in {report.seconds:.1f} s"
+          + (f" ({report.periods_per_minute:.1f} periods/min, mean behaviour score {report.mean_score:.2f})"
+             if report.generated else ""))
+    return 0
+
+
+def cmd_dataset_info(args: argparse.Namespace) -> int:
+    try:
+        info = dataset_info(args.dir)
+    except (FileNotFoundError, ValueError, FeatureVersionError) as err:
+        print(f"aigb dataset info: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(info, indent=2) if args.json else format_dataset_info(info))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``generate`` and ``dataset`` commands to the ``aigb`` parser."""
+    d = DEFAULT_MARKET
+    p = subparsers.add_parser("generate", help="simulate periods of an exploring market and write a trajectory dataset",
+                              description="Simulate periods with exploring rule bidders and write per-tick trajectories "
+                                          "(and optionally the per-impression log) as Parquet. Resumable: re-running "
+                                          "skips complete periods.")
+    p.add_argument("--periods", type=int, required=True, help="periods to simulate")
+    p.add_argument("--out", required=True, help="dataset directory")
+    p.add_argument("--impressions", action="store_true", help="also write the per-impression log (~24M rows per default period)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="root seed (default %(default)s)")
+    p.add_argument("--first-period", type=int, default=0, help="index of the first period (default %(default)s)")
+    p.add_argument("--preset", default=d.preset, choices=PRESETS,
+                   help="advertiser profiles; 'random' is the sparse regime with random campaigns (default %(default)s)")
+    p.add_argument("--fixed-campaigns", action="store_true",
+                   help="keep the sparse/dense preset's table instead of redrawing budgets and CPAs per period")
+    p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (default %(default)s)")
+    p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
+    p.add_argument("--n-advertisers", type=int, default=d.n_advertisers, help="advertisers (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
+    ds = subparsers.add_parser("dataset", help="inspect a generated dataset")
+    ds_sub = ds.add_subparsers(dest="dataset_command", required=True)
+    info = ds_sub.add_parser("info", help="periods, campaigns, rows, size, feature version, behaviour scores")
+    info.add_argument("dir", help="dataset directory")
+    info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    info.set_defaults(func=cmd_dataset_info)

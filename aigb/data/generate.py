@@ -1,0 +1,317 @@
+"""Offline datasets: simulate periods of an exploring market and write trajectories (and logs).
+
+Layout of a dataset directory::
+
+    out_dir/dataset.json                          resolved config, seed, versions, periods
+    out_dir/trajectories/period=<P:05d>.parquet   one row per (advertiser, tick)   (aigb.data.trajectories)
+    out_dir/impressions/period=<P:05d>.parquet    one row per (tick, advertiser, pv), optional
+    out_dir/stats.json                            normalisation statistics (aigb.data.dataset)
+
+Behaviour: every advertiser of every period is a rule bidder drawn from
+``aigb.sim.population.EXPLORE`` (wide rate ranges, noisy, timid and aggressive bidders), so offline
+learners see good and bad decisions. The default market is ``MarketConfig(preset="random")``: the
+sparse regime (AuctionNet's final round: budgets 2,000-4,850, target CPA 60-130) with budgets and
+CPAs drawn per (seed, period). With the fixed "sparse" or "dense" tables, ``explore_campaigns``
+(default on) likewise redraws each period's budgets and CPAs uniformly within that preset's ranges
+(stream ``("dataset_campaigns", period)``), keeping the categories.
+
+Every period file is written atomically and carries the identity of its data (config, seed,
+period, feature version) in its metadata, so generation is resumable: a re-run skips periods whose
+files exist with the same identity, refuses files of another identity, and produces the same tables
+as an uninterrupted run because each period depends on (seed, period) alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import aigb
+from aigb.data.impressions import impression_batch
+from aigb.data.parquet import AtomicParquetWriter, atomic_output, file_metadata, read_metadata, write_table_atomic
+from aigb.data.schema import IMPRESSION_SCHEMA, SCHEMA_VERSION
+from aigb.data.trajectories import trajectory_table
+from aigb.features import FEATURE_DIM, FEATURE_VERSION
+from aigb.seeding import rng
+from aigb.sim.market import DENSE_RANGES, SPARSE_RANGES, campaigns_for
+from aigb.sim.period import PeriodSim
+from aigb.sim.population import EXPLORE, PopulationConfig
+from aigb.types import Campaign, ConfigError, MarketConfig
+
+__all__ = ["DEFAULT_MARKET", "DATASET_FILE", "DatasetMismatchError", "GenerateReport", "generate_dataset",
+           "dataset_campaigns", "period_path", "dataset_identity", "read_dataset_file"]
+
+DEFAULT_MARKET = MarketConfig(preset="random")
+"""Training default: the sparse regime with per-period random budgets and target CPAs."""
+DATASET_FILE = "dataset.json"
+TRAJECTORIES, IMPRESSIONS = "trajectories", "impressions"
+
+
+class DatasetMismatchError(ValueError):
+    """A dataset directory holds data of another configuration, seed or feature version."""
+
+
+def period_path(out_dir: str | Path, kind: str, period: int) -> Path:
+    """``out_dir/<kind>/period=<P:05d>.parquet``."""
+    if kind not in (TRAJECTORIES, IMPRESSIONS):
+        raise ValueError(f"kind: must be {TRAJECTORIES!r} or {IMPRESSIONS!r}, got {kind!r}")
+    return Path(out_dir) / kind / f"period={int(period):05d}.parquet"
+
+
+def dataset_identity(market: MarketConfig, population: PopulationConfig, explore_campaigns: bool) -> dict[str, Any]:
+    """The resolved configuration that determines a dataset's content, as plain JSON values."""
+    identity = {"market": market.to_dict(), "population": asdict(population), "explore_campaigns": bool(explore_campaigns)}
+    return json.loads(json.dumps(identity))  # tuples -> lists: the form it has when read back
+
+
+def dataset_campaigns(market: MarketConfig, seed: int, period: int, explore: bool = True) -> tuple[Campaign, ...]:
+    """The campaigns of one dataset period (see the module docstring)."""
+    campaigns = campaigns_for(market, seed, period)
+    if not explore or market.preset == "random":  # "random" already draws per (seed, period)
+        return campaigns
+    ranges = DENSE_RANGES if market.preset == "dense" else SPARSE_RANGES
+    g = rng(seed, "dataset_campaigns", period)
+    budgets = g.uniform(*ranges["budget"], len(campaigns))
+    cpas = g.uniform(*ranges["target_cpa"], len(campaigns))
+    return tuple(replace(c, budget=float(b), target_cpa=float(k)) for c, b, k in zip(campaigns, budgets, cpas))
+
+
+@dataclass(frozen=True)
+class GenerateReport:
+    """What one ``generate_dataset`` call did."""
+
+    out_dir: Path
+    """The dataset directory."""
+    periods: tuple[int, ...]
+    """Every period asked for."""
+    generated: tuple[int, ...]
+    """Periods simulated by this call (the others were already complete)."""
+    trajectory_rows: int
+    """Trajectory rows written by this call."""
+    impression_rows: int
+    """Impression rows written by this call."""
+    seconds: float
+    """Wall time of the call."""
+    mean_score: float
+    """Mean behaviour-policy score per campaign over the generated periods (NaN if none)."""
+
+    @property
+    def skipped(self) -> tuple[int, ...]:
+        return tuple(p for p in self.periods if p not in set(self.generated))
+
+    @property
+    def periods_per_minute(self) -> float:
+        return 60.0 * len(self.generated) / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class _PeriodTask:
+    out_dir: str
+    market: MarketConfig
+    population: PopulationConfig
+    explore_campaigns: bool
+    seed: int
+    period: int
+    write_trajectories: bool
+    write_impressions: bool
+
+
+def _metadata(task: _PeriodTask, kind: str) -> dict[bytes, bytes]:
+    return file_metadata(kind, dataset_identity(task.market, task.population, task.explore_campaigns), task.seed,
+                         period=task.period, feature_version=FEATURE_VERSION, feature_dim=FEATURE_DIM)
+
+
+def _simulate_period(task: _PeriodTask) -> dict[str, Any]:
+    """Simulate one period and write its files; runs in a worker process when workers > 1."""
+    start = time.perf_counter()
+    market, period = task.market, task.period
+    campaigns = dataset_campaigns(market, task.seed, period, task.explore_campaigns)
+    sim = PeriodSim(market, task.seed, period, campaigns=campaigns, population=task.population)
+    alpha = np.zeros((market.n_ticks, market.n_advertisers))  # (n_ticks, n_adv)
+    offsets = sim.traffic.offsets
+    impression_rows = 0
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if task.write_impressions:
+            writer = stack.enter_context(AtomicParquetWriter(
+                period_path(task.out_dir, IMPRESSIONS, period), IMPRESSION_SCHEMA, _metadata(task, IMPRESSIONS)))
+        while not sim.done:
+            record = sim.step()
+            alpha[record.tick] = record.alpha
+            if writer is not None:
+                batch = impression_batch(record, period, campaigns, market, int(offsets[record.tick]))
+                writer.write_batch(batch)
+                impression_rows += batch.num_rows
+    table = trajectory_table(period, campaigns, sim.history, alpha)
+    if task.write_trajectories:
+        write_table_atomic(table, period_path(task.out_dir, TRAJECTORIES, period), _metadata(task, TRAJECTORIES))
+    scores = table.filter(table.column("tick").to_numpy() == 0).column("score_to_go").to_numpy()
+    return {"period": period, "trajectory_rows": table.num_rows if task.write_trajectories else 0,
+            "impression_rows": impression_rows, "scores": scores, "seconds": time.perf_counter() - start}
+
+
+def read_dataset_file(out_dir: str | Path) -> dict[str, Any] | None:
+    """The decoded ``dataset.json`` of a directory, or None if there is none."""
+    path = Path(out_dir) / DATASET_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise DatasetMismatchError(f"{path}: not valid JSON ({err})") from None
+
+
+def _differences(expected: Any, found: Any, prefix: str = "") -> list[str]:
+    if isinstance(expected, dict) and isinstance(found, dict):
+        out = []
+        for key in sorted(set(expected) | set(found)):
+            out += _differences(expected.get(key), found.get(key), f"{prefix}{key}.")
+        return out
+    return [] if expected == found else [f"{prefix.rstrip('.')}: {found!r} here, {expected!r} asked for"]
+
+
+def _check_existing(path: Path, identity: dict, seed: int, period: int) -> bool:
+    """True if ``path`` holds this period of this dataset; False if absent; raise on a mismatch."""
+    if not path.exists():
+        return False
+    meta = read_metadata(path)
+    found = {"config": meta.get("config"), "seed": meta.get("seed"), "period": meta.get("period"),
+             "feature_version": meta.get("feature_version"), "schema_version": meta.get("schema_version")}
+    expected = {"config": identity, "seed": seed, "period": period, "feature_version": FEATURE_VERSION,
+                "schema_version": SCHEMA_VERSION}
+    diffs = _differences(expected, found)
+    if diffs:
+        raise DatasetMismatchError(
+            f"{path} was generated differently: {'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}. "
+            "Use another output directory, or delete the file to regenerate it")
+    return True
+
+
+def _complete_periods(out_dir: Path, kind: str) -> list[int]:
+    folder = out_dir / kind
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.stem.split("=", 1)[1]) for p in folder.glob("period=*.parquet"))
+
+
+def _write_dataset_file(out_dir: Path, identity: dict, seed: int) -> None:
+    info = {
+        "kind": "aigb-dataset",
+        "schema_version": SCHEMA_VERSION,
+        "feature_version": FEATURE_VERSION,
+        "feature_dim": FEATURE_DIM,
+        "aigb_version": aigb.__version__,
+        "seed": seed,
+        "config": identity,
+        "periods": _complete_periods(out_dir, TRAJECTORIES),
+        "impression_periods": _complete_periods(out_dir, IMPRESSIONS),
+    }
+    with atomic_output(out_dir / DATASET_FILE) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+
+
+def generate_dataset(out_dir: str | Path, periods: int, seed: int, *, market: MarketConfig = DEFAULT_MARKET,
+                     impressions: bool = False, workers: int = 1, first_period: int = 0, progress: bool = True,
+                     population: PopulationConfig = EXPLORE, explore_campaigns: bool = True) -> GenerateReport:
+    """Simulate periods ``first_period .. first_period + periods - 1`` and write their files.
+
+    Args:
+        out_dir: dataset directory (created if needed; may hold earlier periods of the same dataset).
+        periods: number of periods (>= 1).
+        seed: root seed; every period depends on (seed, period) only.
+        market: the market; the default is the sparse regime with random campaigns.
+        impressions: also write the per-impression log (~24M rows per default period).
+        workers: processes simulating periods in parallel (1 = in this process).
+        first_period: index of the first period.
+        progress: show a progress bar over periods.
+        population: the behaviour policies' distribution (default ``EXPLORE``).
+        explore_campaigns: redraw the budgets and CPAs of the fixed presets per period.
+    Raises:
+        ConfigError: a bad argument. DatasetMismatchError: ``out_dir`` holds data of another
+        config, seed or feature version.
+    """
+    if isinstance(periods, bool) or int(periods) != periods or periods < 1:
+        raise ConfigError(f"periods: must be an integer >= 1, got {periods!r}")
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise ConfigError(f"workers: must be an integer >= 1, got {workers!r}")
+    if int(first_period) != first_period or first_period < 0:
+        raise ConfigError(f"first_period: must be an integer >= 0, got {first_period!r}")
+    if int(seed) != seed or seed < 0:
+        raise ConfigError(f"seed: must be an integer >= 0, got {seed!r}")
+    if not isinstance(market, MarketConfig):
+        raise ConfigError(f"market: expected a MarketConfig, got {type(market).__name__}")
+    start = time.perf_counter()
+    out_dir, seed = Path(out_dir), int(seed)
+    identity = dataset_identity(market, population, explore_campaigns)
+    existing = read_dataset_file(out_dir)
+    if existing is not None:
+        diffs = _differences({"seed": seed, "config": identity, "feature_version": FEATURE_VERSION},
+                             {k: existing.get(k) for k in ("seed", "config", "feature_version")})
+        if diffs:
+            raise DatasetMismatchError(
+                f"{out_dir / DATASET_FILE} describes another dataset: {'; '.join(diffs[:5])}"
+                f"{' ...' if len(diffs) > 5 else ''}. Use another output directory")
+
+    asked = tuple(range(int(first_period), int(first_period) + int(periods)))
+    tasks = []
+    for p in asked:
+        has_traj = _check_existing(period_path(out_dir, TRAJECTORIES, p), identity, seed, p)
+        has_imp = impressions and _check_existing(period_path(out_dir, IMPRESSIONS, p), identity, seed, p)
+        if not has_traj or (impressions and not has_imp):
+            tasks.append(_PeriodTask(str(out_dir), market, population, bool(explore_campaigns), seed, p,
+                                     write_trajectories=not has_traj, write_impressions=impressions and not has_imp))
+    for kind in (TRAJECTORIES, IMPRESSIONS):
+        (out_dir / kind).mkdir(parents=True, exist_ok=True)
+    # A killed run can leave hidden temporary files; those of periods about to be written are stale.
+    for task in tasks:
+        for kind in (TRAJECTORIES, IMPRESSIONS):
+            final = period_path(out_dir, kind, task.period)
+            for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+                tmp.unlink(missing_ok=True)
+    _write_dataset_file(out_dir, identity, seed)
+
+    results: list[dict[str, Any]] = []
+    bar = tqdm(total=len(asked), initial=len(asked) - len(tasks), desc="generate", unit="period", disable=not progress)
+    try:
+        if workers == 1 or len(tasks) <= 1:
+            for task in tasks:
+                results.append(_simulate_period(task))
+                bar.update(1)
+        else:
+            # spawn: workers start clean, whatever threads (torch, tqdm) the parent runs.
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+                pending = {pool.submit(_simulate_period, t) for t in tasks}
+                try:
+                    while pending:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            results.append(future.result())
+                            bar.update(1)
+                except BaseException:
+                    for future in pending:
+                        future.cancel()
+                    raise
+    finally:
+        bar.close()
+        _write_dataset_file(out_dir, identity, seed)
+
+    scores = [r["scores"] for r in results]
+    return GenerateReport(
+        out_dir=out_dir,
+        periods=asked,
+        generated=tuple(sorted(r["period"] for r in results)),
+        trajectory_rows=sum(r["trajectory_rows"] for r in results),
+        impression_rows=sum(r["impression_rows"] for r in results),
+        seconds=time.perf_counter() - start,
+        mean_score=float(np.concatenate(scores).mean()) if scores else float("nan"),
+    )

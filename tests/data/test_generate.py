@@ -1,0 +1,242 @@
+"""Dataset generation: files, metadata, resumability, determinism, feature parity, impression logs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from aigb.data.generate import (DATASET_FILE, DatasetMismatchError, dataset_campaigns, dataset_identity,
+                                generate_dataset, period_path)
+from aigb.data.parquet import file_metadata, read_metadata, write_table_atomic
+from aigb.data.schema import IMPRESSION_SCHEMA, trajectory_schema, validate_impressions, validate_trajectories
+from aigb.data.trajectories import score_to_go
+from aigb.features import FEATURE_DIM, FEATURE_NAMES, FEATURE_VERSION
+from aigb.score import score
+from aigb.sim.env import BiddingEnv
+from aigb.sim.population import EXPLORE
+from aigb.types import ACTION_HIGH, ACTION_LOW, ConfigError, MarketConfig
+
+SMALL = MarketConfig(n_pv=5000, preset="random")
+SEED = 11
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("small")
+    report = generate_dataset(out, 2, SEED, market=SMALL, impressions=True, progress=False)
+    return out, report
+
+
+def _vectors(table: pa.Table, name: str) -> np.ndarray:
+    col = table.column(name).combine_chunks()
+    return col.values.to_numpy().reshape(len(col), -1)
+
+
+def test_layout_schema_and_metadata(small_dataset):
+    out, report = small_dataset
+    assert report.generated == (0, 1) and report.skipped == ()
+    assert report.trajectory_rows == 2 * 48 * 48
+    assert report.impression_rows == 2 * 5000 * 48
+    info = json.loads((out / DATASET_FILE).read_text())
+    assert info["periods"] == [0, 1] and info["impression_periods"] == [0, 1]
+    assert info["seed"] == SEED and info["feature_version"] == FEATURE_VERSION
+    assert info["config"] == dataset_identity(SMALL, EXPLORE, True)
+
+    path = period_path(out, "trajectories", 1)
+    table = pq.read_table(path)
+    assert table.schema.equals(trajectory_schema(FEATURE_DIM), check_metadata=False)
+    assert table.num_rows == 48 * 48
+    assert len(validate_trajectories(table)) == 0
+    meta = read_metadata(path)
+    assert meta["kind"] == "trajectories" and meta["seed"] == SEED and meta["period"] == 1
+    assert meta["config"]["market"]["n_pv"] == 5000 and meta["feature_version"] == FEATURE_VERSION
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
+    imp = pq.read_table(period_path(out, "impressions", 1))
+    assert imp.schema.equals(IMPRESSION_SCHEMA, check_metadata=False)
+    assert read_metadata(period_path(out, "impressions", 1))["kind"] == "impressions"
+
+
+def test_trajectory_columns_are_consistent(small_dataset):
+    out, _ = small_dataset
+    t = pq.read_table(period_path(out, "trajectories", 0)).to_pydict()
+    n_ticks, n_adv = 48, 48
+    col = {k: np.asarray(v) for k, v in t.items() if k not in ("state", "next_state")}
+    tick = col["tick"].reshape(n_adv, n_ticks)
+    assert (tick == np.arange(n_ticks)).all()
+    assert (col["done"].reshape(n_adv, n_ticks) == (tick == n_ticks - 1)).all()
+    action = col["action"].reshape(n_adv, n_ticks)
+    expected = np.clip(np.log(col["alpha"] / col["target_cpa"]), ACTION_LOW, ACTION_HIGH).reshape(n_adv, n_ticks)
+    np.testing.assert_allclose(action, expected, rtol=1e-6)
+    assert (col["reward_sparse"] == col["conversions"]).all()
+    assert (col["reward_dense"] == col["exposed_p_value"]).all()
+    cost = col["cost"].reshape(n_adv, n_ticks)
+    conv = col["conversions"].reshape(n_adv, n_ticks)
+    cpa = col["target_cpa"].reshape(n_adv, n_ticks)[:, 0]
+    stg = col["score_to_go"].reshape(n_adv, n_ticks)
+    # score_to_go at tick 0 is the campaign's score; it never increases; last tick = its conversions x penalty.
+    np.testing.assert_allclose(stg[:, 0], score(conv.sum(1), cost.sum(1), cpa), rtol=1e-12)
+    assert (np.diff(stg, axis=1) <= 1e-12).all()
+    np.testing.assert_allclose(stg, score_to_go(cost, conv, cpa))
+    # Remaining budget before each tick = budget - spend of earlier ticks.
+    budget = col["budget"].reshape(n_adv, n_ticks)[:, 0]
+    spent_before = np.cumsum(cost, axis=1) - cost
+    np.testing.assert_allclose(col["remaining_budget"].reshape(n_adv, n_ticks), budget[:, None] - spent_before, atol=1e-9)
+
+
+def test_score_to_go_penalises_a_cpa_overshoot():
+    cost = np.array([[100.0, 300.0]])
+    conversions = np.array([[1.0, 1.0]])
+    # realized CPA 200 against a target of 100: penalty (100/200)^2 = 0.25 on every remaining conversion.
+    np.testing.assert_allclose(score_to_go(cost, conversions, np.array([100.0])), [[0.5, 0.25]])
+
+
+def test_state_matches_what_the_env_observes_online(small_dataset):
+    """Replaying the recorded alphas of one advertiser through BiddingEnv reproduces its states."""
+    out, _ = small_dataset
+    period, advertiser = 1, 5
+    table = pq.read_table(period_path(out, "trajectories", period))
+    rows = np.flatnonzero(table.column("advertiser").to_numpy() == advertiser)
+    state = _vectors(table, "state")[rows]
+    next_state = _vectors(table, "next_state")[rows]
+    alpha = table.column("alpha").to_numpy()[rows]
+    stats_cost = table.column("cost").to_numpy()[rows]
+
+    env = BiddingEnv(SMALL, advertiser, seed=SEED, population=EXPLORE)
+    obs, _ = env.reset(period=period)
+    assert env.campaign == dataset_campaigns(SMALL, SEED, period)[advertiser]
+    cur_p = FEATURE_NAMES.index("cur_p_value_mean")
+    exact = np.arange(FEATURE_DIM) != cur_p
+    for t in range(48):
+        np.testing.assert_array_equal(obs.features[exact], state[t, exact])
+        # BiddingEnv averages the tick's float32 p_values in float32, the simulator's statistics
+        # in float64: they agree to float32 rounding (reported; the fix belongs in sim/env.py).
+        np.testing.assert_allclose(obs.features[cur_p], state[t, cur_p], rtol=1e-6)
+        obs, _, done, _, info = env.step(alpha[t] * obs.p_value.astype(np.float64))
+        assert info["stats"]["cost"] == stats_cost[t]
+    assert done
+    np.testing.assert_array_equal(obs.features, next_state[-1])
+    np.testing.assert_array_equal(next_state[:-1], state[1:])
+
+
+def test_impression_log_invariants(small_dataset):
+    out, _ = small_dataset
+    imp = pq.read_table(period_path(out, "impressions", 0))
+    assert imp.num_rows == SMALL.n_pv * SMALL.n_advertisers
+    assert len(validate_impressions(imp)) == 0
+    c = {k: imp.column(k).to_numpy() for k in imp.column_names}
+    assert (c["cost"] <= c["bid"] + 1e-12).all()
+    assert not (c["exposed"] & ~c["won"]).any()
+    assert not (c["conversion"] & ~c["exposed"]).any()
+    assert ((c["slot"] > 0) == c["won"]).all() and ((c["cost"] > 0) <= c["won"]).all()
+    # Every PV of the period appears once per advertiser; each slot is sold at most once per PV.
+    counts = np.bincount(c["pv_index"], minlength=SMALL.n_pv)
+    assert counts.shape == (SMALL.n_pv,) and (counts == SMALL.n_advertisers).all()
+    for k in (1, 2, 3):
+        assert np.bincount(c["pv_index"][c["slot"] == k], minlength=SMALL.n_pv).max() <= 1
+    # The log adds up to the trajectories' per-tick statistics.
+    traj = pq.read_table(period_path(out, "trajectories", 0))
+    key = c["advertiser"].astype(np.int64) * 48 + c["tick"]
+    spend = np.bincount(key, weights=np.where(c["exposed"], c["cost"], 0.0), minlength=48 * 48)
+    conversions = np.bincount(key, weights=c["conversion"], minlength=48 * 48)
+    won = np.bincount(key, weights=c["won"], minlength=48 * 48)
+    tkey = traj.column("advertiser").to_numpy().astype(np.int64) * 48 + traj.column("tick").to_numpy()
+    np.testing.assert_allclose(spend[tkey], traj.column("cost").to_numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(conversions[tkey], traj.column("conversions").to_numpy())
+    np.testing.assert_array_equal(won[tkey], traj.column("n_won").to_numpy())
+    remaining = np.zeros(48 * 48)
+    remaining[key] = c["remaining_budget"]
+    np.testing.assert_array_equal(remaining[tkey], traj.column("remaining_budget").to_numpy())
+    # is_end: every row of the last tick, and from the tick that exhausts a budget onwards.
+    assert c["is_end"][c["tick"] == 47].all()
+    after = c["remaining_budget"] - np.bincount(key, weights=np.where(c["exposed"], c["cost"], 0.0), minlength=48 * 48)[key]
+    np.testing.assert_array_equal(c["is_end"], (c["tick"] == 47) | (after < SMALL.min_remaining_budget))
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    generate_dataset(whole, 4, SEED, market=SMALL, progress=False)
+    first = generate_dataset(resumed, 2, SEED, market=SMALL, progress=False)
+    assert first.generated == (0, 1)
+    # A killed writer leaves a hidden temporary file; it is neither read nor kept.
+    stale = period_path(resumed, "trajectories", 2).parent / ".period=00002.parquet.tmp-dead"
+    stale.write_bytes(b"partial")
+    before = {p: os.stat(period_path(resumed, "trajectories", p)).st_mtime_ns for p in (0, 1)}
+    second = generate_dataset(resumed, 4, SEED, market=SMALL, progress=False)
+    assert second.generated == (2, 3) and second.skipped == (0, 1)
+    assert {p: os.stat(period_path(resumed, "trajectories", p)).st_mtime_ns for p in (0, 1)} == before
+    assert not stale.exists()
+    for p in range(4):
+        a = pq.read_table(period_path(whole, "trajectories", p))
+        b = pq.read_table(period_path(resumed, "trajectories", p))
+        assert a.equals(b), f"period {p} differs"
+    assert json.loads((resumed / DATASET_FILE).read_text())["periods"] == [0, 1, 2, 3]
+    # Nothing left to do: a third run generates nothing.
+    assert generate_dataset(resumed, 4, SEED, market=SMALL, progress=False).generated == ()
+
+
+def test_impressions_added_to_an_existing_dataset(tmp_path):
+    generate_dataset(tmp_path, 1, SEED, market=SMALL, progress=False)
+    mtime = os.stat(period_path(tmp_path, "trajectories", 0)).st_mtime_ns
+    report = generate_dataset(tmp_path, 1, SEED, market=SMALL, impressions=True, progress=False)
+    assert report.generated == (0,) and report.trajectory_rows == 0 and report.impression_rows == 5000 * 48
+    assert os.stat(period_path(tmp_path, "trajectories", 0)).st_mtime_ns == mtime
+
+
+def test_mismatched_directory_is_refused(tmp_path):
+    generate_dataset(tmp_path, 1, SEED, market=SMALL, progress=False)
+    with pytest.raises(DatasetMismatchError, match="seed"):
+        generate_dataset(tmp_path, 2, SEED + 1, market=SMALL, progress=False)
+    with pytest.raises(DatasetMismatchError, match="n_pv"):
+        generate_dataset(tmp_path, 2, SEED, market=MarketConfig(n_pv=4000, preset="random"), progress=False)
+    # A period file of another seed is refused even without dataset.json.
+    (tmp_path / DATASET_FILE).unlink()
+    path = period_path(tmp_path, "trajectories", 0)
+    table = pq.read_table(path)
+    write_table_atomic(table, path, file_metadata("trajectories", dataset_identity(SMALL, EXPLORE, True), SEED + 5,
+                                                  period=0, feature_version=FEATURE_VERSION))
+    with pytest.raises(DatasetMismatchError, match=r"period=00000.*seed"):
+        generate_dataset(tmp_path, 1, SEED, market=SMALL, progress=False)
+
+
+def test_determinism_and_seed_sensitivity(tmp_path):
+    a = generate_dataset(tmp_path / "a", 1, 3, market=SMALL, first_period=7, progress=False)
+    b = generate_dataset(tmp_path / "b", 1, 3, market=SMALL, first_period=7, progress=False)
+    c = generate_dataset(tmp_path / "c", 1, 4, market=SMALL, first_period=7, progress=False)
+    assert a.generated == (7,)
+    ta, tb, tc = (pq.read_table(period_path(r.out_dir, "trajectories", 7)) for r in (a, b, c))
+    assert ta.equals(tb)
+    assert not ta.column("cost").equals(tc.column("cost"))
+
+
+def test_explore_campaigns_redraws_fixed_presets():
+    sparse = MarketConfig(n_pv=5000, preset="sparse")
+    fixed = dataset_campaigns(sparse, 0, 0, explore=False)
+    p0, p1 = dataset_campaigns(sparse, 0, 0), dataset_campaigns(sparse, 0, 1)
+    assert [c.category for c in p0] == [c.category for c in fixed]
+    assert [c.budget for c in p0] != [c.budget for c in p1]
+    assert all(2000 <= c.budget <= 4850 and 60 <= c.target_cpa <= 130 for c in p0)
+    dense = dataset_campaigns(MarketConfig(n_pv=5000, preset="dense"), 0, 0)
+    assert all(450 <= c.budget <= 11850 and 6 <= c.target_cpa <= 12 for c in dense)
+
+
+@pytest.mark.parametrize("kwargs, field", [({"periods": 0}, "periods"), ({"workers": 0}, "workers"),
+                                           ({"first_period": -1}, "first_period"), ({"seed": -2}, "seed")])
+def test_bad_arguments_name_the_field(tmp_path, kwargs, field):
+    args = {"periods": 1, "seed": 0, **kwargs}
+    with pytest.raises(ConfigError, match=field):
+        generate_dataset(tmp_path, args.pop("periods"), args.pop("seed"), market=SMALL, progress=False, **args)
+
+
+@pytest.mark.slow
+def test_parallel_workers_equal_a_serial_run(tmp_path):
+    serial = generate_dataset(tmp_path / "serial", 3, SEED, market=SMALL, progress=False)
+    parallel = generate_dataset(tmp_path / "parallel", 3, SEED, market=SMALL, workers=2, progress=False)
+    assert parallel.generated == serial.generated == (0, 1, 2)
+    for p in range(3):
+        assert pq.read_table(period_path(tmp_path / "serial", "trajectories", p)).equals(
+            pq.read_table(period_path(tmp_path / "parallel", "trajectories", p)))
