@@ -1,0 +1,149 @@
+"""Self-describing checkpoints: one file rebuilds a trained policy with nothing else at hand.
+
+A checkpoint is a ``torch.save`` of tensors and primitive containers only, read back with
+``torch.load(weights_only=True)`` (no pickled code runs on load). It holds:
+
+    format, format_version    what this file is
+    algo                      registry name ("bc", "iql", "cql", "dt")
+    config                    the algorithm config as a JSON string
+    feature_dim, feature_version, action_bounds
+    dataset_fingerprint       JSON string (optional): which data trained it
+    algorithm                 the algorithm's state dict: weights, normaliser statistics,
+                              data-derived settings, and optionally optimisers and noise state
+    fit_state                 JSON string (optional): the training loop's step, rng and best score
+
+Files are written atomically (temporary file in the same directory, fsync, ``os.replace``), so a
+crash mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aigb.algos.base import ACTION_BOUNDS, Policy, TorchAlgorithm
+from aigb.algos.registry import algorithm_class, config_from_dict
+
+__all__ = [
+    "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "FeatureVersionMismatch",
+    "save_checkpoint", "read_checkpoint", "load_algorithm", "load_policy", "atomic_torch_save", "json_default",
+]
+
+CHECKPOINT_FORMAT = "aigb.algos.checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+class FeatureVersionMismatch(ValueError):
+    """A checkpoint trained on one feature version is asked to serve another."""
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary sibling, fsync, then ``os.replace`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps`` fallback for numpy and one-element torch scalars."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _json(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, sort_keys=True, default=json_default)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: must be JSON-serialisable ({exc})") from None
+
+
+def save_checkpoint(path: str | os.PathLike, algo: TorchAlgorithm, *, dataset_fingerprint: dict | None = None,
+                    fit_state: dict | None = None, with_optimizers: bool = True) -> Path:
+    """Write ``algo`` (and the loop's ``fit_state``) to ``path`` atomically."""
+    if not algo.feature_version:
+        raise ValueError(f"{algo.name}: feature_version is unset; call prepare(dataset, seed) or fit() before saving")
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "algo": algo.name,
+        "config": json.dumps(algo.config_dict(), sort_keys=True),
+        "feature_dim": int(algo.feature_dim),
+        "feature_version": str(algo.feature_version),
+        "action_bounds": algo.bounds.to_dict(),
+        "dataset_fingerprint": _json(dataset_fingerprint, "dataset_fingerprint"),
+        "fit_state": _json(fit_state, "fit_state"),
+        "algorithm": algo.state_dict(with_optimizers=with_optimizers),
+    }
+    return atomic_torch_save(payload, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load and validate a checkpoint's payload (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:   # torch raises several types for corrupt or foreign files
+        raise ValueError(f"checkpoint {path}: cannot be read as an aigb checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path}: not an aigb algorithm checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r})")
+    version = payload.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise ValueError(f"checkpoint {path}: format_version {version!r} is not supported (expected {CHECKPOINT_FORMAT_VERSION})")
+    for key in ("algo", "config", "feature_dim", "feature_version", "action_bounds", "algorithm"):
+        if key not in payload:
+            raise ValueError(f"checkpoint {path}: missing field {key!r}")
+    bounds = payload["action_bounds"]
+    expected = ACTION_BOUNDS.to_dict()
+    if bounds != expected:
+        raise ValueError(f"checkpoint {path}: action bounds {bounds} differ from this code's {expected}")
+    return payload
+
+
+def _check_feature_version(payload: dict, path, expected: str | None) -> None:
+    stored = payload["feature_version"]
+    if expected is not None and stored != expected:
+        raise FeatureVersionMismatch(
+            f"checkpoint {path} was trained on feature version {stored!r} but the caller expects "
+            f"{expected!r}; retrain on the current features or serve with the matching feature builder"
+        )
+
+
+def load_algorithm(path: str | os.PathLike, expected_feature_version: str | None = None) -> TorchAlgorithm:
+    """Rebuild the algorithm (networks, statistics, optimisers if saved) from a checkpoint."""
+    payload = read_checkpoint(path)
+    _check_feature_version(payload, path, expected_feature_version)
+    cls = algorithm_class(payload["algo"])
+    config = config_from_dict(cls.config_class, json.loads(payload["config"]))
+    algo = cls(config, int(payload["feature_dim"]))
+    algo.load_state_dict(payload["algorithm"])
+    return algo
+
+
+def load_policy(path: str | os.PathLike, expected_feature_version: str | None = None) -> Policy:
+    """The deterministic serving policy stored in ``path``.
+
+    Refuses a checkpoint whose feature version differs from ``expected_feature_version``.
+    """
+    return load_algorithm(path, expected_feature_version).policy()
