@@ -7,7 +7,8 @@ IQL never queries Q at actions outside the data. Per update, in the paper's orde
 3. actor:  L_pi = -E[ min(exp(beta (Q_target(s, a) - V(s))), w_max) log pi(a | s) ]  (AWR)
 4. target: Q_target <- (1 - polyak) Q_target + polyak Q
 
-Rewards are the dataset's per-tick reward divided by reward_scale. The actor is a Gaussian in
+Rewards are the dataset's per-tick reward (CPA-penalised: a campaign's rewards sum to its score)
+divided by reward_scale. The actor is a Gaussian in
 unit-action space with a tanh-bounded mean and a state-independent log-std; serving takes the mean.
 """
 

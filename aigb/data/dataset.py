@@ -132,6 +132,9 @@ class TrajectoryDataset:
         if self.state_mean.shape != (self.feature_dim,) or self.state_std.shape != (self.feature_dim,):
             raise ValueError(f"stats: state_mean/state_std must have shape ({self.feature_dim},)")
         self._stats = dict(stats)
+        stg = np.asarray(self.columns["score_to_go"], dtype=np.float64)  # (N, T)
+        after = np.concatenate([stg[:, 1:], np.zeros((stg.shape[0], 1))], axis=1)
+        self._penalised_reward = (stg - after).astype(np.float32)  # (N, T); sums to the campaign score
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -225,8 +228,15 @@ class TrajectoryDataset:
         return self.n_trajectories * self.n_ticks
 
     def sample_transitions(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Uniform (trajectory, tick) pairs: obs (B, D), action (B,), reward (B,) sparse, next_obs (B, D),
-        done (B,), score_to_go (B,), all float32. ``next_obs`` of a last tick is the state after the period."""
+        """Uniform (trajectory, tick) pairs: obs (B, D), action (B,), reward (B,), next_obs (B, D),
+        done (B,), score_to_go (B,), reward_sparse (B,), all float32. ``next_obs`` of a last tick is the
+        state after the period.
+
+        ``reward`` is the CPA-penalised per-tick reward ``score_to_go[t] - score_to_go[t+1]`` (the
+        tick's conversions times the campaign's final CPA penalty), so that the undiscounted return
+        of a campaign is its score: value learners then optimise the benchmark, not raw
+        conversions that a CPA-blind bidder maximises by overspending. ``reward_sparse`` keeps the
+        raw conversions."""
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         flat = rng.integers(0, len(self), size=batch_size)
@@ -236,7 +246,8 @@ class TrajectoryDataset:
         return {
             "obs": self.obs[i, t],
             "action": self.columns["action"][i, t].astype(np.float32),
-            "reward": self.columns["reward_sparse"][i, t].astype(np.float32),
+            "reward": self._penalised_reward[i, t],
+            "reward_sparse": self.columns["reward_sparse"][i, t].astype(np.float32),
             "next_obs": next_obs,
             "done": last.astype(np.float32),
             "score_to_go": self.columns["score_to_go"][i, t].astype(np.float32),

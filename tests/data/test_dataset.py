@@ -59,7 +59,7 @@ def test_sample_transitions(dataset):
     batch = dataset.sample_transitions(512, np.random.default_rng(0))
     shapes = {k: v.shape for k, v in batch.items()}
     assert shapes == {"obs": (512, FEATURE_DIM), "action": (512,), "reward": (512,), "next_obs": (512, FEATURE_DIM),
-                      "done": (512,), "score_to_go": (512,)}
+                      "done": (512,), "score_to_go": (512,), "reward_sparse": (512,)}
     assert all(v.dtype == np.float32 for v in batch.values())
     assert set(np.unique(batch["done"]).tolist()) <= {0.0, 1.0}
     # Every sample is a real (trajectory, tick) of the data with its own next state.
@@ -72,7 +72,12 @@ def test_sample_transitions(dataset):
         np.testing.assert_array_equal(batch["next_obs"][k], tr["next_obs"][i, t])
         assert batch["done"][k] == float(t == 47)
         assert batch["action"][k] == tr["action"][i, t]
-        assert batch["reward"][k] == np.float32(tr["reward_sparse"][i, t])
+        assert batch["reward_sparse"][k] == np.float32(tr["reward_sparse"][i, t])
+        # The penalised reward is the step of the score-to-go: the campaign's rewards sum to its score.
+        stg_next = tr["score_to_go"][i, t + 1] if t < 47 else 0.0
+        assert batch["reward"][k] == np.float32(tr["score_to_go"][i, t] - stg_next)
+    penalised = tr["score_to_go"][:, 0]
+    np.testing.assert_allclose(np.diff(-np.concatenate([tr["score_to_go"], np.zeros((len(penalised), 1))], axis=1), axis=1).sum(axis=1), penalised)
     # Same generator state, same batch.
     again = dataset.sample_transitions(512, np.random.default_rng(0))
     assert all(np.array_equal(batch[k], again[k]) for k in batch)
