@@ -64,6 +64,34 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_import_csv(args) -> int:
+    from aigb.data.csv_import import import_csv
+
+    report = import_csv(args.paths, args.out, skip_bad=args.skip_bad)
+    print(report.summary())
+    return 0
+
+
+def cmd_train(args) -> int:
+    from aigb.eval.training import ValidationSet, train
+
+    overrides = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
+        overrides[key] = json.loads(value) if value[:1] in "[{\"0123456789-.tfn" else value
+    validation = None if args.no_validation else ValidationSet(periods=args.val_periods)
+    result = train(args.algo, args.data, run_dir=args.out or f"runs/{args.algo}", steps=args.steps,
+                   batch_size=args.batch_size, seed=args.seed, overrides=overrides, validation=validation,
+                   eval_every=args.eval_every, patience=args.patience, progress=not args.quiet)
+    print(f"{args.algo}: {result.steps_done} updates in {result.run_dir}; best validation score "
+          f"{result.best_score if result.best_score is None else round(result.best_score, 3)} at step {result.best_step}"
+          f"{' (stopped early)' if result.stopped_early else ''}")
+    print(f"evaluate it with: aigb evaluate --strategy {args.algo}:{result.run_dir}/best.pt --out results/{args.algo}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aigb", description="AI-Generated Bidding: simulate, generate data, train, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +101,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _market_args(p)
     p.set_defaults(func=cmd_simulate)
+
+    from aigb.data import commands as data_commands
+    from aigb.eval import commands as eval_commands
+
+    data_commands.register(sub)
+
+    p = sub.add_parser("import-csv", help="convert the public AuctionNet CSV logs (impressions or trajectories) to Parquet")
+    p.add_argument("paths", nargs="+", help="CSV files (.csv, .csv.gz, ...)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed rows into a quarantine file instead of failing")
+    p.set_defaults(func=cmd_import_csv)
+
+    p = sub.add_parser("train", help="train a learned strategy (bc, iql, cql, dt) on a generated dataset")
+    p.add_argument("algo", help="bc, iql, cql or dt")
+    p.add_argument("--data", required=True, help="dataset directory written by `aigb generate`")
+    p.add_argument("--out", default=None, help="run directory (default runs/ALGO); re-running resumes from last.pt")
+    p.add_argument("--steps", type=int, default=None, help="updates (default: the algorithm's benchmarked default)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the algorithm's)")
+    p.add_argument("--seed", type=int, default=0, help="root seed (default %(default)s)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an algorithm config field")
+    p.add_argument("--eval-every", type=int, default=None, help="updates between validations (default steps/10)")
+    p.add_argument("--patience", type=int, default=4, help="validations without improvement before stopping")
+    p.add_argument("--val-periods", type=int, default=1, help="validation periods (16 slots each)")
+    p.add_argument("--no-validation", action="store_true", help="train without validation rollouts")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    eval_commands.register(sub)
     return parser
 
 
@@ -81,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ValueError) as e:
+    except ConfigError as e:
         print(f"aigb {args.command}: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as e:
+        print(f"aigb {args.command}: error: {e}", file=sys.stderr)
         return 2
 
 

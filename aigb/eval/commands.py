@@ -1,0 +1,53 @@
+"""``aigb evaluate``: the command-line face of ``aigb.eval.evaluate.evaluate``.
+
+``aigb.cli`` calls ``register(subparsers)``; the command prints the summary table and writes
+``results.parquet`` and ``config.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from aigb.strategies.registry import describe_strategies
+from aigb.types import PRESETS, MarketConfig
+
+__all__ = ["register", "cmd_evaluate"]
+
+
+def register(subparsers) -> None:
+    """Add the ``evaluate`` command to an argparse sub-parser set."""
+    d = MarketConfig()
+    p = subparsers.add_parser(
+        "evaluate", help="evaluate strategies paired on the same campaigns, with the hindsight oracle per row",
+        description="Every strategy plays every chosen advertiser slot of every (seed, period) against the "
+                    "rule-bidder population; evaluation periods start at 1,000,000, disjoint from training data.",
+        epilog="strategies (spec NAME or NAME:ARGS):\n" + describe_strategies(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--strategy", nargs="+", action="extend", required=True, metavar="SPEC",
+                   help="strategy specs, e.g. fixed:rate=0.9 pid onlinelp oracle iql:runs/iql/best.pt")
+    p.add_argument("--periods", type=int, default=5, help="evaluation periods per seed (default %(default)s)")
+    p.add_argument("--slots", default="all", help="'all', a count K (spread over the advertisers) or indices '0,7,12' (default %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="evaluation root seeds (default %(default)s)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
+    p.add_argument("--out", required=True, help="directory for results.parquet and config.json")
+    p.add_argument("--baseline", default=None, help="strategy spec for paired differences")
+    p.add_argument("--preset", default=d.preset, help=f"advertiser profiles: {', '.join(PRESETS)} (default %(default)s)")
+    p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (default %(default)s)")
+    p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
+    p.add_argument("--n-advertisers", type=int, default=d.n_advertisers, help="advertisers (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> int:
+    from aigb.eval.evaluate import evaluate
+
+    market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
+    results = evaluate(args.strategy, periods=args.periods, slots=args.slots, seeds=args.seeds, market=market,
+                       workers=args.workers, out_dir=args.out, baseline=args.baseline, progress=not args.quiet)
+    c = results.config
+    print(f"{len(c.strategies)} strategies x {len(c.seeds)} seed(s) x {len(c.periods)} period(s) x {len(c.slots)} slot(s), "
+          f"preset {market.preset}, {market.n_pv:,} PVs; {results.wall_s:.1f} s")
+    print(results.format())
+    print(f"wrote {results.table.num_rows} rows to {results.out_dir / 'results.parquet'}")
+    return 0

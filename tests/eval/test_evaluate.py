@@ -1,0 +1,105 @@
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from aigb.data.parquet import read_metadata
+from aigb.eval.evaluate import EVAL_FIRST_PERIOD, RESULT_SCHEMA, evaluate, resolve_periods, resolve_slots
+from aigb.eval.rollout import ROW_FIELDS
+from aigb.strategies import registry
+from aigb.strategies.registry import UnknownStrategyError
+from aigb.types import ConfigError, MarketConfig
+
+from tests.eval.test_rollout import RaisesAt
+
+MARKET = MarketConfig(n_pv=5000, n_ticks=10, n_advertisers=10)
+
+
+def assert_same_rows(a, b):
+    """Tables equal value for value; NaN equals NaN (pyarrow's equals says NaN != NaN)."""
+    np.testing.assert_equal(a.to_pydict(), b.to_pydict())
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("AIGB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "aigb-cache"))
+
+
+def test_schema_lists_the_row_fields():
+    assert tuple(RESULT_SCHEMA.names) == ROW_FIELDS
+
+
+def test_small_evaluation_respects_the_bound_and_writes_self_describing_files(tmp_path):
+    res = evaluate(["fixed:rate=1.5", "pid", "oracle:mode=slots"], periods=2, slots=4, market=MARKET,
+                   out_dir=tmp_path, baseline="pid", progress=False)
+    t = res.table.to_pydict()
+    assert res.table.num_rows == 3 * 2 * 4 and all(e is None for e in t["error"])
+    assert sorted(set(t["period"])) == [EVAL_FIRST_PERIOD, EVAL_FIRST_PERIOD + 1]
+    assert t["strategy"][:8] == ["fixed:rate=1.5"] * 8
+    exp, bound, oracle = (np.array(t[k]) for k in ("expected_score", "bound_score", "oracle_score"))
+    spend, budget = np.array(t["expected_spend"]), np.array(t["budget"])
+    assert np.all(exp <= bound * (1 + 1e-9) + 1e-12)
+    # Above the budget-B oracle only where expected spend exceeded the budget.
+    assert np.all((exp <= oracle * (1 + 1e-9) + 1e-12) | (spend > budget))
+    assert all(s.bound_violations == 0 for s in res.summary.strategies)
+    # The hindsight oracle gets close to its bound in expectation.
+    orc = res.summary.strategies[2]
+    assert orc.pct_oracle_expected.mean > 0.8
+    meta = read_metadata(tmp_path / "results.parquet")
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert meta["kind"] == "evaluation" and meta["config"] == config
+    assert config["market"]["n_pv"] == MARKET.n_pv and config["slots"] == list(res.config.slots)
+    assert_same_rows(pq.read_table(tmp_path / "results.parquet"), res.table)
+
+
+def test_bit_for_bit_reproducible_across_runs_and_worker_counts():
+    kwargs = dict(periods=1, slots=[0, 7], market=MARKET, progress=False)
+    a = evaluate(["fixed", "onlinelp"], workers=1, **kwargs)
+    b = evaluate(["fixed", "onlinelp"], workers=2, **kwargs)
+    assert_same_rows(a.table, b.table)
+
+
+def test_a_failing_strategy_keeps_the_others(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register("raise5", lambda market: RaisesAt(5))
+    kwargs = dict(periods=1, slots=2, market=MARKET, progress=False)
+    res = evaluate(["fixed", "raise5"], **kwargs)
+    t = res.table.to_pydict()
+    errors = [e for s, e in zip(t["strategy"], t["error"]) if s == "raise5"]
+    assert len(errors) == 2 and all(e.startswith("raise5 raised at tick 5") for e in errors)
+    assert all(e is None for s, e in zip(t["strategy"], t["error"]) if s == "fixed")
+    alone = evaluate(["fixed"], **kwargs)
+    assert_same_rows(res.table.slice(0, 2), alone.table)
+    assert res.summary.strategies[1].n_errors == 2
+
+
+def test_empty_ticks_work_for_every_rule_strategy():
+    tiny = MarketConfig(n_pv=20, n_ticks=48, n_advertisers=6)
+    res = evaluate(["fixed", "pid", "onlinelp", "oracle"], periods=1, slots=2, market=tiny, progress=False)
+    assert all(e is None for e in res.table.column("error").to_pylist())
+
+
+def test_bad_requests_fail_before_running():
+    with pytest.raises(UnknownStrategyError, match="'nope'"):
+        evaluate(["fixed", "nope"], market=MARKET, progress=False)
+    with pytest.raises(ConfigError, match="baseline"):
+        evaluate(["fixed"], baseline="pid", market=MARKET, progress=False)
+    with pytest.raises(ConfigError, match="once"):
+        evaluate(["fixed", "fixed"], market=MARKET, progress=False)
+    with pytest.raises(ConfigError, match="slots"):
+        evaluate(["fixed"], slots=[99], market=MARKET, progress=False)
+
+
+def test_resolve_periods_and_slots():
+    assert resolve_periods(3) == (EVAL_FIRST_PERIOD, EVAL_FIRST_PERIOD + 1, EVAL_FIRST_PERIOD + 2)
+    assert resolve_periods([5, 9]) == (5, 9)
+    with pytest.raises(ConfigError, match="periods"):
+        resolve_periods(0)
+    assert resolve_slots("all", 4) == (0, 1, 2, 3)
+    assert resolve_slots(4, 48) == (0, 16, 31, 47)
+    assert resolve_slots("3", 48) == (0, 24, 47)
+    assert resolve_slots("5,9", 48) == (5, 9)
+    for bad in ("x,y", 0, [1, 1], [48]):
+        with pytest.raises(ConfigError, match="slots"):
+            resolve_slots(bad, 48)
