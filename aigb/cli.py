@@ -31,7 +31,7 @@ def _fmt(x, nd=1):
 
 
 def cmd_simulate(args) -> int:
-    from aigb.score import realized_cpa, score
+    from aigb.score import realized_cpa
     from aigb.sim.runs import simulate_periods
 
     config = _market(args)

@@ -6,7 +6,7 @@ Money is float64 throughout; per-PV predictions (``p_value``, ``p_value_sigma``)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 

@@ -15,15 +15,6 @@ from aigb.algos.registry import (
 from aigb.types import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # Tiny models run fastest on one thread and leave the second core to other test runs.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_checker_passes_every_registered_algorithm(name):
     losses = check_algorithm(name)

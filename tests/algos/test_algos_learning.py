@@ -11,14 +11,6 @@ from aigb.algos.registry import ALGORITHMS, CHECK_OVERRIDES, SyntheticTrajectori
 from aigb.seeding import rng
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data():
     return SyntheticTrajectories(n_trajectories=64, n_ticks=12, feature_dim=5, seed=0)
