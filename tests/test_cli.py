@@ -73,3 +73,18 @@ def test_simulate_periods_rows():
 def test_other_bad_arguments_exit_2_naming_the_field(args, field, capsys):
     assert main(["simulate", "--quiet", "--n-pv", "1000", *args]) == 2
     assert field in capsys.readouterr().err
+
+
+def test_simulate_out_writes_one_row_per_period_and_advertiser(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from aigb.data.parquet import read_metadata
+
+    out = tmp_path / "rows.parquet"
+    assert main(["simulate", "--periods", "2", "--n-pv", "3000", "--n-advertisers", "6", "--seed", "2",
+                 "--quiet", "--out", str(out)]) == 0
+    table = pq.read_table(out)
+    assert table.num_rows == 12 and table.column_names == list(OUTCOME_COLUMNS)
+    meta = read_metadata(out)
+    assert meta["kind"] == "simulation" and meta["seed"] == 2 and meta["config"]["n_pv"] == 3000
+    assert f"wrote 12 rows to {out}" in capsys.readouterr().out
