@@ -86,7 +86,8 @@ def rank_bids(bids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _allocate(bids, p_value, p_value_sigma, trunc_low, trunc_high, draws, config):
-    n_pv, n_adv = bids.shape
+    """Slots, prices, exposure and conversions of each PV row (rows are independent)."""
+    n_pv = bids.shape[0]
     n_slots = config.n_slots
     who, value = rank_bids(bids, n_slots + 1)
     sold = value[:, 1:] > config.reserve_price                  # (n_pv, n_slots)
@@ -94,18 +95,20 @@ def _allocate(bids, p_value, p_value_sigma, trunc_low, trunc_high, draws, config
     price = np.where(sold, value[:, 1:], 0.0)
     e = np.asarray(config.exposure_probs)
     exposed = sold & (draws.exposure_u[:, None] < e[None, :])
-    # Truncated-normal conversion noise by inverse CDF: z = Phi^-1(Phi(a) + u (Phi(b) - Phi(a))).
-    safe = np.maximum(winner, 0)
-    rows = np.arange(n_pv)[:, None]
-    p = p_value[rows, safe].astype(np.float64)
-    s = p_value_sigma[rows, safe].astype(np.float64)
-    fa, fb = ndtr(trunc_low[safe]), ndtr(trunc_high[safe])
-    z = ndtri(fa + draws.noise_u * (fb - fa))
-    true_p = np.clip(p + s * z, 0.0, 1.0)
-    conversion = exposed & (draws.convert_u < true_p)
-    paid = np.where(exposed, price, 0.0)
-    cost = np.bincount(winner[exposed], weights=paid[exposed], minlength=n_adv)
-    return winner, price, exposed, conversion, value[:, n_slots].copy(), cost
+    # Truncated-normal conversion noise by inverse CDF, z = Phi^-1(Phi(a) + u (Phi(b) - Phi(a))),
+    # evaluated only where a conversion can happen (shown slots).
+    pv, k = np.nonzero(exposed)
+    a = winner[pv, k]
+    fa, fb = ndtr(trunc_low[a]), ndtr(trunc_high[a])
+    z = ndtri(fa + draws.noise_u[pv, k] * (fb - fa))
+    true_p = np.clip(p_value[pv, a].astype(np.float64) + p_value_sigma[pv, a].astype(np.float64) * z, 0.0, 1.0)
+    conversion = np.zeros_like(exposed)
+    conversion[pv, k] = draws.convert_u[pv, k] < true_p
+    return winner, price, exposed, conversion, value[:, n_slots].copy()
+
+
+def _tick_cost(winner, price, exposed, n_adv):
+    return np.bincount(winner[exposed], weights=price[exposed], minlength=n_adv)
 
 
 def step_market(
@@ -131,21 +134,32 @@ def step_market(
         drop_rng: generator for the budget-cap drops (stream ``budget_drop``).
     """
     bids = np.maximum(np.asarray(bids, dtype=np.float64), 0.0)
+    n_adv = bids.shape[1]
     remaining_budget = np.asarray(remaining_budget, dtype=np.float64)
     bids[:, remaining_budget < config.min_remaining_budget] = 0.0
+    winner, price, exposed, conversion, lwc = _allocate(
+        bids, p_value, p_value_sigma, trunc_low, trunc_high, draws, config)
+    cost = _tick_cost(winner, price, exposed, n_adv)
     n_reruns = 0
     while True:
-        winner, price, exposed, conversion, lwc, cost = _allocate(
-            bids, p_value, p_value_sigma, trunc_low, trunc_high, draws, config)
         over = np.flatnonzero(cost > remaining_budget)
         if over.size == 0:
             break
         n_reruns += 1
+        changed = []
         for a in over:  # ascending advertiser index: the documented drop order
             won_pv = np.flatnonzero((winner == a).any(axis=1))
             n_drop = int(np.ceil(won_pv.size * (cost[a] - remaining_budget[a]) / cost[a]))
             dropped = drop_rng.choice(won_pv, size=min(n_drop, won_pv.size), replace=False)
             bids[dropped, a] = 0.0
+            changed.append(dropped)
+        # Re-running the tick only changes the PVs whose bids changed: every PV's auction and
+        # luck depend on its own row alone, so the other rows' results stand as they are.
+        rows = np.unique(np.concatenate(changed))
+        sub = TickDraws(draws.exposure_u[rows], draws.noise_u[rows], draws.convert_u[rows])
+        winner[rows], price[rows], exposed[rows], conversion[rows], lwc[rows] = _allocate(
+            bids[rows], p_value[rows], p_value_sigma[rows], trunc_low, trunc_high, sub, config)
+        cost = _tick_cost(winner, price, exposed, n_adv)
     return TickOutcome(bids, winner, price, exposed, conversion, lwc, cost, n_reruns)
 
 

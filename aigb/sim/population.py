@@ -105,7 +105,6 @@ class RuleBidders:
         # A prior histogram (a forecast of a whole period learned from other data) is blended with
         # what the period has shown so far, weighted by the traffic share still to come.
         self.lp_prior = None if lp_prior is None else np.broadcast_to(lp_prior, (n, N_RATIO_BINS, 2)).copy()
-        self._log_edges = np.linspace(*LOG_RATIO_RANGE, N_RATIO_BINS + 1)[1:-1]
 
     @classmethod
     def draw(cls, config: PopulationConfig, target_cpa, budget, profile, g: np.random.Generator) -> "RuleBidders":
@@ -172,7 +171,9 @@ class RuleBidders:
         with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 where lwc and p_value are 0
             log_ratio = np.log(lwc / (p * self.target_cpa[lp]))
         ok = np.isfinite(log_ratio)
-        b = np.searchsorted(self._log_edges, np.where(ok, log_ratio, 0.0))
+        # Bins are uniform in log(ratio): the bin index is arithmetic, as np.searchsorted would give.
+        lo, hi = LOG_RATIO_RANGE
+        b = np.clip(np.floor((np.where(ok, log_ratio, 0.0) - lo) * (N_RATIO_BINS / (hi - lo))), 0, N_RATIO_BINS - 1).astype(np.int64)
         flat = (np.arange(lp.size)[None, :] * N_RATIO_BINS + b)[ok]
         cost = np.broadcast_to(lwc, p.shape)[ok]
         size = lp.size * N_RATIO_BINS
