@@ -26,7 +26,7 @@ from torch import nn
 
 from aigb.algos.normalizer import Normalizer
 from aigb.seeding import torch_seed
-from aigb.types import ConfigError
+from aigb.types import ACTION_HIGH, ACTION_LOW, ConfigError
 
 __all__ = [
     "A_LOW", "A_HIGH", "ACTION_PARAMETERISATION", "ActionBounds", "ACTION_BOUNDS",
@@ -36,9 +36,9 @@ __all__ = [
     "StatePolicy",
 ]
 
-A_LOW = -3.0
+A_LOW = ACTION_LOW
 """Lowest action: alpha = exp(-3) * target_cpa, about 5 % of the target CPA."""
-A_HIGH = 2.0
+A_HIGH = ACTION_HIGH
 """Highest action: alpha = exp(2) * target_cpa, about 7.4 times the target CPA."""
 ACTION_PARAMETERISATION = "log(alpha / target_cpa)"
 """How an action maps to the bid: ``bid = exp(a) * target_cpa * p_value``."""

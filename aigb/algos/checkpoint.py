@@ -28,6 +28,8 @@ import torch
 
 from aigb.algos.base import ACTION_BOUNDS, Policy, TorchAlgorithm
 from aigb.algos.registry import algorithm_class, config_from_dict
+from aigb.data.parquet import atomic_output
+from aigb.features import FeatureVersionError
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "FeatureVersionMismatch",
@@ -38,25 +40,15 @@ CHECKPOINT_FORMAT = "aigb.algos.checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 
 
-class FeatureVersionMismatch(ValueError):
+class FeatureVersionMismatch(FeatureVersionError):
     """A checkpoint trained on one feature version is asked to serve another."""
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary sibling, fsync, then ``os.replace`` onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def json_default(value: Any) -> Any:

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from aigb.algos.base import Policy, TorchAlgorithm, TrajectoryDataset
 from aigb.algos.checkpoint import json_default, read_checkpoint, save_checkpoint
+from aigb.data.parquet import atomic_output
 from aigb.seeding import rng as named_rng
 
 __all__ = ["fit", "FitResult"]
@@ -64,9 +65,8 @@ def _positive_int(value, name: str) -> int:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
@@ -74,9 +74,8 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= last_step]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in kept))
 
 
 def _tensorboard(run_dir: Path, enabled: bool):

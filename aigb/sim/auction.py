@@ -87,7 +87,6 @@ def rank_bids(bids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _allocate(bids, p_value, p_value_sigma, trunc_low, trunc_high, draws, config):
     """Slots, prices, exposure and conversions of each PV row (rows are independent)."""
-    n_pv = bids.shape[0]
     n_slots = config.n_slots
     who, value = rank_bids(bids, n_slots + 1)
     sold = value[:, 1:] > config.reserve_price                  # (n_pv, n_slots)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import aigb
+from aigb.data.parquet import atomic_output
 from aigb.seeding import rng
 from aigb.sim.env import Observation
 from aigb.sim.period import PeriodSim
@@ -199,12 +200,9 @@ class LPPrior:
     def save(self, path) -> Path:
         """Write the prior as ``.npz`` (atomically: a temporary file renamed into place)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_output(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, per_pv=self.per_pv, target_cpa=self.target_cpa, category=self.category,
                      metadata=np.array(json.dumps(self.metadata, sort_keys=True)))
-        os.replace(tmp, path)
         return path
 
     @classmethod
