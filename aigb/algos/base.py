@@ -105,10 +105,13 @@ class TrajectoryDataset(Protocol):
     state_mean: np.ndarray      # (D,)
     state_std: np.ndarray       # (D,)
     reward_scale: float         # a typical campaign score; rewards and returns are divided by it
-    # Optional: return_quantiles, a mapping {quantile level: episode score_to_go_0} (DT's target).
+    # Optional: return_quantiles, a mapping {quantile level: episode score_to_go_0} (DT's target);
+    # campaign_efficiency, (N,) per-trajectory scores comparable across campaigns (filtered BC).
 
-    def sample_transitions(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """obs (B, D), action (B,), reward (B,), next_obs (B, D), done (B,), score_to_go (B,)."""
+    def sample_transitions(self, batch_size: int, rng: np.random.Generator,
+                           trajectories: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """obs (B, D), action (B,), reward (B,), next_obs (B, D), done (B,), score_to_go (B,);
+        from the trajectories of index ``trajectories`` only, when given."""
 
     def sample_windows(self, batch_size: int, context_len: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """obs (B, K, D), action/rtg/reward/mask (B, K), timestep (B, K) int64; left-padded, mask 0."""

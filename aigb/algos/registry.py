@@ -142,8 +142,15 @@ class SyntheticTrajectories:
     def trajectory(self, i: int) -> dict[str, np.ndarray]:
         return {"obs": self.obs[i], "action": self.action[i], "reward": self.reward[i], "score_to_go": self.score_to_go[i]}
 
-    def sample_transitions(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        i = rng.integers(self.obs.shape[0], size=batch_size)
+    @property
+    def campaign_efficiency(self) -> np.ndarray:
+        """(N,) each trajectory's score over the mean score (no budgets here to normalise by)."""
+        return self.score_to_go[:, 0].astype(np.float64) / self.reward_scale
+
+    def sample_transitions(self, batch_size: int, rng: np.random.Generator,
+                           trajectories: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        pool = np.arange(self.obs.shape[0]) if trajectories is None else np.asarray(trajectories, dtype=np.int64)
+        i = pool[rng.integers(pool.size, size=batch_size)]
         t = rng.integers(self.n_ticks, size=batch_size)
         last = t == self.n_ticks - 1
         t_next = np.where(last, t, t + 1)

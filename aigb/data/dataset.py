@@ -227,10 +227,20 @@ class TrajectoryDataset:
         """Transitions (trajectory-ticks) in the dataset."""
         return self.n_trajectories * self.n_ticks
 
-    def sample_transitions(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    @property
+    def campaign_efficiency(self) -> np.ndarray:
+        """(N,) each campaign's score in units of what its budget buys at its target CPA,
+        ``score * C / B``: 1.0 is the whole budget spent at exactly the target CPA, less is
+        under-delivery or a CPA penalty. Unlike the raw score it compares campaigns of different
+        budgets and CPAs, so ranking by it picks well-bid days rather than big budgets."""
+        score = np.asarray(self.columns["score_to_go"][:, 0], dtype=np.float64)
+        return score * self.columns["target_cpa"].astype(np.float64) / self.columns["budget"].astype(np.float64)
+
+    def sample_transitions(self, batch_size: int, rng: np.random.Generator,
+                           trajectories: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Uniform (trajectory, tick) pairs: obs (B, D), action (B,), reward (B,), next_obs (B, D),
         done (B,), score_to_go (B,), reward_sparse (B,), all float32. ``next_obs`` of a last tick is the
-        state after the period.
+        state after the period. ``trajectories`` (indices) restricts the draw to those campaigns.
 
         ``reward`` is the CPA-penalised per-tick reward ``score_to_go[t] - score_to_go[t+1]`` (the
         tick's conversions times the campaign's final CPA penalty), so that the undiscounted return
@@ -239,8 +249,18 @@ class TrajectoryDataset:
         raw conversions."""
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
-        flat = rng.integers(0, len(self), size=batch_size)
-        i, t = np.divmod(flat, self.n_ticks)
+        if trajectories is None:
+            flat = rng.integers(0, len(self), size=batch_size)
+            i, t = np.divmod(flat, self.n_ticks)
+        else:
+            trajectories = np.asarray(trajectories, dtype=np.int64)
+            if trajectories.ndim != 1 or trajectories.size == 0:
+                raise ValueError(f"trajectories: must be a non-empty 1-D index array, got shape {trajectories.shape}")
+            if trajectories.min() < 0 or trajectories.max() >= self.n_trajectories:
+                raise ValueError(f"trajectories: indices must lie in [0, {self.n_trajectories}), got "
+                                 f"[{trajectories.min()}, {trajectories.max()}]")
+            i = trajectories[rng.integers(0, trajectories.size, size=batch_size)]
+            t = rng.integers(0, self.n_ticks, size=batch_size)
         last = t == self.n_ticks - 1
         next_obs = np.where(last[:, None], self.terminal[i], self.obs[i, np.minimum(t + 1, self.n_ticks - 1)])
         return {

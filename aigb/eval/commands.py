@@ -11,7 +11,7 @@ import argparse
 from aigb.strategies.registry import describe_strategies
 from aigb.types import PRESETS, MarketConfig
 
-__all__ = ["register", "cmd_evaluate"]
+__all__ = ["register", "cmd_evaluate", "cmd_compare"]
 
 
 def register(subparsers) -> None:
@@ -38,6 +38,15 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
+    p = subparsers.add_parser(
+        "compare", help="one table from several evaluations of the same campaigns",
+        description="Summarise the results of several `aigb evaluate --out` directories together, e.g. the rule "
+                    "table and a later evaluation of trained strategies. They must have played the same seeds, "
+                    "periods, slots, market and population, so rows pair up.")
+    p.add_argument("results", nargs="+", metavar="DIR", help="evaluation output directories")
+    p.add_argument("--baseline", default=None, help="strategy spec for paired differences")
+    p.set_defaults(func=cmd_compare)
+
 
 def cmd_evaluate(args) -> int:
     from aigb.eval.evaluate import evaluate
@@ -50,4 +59,12 @@ def cmd_evaluate(args) -> int:
           f"preset {market.preset}, {market.n_pv:,} PVs; {results.wall_s:.1f} s")
     print(results.format())
     print(f"wrote {results.table.num_rows} rows to {results.out_dir / 'results.parquet'}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from aigb.eval.evaluate import combine_results
+    from aigb.eval.metrics import format_summary
+
+    print(format_summary(combine_results(args.results, baseline=args.baseline)))
     return 0

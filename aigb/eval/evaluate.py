@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 import aigb
@@ -38,7 +39,8 @@ from aigb.sim.population import PopulationConfig
 from aigb.strategies.registry import strategy_factory
 from aigb.types import ConfigError, MarketConfig
 
-__all__ = ["EVAL_FIRST_PERIOD", "EvalConfig", "EvalResults", "evaluate", "resolve_periods", "resolve_slots", "RESULT_SCHEMA"]
+__all__ = ["EVAL_FIRST_PERIOD", "EvalConfig", "EvalResults", "evaluate", "resolve_periods", "resolve_slots", "RESULT_SCHEMA",
+           "load_results", "combine_results"]
 
 EVAL_FIRST_PERIOD = 1_000_000
 """First evaluation period; training and data generation use periods below it."""
@@ -193,3 +195,49 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
         with atomic_output(out / "config.json") as tmp:
             tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
     return EvalResults(table, summary, config, wall, out)
+
+
+# Configuration fields that decide which campaigns were played: results that agree on all of them
+# are paired row for row and can be summarised together.
+_CAMPAIGN_FIELDS = ("seeds", "periods", "slots", "market", "population", "eval_first_period")
+
+
+def load_results(directory) -> tuple[pa.Table, dict]:
+    """(rows, configuration) of an evaluation's output directory."""
+    directory = Path(directory)
+    path, config_path = directory / "results.parquet", directory / "config.json"
+    for f in (path, config_path):
+        if not f.is_file():
+            raise FileNotFoundError(f"{directory}: no {f.name}; is this an `aigb evaluate --out` directory?")
+    table = pq.read_table(path)
+    missing = [n for n in RESULT_SCHEMA.names if n not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: missing result columns {missing}")
+    return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA), json.loads(config_path.read_text())
+
+
+def combine_results(directories: Sequence, baseline: str | None = None) -> Summary:
+    """One summary of several evaluations of the same campaigns (e.g. the rule table and a later
+    run of learned strategies), with paired differences against ``baseline``.
+
+    Refuses evaluations that played other campaigns (seeds, periods, slots, market, population)
+    and a strategy evaluated in two of them."""
+    if not directories:
+        raise ConfigError("results: give at least one evaluation directory")
+    tables, first, owner = [], None, {}
+    for d in directories:
+        table, config = load_results(d)
+        if first is None:
+            first = (d, config)
+        for field in _CAMPAIGN_FIELDS:
+            if config.get(field) != first[1].get(field):
+                raise ConfigError(f"{field}: {d} played other campaigns than {first[0]} "
+                                  f"({config.get(field)!r} vs {first[1].get(field)!r}); only paired evaluations combine")
+        for name in dict.fromkeys(table.column("strategy").to_pylist()):
+            if name in owner:
+                raise ConfigError(f"strategies: {name!r} is in both {owner[name]} and {d}; keep one of them")
+            owner[name] = d
+        tables.append(table)
+    if baseline is not None and baseline not in owner:
+        raise ConfigError(f"baseline: {baseline!r} is not among the evaluated strategies {list(owner)}")
+    return summarize(pa.concat_tables(tables), baseline=baseline)

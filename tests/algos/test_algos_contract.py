@@ -78,6 +78,8 @@ def test_overrides_accept_cli_strings():
     (IQLConfig, {"discount": 0.0}, "discount"),
     (BCConfig, {"hidden_dims": (64, 0)}, "hidden_dims"),
     (BCConfig, {"steps": 0}, "steps"),
+    (BCConfig, {"top_fraction": 0.0}, "top_fraction"),
+    (BCConfig, {"top_fraction": 1.5}, "top_fraction"),
     (DTConfig, {"embed_dim": 30, "n_heads": 4}, "n_heads"),
     (DTConfig, {"context_len": 60}, "context_len"),
     (DTConfig, {"dropout": 1.0}, "dropout"),

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from aigb.algos.bc import best_campaigns
 from aigb.algos.dt import left_padded_window, predict_actions
 from aigb.algos.registry import ALGORITHMS, CHECK_OVERRIDES, SyntheticTrajectories, make_algorithm
 from aigb.seeding import rng
@@ -70,6 +71,29 @@ def test_bc_imitates_the_behaviour_policy():
             errors.append(a - data.best_action(traj["obs"][t]))
     # a* has a spread of about 1 action unit; imitation should land well inside it.
     assert math.sqrt(np.mean(np.square(errors))) < 0.3
+
+
+def test_best_campaigns_picks_the_top_share():
+    eff = np.array([0.3, 0.9, 0.1, 0.9, 0.5, 0.7])
+    np.testing.assert_array_equal(best_campaigns(eff, 0.5), [1, 3, 5])
+    np.testing.assert_array_equal(best_campaigns(eff, 0.01), [1])        # at least one; ties to the lower index
+    np.testing.assert_array_equal(best_campaigns(eff, 1.0), np.arange(6))
+    with pytest.raises(ValueError, match="campaign_efficiency"):
+        best_campaigns(np.array([0.1, np.nan]), 0.5)
+
+
+def test_filtered_bc_trains_only_on_the_best_campaigns(data):
+    algo = make_algorithm("bc", data.feature_dim, {**CHECK_OVERRIDES["bc"], "top_fraction": 0.25}, seed=0)
+    algo.prepare(data, 0)
+    batch = algo.sample_batch(data, 512, rng(0, "filtered-bc"))
+    top = best_campaigns(data.campaign_efficiency, 0.25)
+    assert top.size == 16
+    allowed = {row.tobytes() for row in data.obs[top].reshape(-1, data.feature_dim)}
+    assert all(row.tobytes() in allowed for row in batch["obs"])
+    rest = {row.tobytes() for row in np.delete(data.obs, top, axis=0).reshape(-1, data.feature_dim)}
+    plain = make_algorithm("bc", data.feature_dim, CHECK_OVERRIDES["bc"], seed=0)
+    plain.prepare(data, 0)
+    assert any(row.tobytes() in rest for row in plain.sample_batch(data, 512, rng(0, "filtered-bc"))["obs"])
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))

@@ -83,6 +83,26 @@ def test_sample_transitions(dataset):
     assert all(np.array_equal(batch[k], again[k]) for k in batch)
 
 
+def test_campaign_efficiency_is_score_over_what_the_budget_buys_at_target_cpa(dataset):
+    tr = dataset.trajectories()
+    expected = tr["score_to_go"][:, 0] / (tr["budget"] / tr["target_cpa"])
+    np.testing.assert_allclose(dataset.campaign_efficiency, expected, rtol=1e-12)
+    assert dataset.campaign_efficiency.shape == (dataset.n_trajectories,)
+
+
+def test_sample_transitions_among_given_trajectories(dataset):
+    chosen = np.array([3, 50, 141])
+    batch = dataset.sample_transitions(400, np.random.default_rng(2), trajectories=chosen)
+    obs = dataset.trajectories()["obs"]
+    allowed = {row.tobytes() for row in obs[chosen].reshape(-1, FEATURE_DIM)}
+    assert all(row.tobytes() in allowed for row in batch["obs"])
+    # All three campaigns and many ticks are drawn.
+    assert len({row.tobytes() for row in batch["obs"]}) > 60
+    for bad, match in (([], "non-empty"), ([0, 144], r"\[0, 144\)"), ([-1], "indices")):
+        with pytest.raises(ValueError, match=f"trajectories: .*{match}"):
+            dataset.sample_transitions(8, np.random.default_rng(0), trajectories=np.array(bad, dtype=np.int64))
+
+
 def test_sample_windows_shapes_and_left_padding(dataset):
     k_len = 20
     w = dataset.sample_windows(256, k_len, np.random.default_rng(1))

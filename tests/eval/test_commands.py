@@ -27,3 +27,15 @@ def test_evaluate_command_rejects_unknown_strategies(tmp_path):
     with pytest.raises(UnknownStrategyError, match="known: "):
         args.func(args)
     assert not (tmp_path / "results.parquet").exists()
+
+
+def test_compare_command_prints_one_paired_table(tmp_path, capsys):
+    common = ["--periods", "1", "--slots", "2", "--n-pv", "3000", "--n-ticks", "8", "--n-advertisers", "8", "--quiet"]
+    for name, out in (("fixed", "a"), ("pid", "b")):
+        args = _parser().parse_args(["evaluate", "--strategy", name, "--out", str(tmp_path / out), *common])
+        assert args.func(args) == 0
+    capsys.readouterr()
+    args = _parser().parse_args(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--baseline", "fixed"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "paired differences vs fixed" in out and "\npid " in out

@@ -5,7 +5,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from aigb.data.parquet import read_metadata
-from aigb.eval.evaluate import EVAL_FIRST_PERIOD, RESULT_SCHEMA, evaluate, resolve_periods, resolve_slots
+from aigb.eval.evaluate import (
+    EVAL_FIRST_PERIOD, RESULT_SCHEMA, combine_results, evaluate, resolve_periods, resolve_slots,
+)
 from aigb.eval.rollout import ROW_FIELDS
 from aigb.strategies import registry
 from aigb.strategies.registry import UnknownStrategyError
@@ -103,3 +105,27 @@ def test_resolve_periods_and_slots():
     for bad in ("x,y", 0, [1, 1], [48]):
         with pytest.raises(ConfigError, match="slots"):
             resolve_slots(bad, 48)
+
+
+def test_combined_evaluations_equal_one_joint_evaluation(tmp_path):
+    kwargs = dict(periods=1, slots=3, market=MARKET, progress=False)
+    joint = evaluate(["fixed", "pid", "fixed:rate=0.7"], baseline="fixed", **kwargs)
+    evaluate(["fixed", "pid"], out_dir=tmp_path / "rules", **kwargs)
+    evaluate(["fixed:rate=0.7"], out_dir=tmp_path / "later", **kwargs)
+    combined = combine_results([tmp_path / "rules", tmp_path / "later"], baseline="fixed")
+    assert combined == joint.summary
+
+
+def test_combining_refuses_unpaired_or_overlapping_evaluations(tmp_path):
+    kwargs = dict(slots=3, market=MARKET, progress=False)
+    evaluate(["fixed"], periods=1, out_dir=tmp_path / "a", **kwargs)
+    evaluate(["pid"], periods=2, out_dir=tmp_path / "b", **kwargs)
+    evaluate(["fixed"], periods=1, out_dir=tmp_path / "c", **kwargs)
+    with pytest.raises(ConfigError, match="^periods: .* played other campaigns"):
+        combine_results([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ConfigError, match="^strategies: 'fixed' is in both"):
+        combine_results([tmp_path / "a", tmp_path / "c"])
+    with pytest.raises(ConfigError, match="^baseline: 'pid'"):
+        combine_results([tmp_path / "a"], baseline="pid")
+    with pytest.raises(FileNotFoundError, match="no results.parquet"):
+        combine_results([tmp_path / "missing"])
