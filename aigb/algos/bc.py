@@ -51,6 +51,10 @@ class BCConfig:
     """L2 penalty on the weights (Adam's coupled form); a little keeps the regression smooth."""
     batch_size: int = 512
     """Transitions per update."""
+    regress_on: str = "log_ratio"
+    """What the squared error is taken on: "log_ratio" (the action log(alpha / C): the policy
+    learns the behaviour's median bid) or "ratio" (alpha / C: its mean bid, which is what sets the
+    spend when the logged bids are noisy)."""
     top_fraction: float = 1.0
     """Share of the data's campaigns to clone, the most efficient first (1.0: plain BC)."""
     steps: int = 20_000
@@ -61,6 +65,7 @@ class BCConfig:
         check_common_config(self)
         require_positive(self, "lr")
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(self.regress_on in ("log_ratio", "ratio"), "regress_on", f"must be 'log_ratio' or 'ratio', got {self.regress_on!r}")
         require(0.0 < self.top_fraction <= 1.0, "top_fraction", f"must lie in (0, 1], got {self.top_fraction}")
 
 
@@ -105,7 +110,10 @@ class BC(TorchAlgorithm):
         s = self.normalizer.states(b["obs"])                                   # (B, D)
         target = self.bounds.clip(b["action"])                                 # (B,)
         pred = self.bounds.from_unit(self.nets["actor"].deterministic(s))      # (B,)
-        loss = F.mse_loss(pred, target)
+        if self.config.regress_on == "ratio":
+            loss = F.mse_loss(pred.exp(), target.exp())
+        else:
+            loss = F.mse_loss(pred, target)
         opt = self.optimizers["actor"]
         opt.zero_grad(set_to_none=True)
         loss.backward()

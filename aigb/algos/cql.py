@@ -54,6 +54,12 @@ class CQLConfig:
     """gamma; the 48-tick horizon is well inside 1 / (1 - 0.99) = 100 ticks."""
     cql_alpha: float = 5.0
     """Weight of the conservative penalty (paper: 5 for Gym tasks with the log-sum-exp form)."""
+    reward_multiplier: float = 100.0
+    """Rewards (already in units of the data's mean campaign score) are multiplied by this, so Q
+    spans O(10-100) like the Gym returns that cql_alpha, the unit initial temperature and the
+    learning rates were tuned on. On the O(1) normalised scale the per-tick differences between
+    actions (~0.01-0.05) are swamped by the penalty and the entropy bonus: measured with 1, Q at the
+    data's actions drifted to -7 against true values in [0, 3] and validation collapsed."""
     n_action_samples: int = 4
     """Actions per state for each of the three proposals of the log-sum-exp (paper: 10). The
     critic runs on batch x (3n + 1) actions, so n sets CQL's step cost; 12 samples cover a 1-D
@@ -75,7 +81,7 @@ class CQLConfig:
 
     def __post_init__(self) -> None:
         check_common_config(self)
-        require_positive(self, "actor_lr", "critic_lr", "temperature_lr", "initial_temperature")
+        require_positive(self, "actor_lr", "critic_lr", "temperature_lr", "initial_temperature", "reward_multiplier")
         require(self.cql_alpha >= 0, "cql_alpha", f"must be >= 0, got {self.cql_alpha}")
         require(0.0 < self.discount <= 1.0, "discount", f"must lie in (0, 1], got {self.discount}")
         require(isinstance(self.n_action_samples, int) and self.n_action_samples >= 1, "n_action_samples", f"must be an integer >= 1, got {self.n_action_samples!r}")
@@ -182,7 +188,7 @@ class CQL(TorchAlgorithm):
         s = self.normalizer.states(b["obs"])                                   # (B, D)
         s_next = self.normalizer.states(b["next_obs"])                         # (B, D)
         a = self.bounds.to_unit(self.bounds.clip(b["action"]))                 # (B,)
-        r = self.normalizer.rewards(b["reward"])                               # (B,)
+        r = cfg.reward_multiplier * self.normalizer.rewards(b["reward"])       # (B,)
         not_done = 1.0 - b["done"]                                             # (B,)
         alpha_h = nets["temperature"]().detach()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import typing
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -55,15 +56,17 @@ def algorithm_class(name: str) -> type[TorchAlgorithm]:
 
 
 def config_from_dict(config_class: type, values: Mapping[str, Any]):
-    """Build a config from plain values; JSON strings ('3e-4', '[64, 64]', 'null') are parsed,
-    lists become tuples, and an unknown key raises ``ConfigError`` listing the known ones."""
+    """Build a config from plain values; JSON strings ('3e-4', '[64, 64]', 'null') are parsed
+    (except for text fields), lists become tuples, and an unknown key raises ``ConfigError``
+    listing the known ones."""
     known = {f.name for f in fields(config_class)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown option for {config_class.__name__}; known options: {', '.join(sorted(known))}")
+    text_fields = {name for name, hint in typing.get_type_hints(config_class).items() if hint is str}
     parsed = {}
     for key, value in values.items():
-        if isinstance(value, str):
+        if isinstance(value, str) and key not in text_fields:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:

@@ -71,6 +71,10 @@ def test_overrides_accept_cli_strings():
     assert make_config("dt", {"target_return": "null"}).target_return is None
     with pytest.raises(ConfigError, match="expectile: cannot parse"):
         make_config("iql", {"expectile": "high"})
+    # Text fields take the string as it is.
+    assert make_config("bc", {"regress_on": "ratio", "top_fraction": "0.25"}) == BCConfig(regress_on="ratio", top_fraction=0.25)
+    with pytest.raises(ConfigError, match="^regress_on: must be 'log_ratio' or 'ratio'"):
+        make_config("bc", {"regress_on": "0.5"})
 
 
 @pytest.mark.parametrize("cls, kwargs, field", [
