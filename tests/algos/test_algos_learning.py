@@ -57,7 +57,8 @@ def test_same_seed_same_weights_other_seed_other_weights(name, data):
 
 def test_bc_imitates_the_behaviour_policy():
     data = SyntheticTrajectories(n_trajectories=256, n_ticks=12, feature_dim=5, seed=2, behaviour_noise=0.1)
-    algo = make_algorithm("bc", data.feature_dim, {"hidden_dims": (64, 64), "lr": 3e-3}, seed=0)
+    algo = make_algorithm("bc", data.feature_dim, {"hidden_dims": (64, 64), "lr": 3e-3, "top_fraction": 1.0,
+                                                   "regress_on": "log_ratio"}, seed=0)
     algo.prepare(data, 0)
     gen = rng(0, "bc-imitation")
     for _ in range(300):
@@ -79,7 +80,7 @@ def test_bc_on_the_bid_ratio_learns_the_mean_bid_not_the_median():
     data = SyntheticTrajectories(n_trajectories=512, n_ticks=12, feature_dim=5, seed=3, behaviour_noise=0.5)
     offsets = {}
     for space in ("log_ratio", "ratio"):
-        algo = make_algorithm("bc", data.feature_dim, {"hidden_dims": (64, 64), "lr": 3e-3, "regress_on": space}, seed=0)
+        algo = make_algorithm("bc", data.feature_dim, {"hidden_dims": (64, 64), "lr": 3e-3, "regress_on": space, "top_fraction": 1.0}, seed=0)
         algo.prepare(data, 0)
         gen = rng(0, "bc-bid-space")
         for _ in range(600):
@@ -110,7 +111,7 @@ def test_filtered_bc_trains_only_on_the_best_campaigns(data):
     allowed = {row.tobytes() for row in data.obs[top].reshape(-1, data.feature_dim)}
     assert all(row.tobytes() in allowed for row in batch["obs"])
     rest = {row.tobytes() for row in np.delete(data.obs, top, axis=0).reshape(-1, data.feature_dim)}
-    plain = make_algorithm("bc", data.feature_dim, CHECK_OVERRIDES["bc"], seed=0)
+    plain = make_algorithm("bc", data.feature_dim, {**CHECK_OVERRIDES["bc"], "top_fraction": 1.0}, seed=0)
     plain.prepare(data, 0)
     assert any(row.tobytes() in rest for row in plain.sample_batch(data, 512, rng(0, "filtered-bc"))["obs"])
 
