@@ -7,7 +7,7 @@ The tanh head keeps every action inside the bounds by construction; logged actio
 are clipped because the policy could not express them anyway.
 
 Two defaults differ from the plain baseline, both measured on the default training set (5 x 48
-evaluation, paired with the fixed-rate rule; benchmarks/results/learned_table_5x48.txt):
+evaluation, paired with the fixed-rate rule; benchmarks/results/all_strategies_5x48.txt):
 
 * ``top_fraction = 0.25`` clones only the best quarter of the campaigns ("%BC", Chen et al. 2021,
   arXiv 2106.01345, section 5.3), ranked by ``campaign_efficiency`` (score x C / B, so that big
@@ -98,6 +98,7 @@ class BC(TorchAlgorithm):
     name = "bc"
     config_class = BCConfig
     batch_kind = "transitions"
+    _top: tuple[object, np.ndarray] | None = None   # (dataset, indices of the campaigns cloned), made on first use
 
     def _networks(self) -> nn.ModuleDict:
         return nn.ModuleDict({"actor": DeterministicActor(self.feature_dim, self.config.hidden_dims)})
@@ -105,8 +106,6 @@ class BC(TorchAlgorithm):
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         cfg = self.config
         return {"actor": torch.optim.Adam(self.nets["actor"].parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)}
-
-    _top: tuple[object, np.ndarray] | None = None   # (dataset, indices of the campaigns cloned)
 
     def sample_batch(self, dataset, batch_size: int, rng: np.random.Generator) -> dict:
         fraction = self.config.top_fraction

@@ -1,7 +1,8 @@
-"""``aigb evaluate``: the command-line face of ``aigb.eval.evaluate.evaluate``.
+"""``aigb evaluate`` and ``aigb compare``: the command-line faces of ``aigb.eval.evaluate``.
 
-``aigb.cli`` calls ``register(subparsers)``; the command prints the summary table and writes
-``results.parquet`` and ``config.json`` to ``--out``.
+``aigb.cli`` calls ``register(subparsers)``. ``evaluate`` prints the summary table and writes
+``results.parquet`` and ``config.json`` to ``--out``; ``compare`` prints one table from several
+such directories that played the same campaigns.
 """
 
 from __future__ import annotations
