@@ -197,9 +197,10 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
     return EvalResults(table, summary, config, wall, out)
 
 
-# Configuration fields that decide which campaigns were played: results that agree on all of them
-# are paired row for row and can be summarised together.
-_CAMPAIGN_FIELDS = ("seeds", "periods", "slots", "market", "population", "eval_first_period")
+# Configuration fields that decide how a campaign is played: evaluations that agree on all of them
+# can be summarised together, rows pairing up by (seed, period, slot). Seeds may differ: more seeds
+# are more campaigns of the same evaluation.
+_CAMPAIGN_FIELDS = ("periods", "slots", "market", "population", "eval_first_period")
 
 
 def load_results(directory) -> tuple[pa.Table, dict]:
@@ -217,11 +218,11 @@ def load_results(directory) -> tuple[pa.Table, dict]:
 
 
 def combine_results(directories: Sequence, baseline: str | None = None) -> Summary:
-    """One summary of several evaluations of the same campaigns (e.g. the rule table and a later
-    run of learned strategies), with paired differences against ``baseline``.
+    """One summary of several evaluations (e.g. the rule table, a later run of learned strategies
+    and a run of the same strategies on another seed), with paired differences against ``baseline``.
 
-    Refuses evaluations that played other campaigns (seeds, periods, slots, market, population)
-    and a strategy evaluated in two of them."""
+    Refuses evaluations that played their campaigns differently (periods, slots, market,
+    population) and a (strategy, seed) evaluated in two of them."""
     if not directories:
         raise ConfigError("results: give at least one evaluation directory")
     tables, first, owner = [], None, {}
@@ -233,11 +234,11 @@ def combine_results(directories: Sequence, baseline: str | None = None) -> Summa
             if config.get(field) != first[1].get(field):
                 raise ConfigError(f"{field}: {d} played other campaigns than {first[0]} "
                                   f"({config.get(field)!r} vs {first[1].get(field)!r}); only paired evaluations combine")
-        for name in dict.fromkeys(table.column("strategy").to_pylist()):
-            if name in owner:
-                raise ConfigError(f"strategies: {name!r} is in both {owner[name]} and {d}; keep one of them")
-            owner[name] = d
+        for key in dict.fromkeys(zip(table.column("strategy").to_pylist(), table.column("seed").to_pylist())):
+            if key in owner:
+                raise ConfigError(f"strategies: {key[0]!r} on seed {key[1]} is in both {owner[key]} and {d}; keep one of them")
+            owner[key] = d
         tables.append(table)
-    if baseline is not None and baseline not in owner:
-        raise ConfigError(f"baseline: {baseline!r} is not among the evaluated strategies {list(owner)}")
+    if baseline is not None and baseline not in {name for name, _ in owner}:
+        raise ConfigError(f"baseline: {baseline!r} is not among the evaluated strategies {list(dict.fromkeys(n for n, _ in owner))}")
     return summarize(pa.concat_tables(tables), baseline=baseline)

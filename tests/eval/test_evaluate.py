@@ -116,6 +116,17 @@ def test_combined_evaluations_equal_one_joint_evaluation(tmp_path):
     assert combined == joint.summary
 
 
+def test_combining_pools_seeds_like_one_evaluation_over_both(tmp_path):
+    kwargs = dict(periods=1, slots=2, market=MARKET, progress=False)
+    joint = evaluate(["fixed", "pid"], seeds=[0, 1], baseline="fixed", **kwargs)
+    evaluate(["fixed", "pid"], seeds=[0], out_dir=tmp_path / "s0", **kwargs)
+    evaluate(["fixed", "pid"], seeds=[1], out_dir=tmp_path / "s1", **kwargs)
+    pooled = combine_results([tmp_path / "s0", tmp_path / "s1"], baseline="fixed")
+    a, b = pooled.paired[0].score, joint.summary.paired[0].score
+    assert (a.mean, a.low, a.high) == pytest.approx((b.mean, b.low, b.high), rel=1e-12)
+    assert [s.n_rows for s in pooled.strategies] == [4, 4]
+
+
 def test_combining_refuses_unpaired_or_overlapping_evaluations(tmp_path):
     kwargs = dict(slots=3, market=MARKET, progress=False)
     evaluate(["fixed"], periods=1, out_dir=tmp_path / "a", **kwargs)
@@ -123,7 +134,7 @@ def test_combining_refuses_unpaired_or_overlapping_evaluations(tmp_path):
     evaluate(["fixed"], periods=1, out_dir=tmp_path / "c", **kwargs)
     with pytest.raises(ConfigError, match="^periods: .* played other campaigns"):
         combine_results([tmp_path / "a", tmp_path / "b"])
-    with pytest.raises(ConfigError, match="^strategies: 'fixed' is in both"):
+    with pytest.raises(ConfigError, match="^strategies: 'fixed' on seed 0 is in both"):
         combine_results([tmp_path / "a", tmp_path / "c"])
     with pytest.raises(ConfigError, match="^baseline: 'pid'"):
         combine_results([tmp_path / "a"], baseline="pid")
