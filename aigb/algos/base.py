@@ -32,7 +32,7 @@ __all__ = [
     "A_LOW", "A_HIGH", "ACTION_PARAMETERISATION", "ActionBounds", "ACTION_BOUNDS",
     "TrajectoryDataset", "Policy", "Algorithm", "TorchAlgorithm",
     "TRANSITION_FIELDS", "WINDOW_FIELDS", "transition_tensors", "window_tensors", "validate_history",
-    "require", "require_positive", "check_common_config", "init_default_", "polyak_update_", "mlp", "TwinQ",
+    "require", "require_positive", "check_common_config", "init_default_", "init_target_", "polyak_update_", "mlp", "TwinQ",
     "StatePolicy",
 ]
 
@@ -251,6 +251,12 @@ def init_default_(module: nn.Module, generator: torch.Generator) -> nn.Module:
         elif own:
             raise TypeError(f"init_default_: no initialisation rule for {type(sub).__name__}; define init_parameters_(generator)")
     return module
+
+
+def init_target_(target: nn.Module, source: nn.Module) -> None:
+    """Start a target network as a frozen copy of ``source`` (updated only by ``polyak_update_``)."""
+    target.load_state_dict(source.state_dict())
+    target.requires_grad_(False)
 
 
 def polyak_update_(target: nn.Module, source: nn.Module, tau: float) -> None:

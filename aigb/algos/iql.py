@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aigb.algos.base import (
-    StatePolicy, TorchAlgorithm, TwinQ, check_common_config, init_default_, mlp, polyak_update_, require,
+    StatePolicy, TorchAlgorithm, TwinQ, check_common_config, init_default_, init_target_, mlp, polyak_update_, require,
     require_positive, transition_tensors,
 )
 
@@ -121,8 +121,7 @@ class IQL(TorchAlgorithm):
 
     def _init_networks(self, generator: torch.Generator) -> None:
         init_default_(self.nets, generator)
-        self.nets["critic_target"].load_state_dict(self.nets["critic"].state_dict())
-        self.nets["critic_target"].requires_grad_(False)
+        init_target_(self.nets["critic_target"], self.nets["critic"])
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         cfg = self.config
