@@ -84,7 +84,7 @@ def cmd_train(args) -> int:
     validation = None if args.no_validation else ValidationSet(periods=args.val_periods)
     result = train(args.algo, args.data, run_dir=args.out or f"runs/{args.algo}", steps=args.steps,
                    batch_size=args.batch_size, seed=args.seed, overrides=overrides, validation=validation,
-                   eval_every=args.eval_every, patience=args.patience, progress=not args.quiet)
+                   eval_every=args.eval_every, patience=args.patience, progress=not args.quiet, device=args.device)
     print(f"{args.algo}: {result.steps_done} updates in {result.run_dir}; best validation score "
           f"{result.best_score if result.best_score is None else round(result.best_score, 3)} at step {result.best_step}"
           f"{' (stopped early)' if result.stopped_early else ''}")
@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip malformed rows into a quarantine file instead of failing")
     p.set_defaults(func=cmd_import_csv)
 
-    p = sub.add_parser("train", help="train a learned strategy (bc, iql, cql, dt) on a generated dataset")
-    p.add_argument("algo", help="bc, iql, cql or dt")
+    p = sub.add_parser("train", help="train a learned strategy (bc, iql, cql, dt, diffbid) on a generated dataset")
+    p.add_argument("algo", help="bc, iql, cql, dt or diffbid")
     p.add_argument("--data", required=True, help="dataset directory written by `aigb generate`")
     p.add_argument("--out", default=None, help="run directory (default runs/ALGO); re-running resumes from last.pt")
     p.add_argument("--steps", type=int, default=None, help="updates (default: the algorithm's benchmarked default)")
@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=4, help="validations without improvement before stopping")
     p.add_argument("--val-periods", type=int, default=1, help="validation periods (16 slots each)")
     p.add_argument("--no-validation", action="store_true", help="train without validation rollouts")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where diffbid trains: auto takes the GPU when torch sees one (default %(default)s); the other algorithms use the CPU")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -59,10 +59,12 @@ class ValidationSet:
 
 def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_size: int | None = None,
           seed: int = 0, overrides: dict | None = None, validation: ValidationSet | None = ValidationSet(),
-          eval_every: int | None = None, patience: int | None = 4, progress: bool = True):
+          eval_every: int | None = None, patience: int | None = 4, progress: bool = True, device: str = "auto"):
     """Train ``algo_name`` on the trajectories in ``data_dir``; returns ``aigb.algos.fit.FitResult``.
 
     The best checkpoint by validation score is ``run_dir/best.pt``; ``run_dir/last.pt`` resumes.
+    device: 'auto' | 'cpu' | 'cuda' for algorithms that train on a GPU (``to_device``: diffbid);
+    the others train on the CPU, and refuse an explicit 'cuda'.
     """
     from aigb.algos.fit import fit
     from aigb.algos.registry import ALGORITHMS, make_algorithm
@@ -72,10 +74,14 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
         raise ConfigError(f"algo: unknown algorithm {algo_name!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
     dataset = TrajectoryDataset.load(data_dir)
     algo = make_algorithm(algo_name, dataset.feature_dim, overrides or {}, seed=seed)
+    if hasattr(algo, "to_device"):
+        algo.to_device(device)
+    elif device not in ("auto", "cpu"):
+        raise ConfigError(f"device: {algo_name} trains on the CPU only, got {device!r}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "train_args.json").write_text(json.dumps({
-        "algo": algo_name, "data": str(data_dir), "steps": steps, "batch_size": batch_size, "seed": seed,
+        "algo": algo_name, "data": str(data_dir), "steps": steps, "batch_size": batch_size, "seed": seed, "device": device,
         "overrides": overrides or {}, "validation": None if validation is None else {
             "seed": VALIDATION_SEED, "first_period": VALIDATION_FIRST_PERIOD, "periods": validation.periods,
             "slots": list(validation.slots), "market": validation.market.to_dict()}}, indent=2))

@@ -42,10 +42,14 @@ class LearnedStrategy(AlphaStrategy):
         return float(np.exp(a) * obs.campaign.target_cpa)
 
 
-def load_strategy(algo: str, path: str) -> LearnedStrategy:
+def load_strategy(algo: str, path: str) -> AlphaStrategy:
     """Load a checkpoint written by ``aigb train`` (``torch.load(weights_only=True)`` inside)."""
     from aigb.algos.checkpoint import load_policy, read_checkpoint
 
+    if algo == "diffbid":   # the planner keeps its plans and seeds its noise per campaign
+        from aigb.strategies.diffbid import load_diffbid_strategy
+
+        return load_diffbid_strategy(path)
     found = read_checkpoint(path).get("algo")
     if found is not None and found != algo:
         raise ValueError(f"{path}: checkpoint holds a {found!r} policy, not {algo!r}")

@@ -7,7 +7,8 @@ A spec is ``NAME`` or ``NAME:ARGUMENTS``:
   prior is fitted once per market into the cache directory, ``aigb.strategies.rules``), and
   ``oracle:mode=slots,reference=pid:gain=2`` (``reference`` takes the rest of the spec);
 * learned strategies take a checkpoint path: ``iql:runs/iql/best.pt`` calls
-  ``aigb.strategies.learned.load_strategy("iql", path)``;
+  ``aigb.strategies.learned.load_strategy("iql", path)``; DiffBid's path may carry serving
+  options, ``diffbid:runs/diffbid/best.pt?w=1.2&return=0.9`` (``aigb.strategies.diffbid``);
 * ``neurips2024:module.path:ClassName`` or ``neurips2024:file.py:ClassName`` wraps a competition
   class (instantiated without arguments) in ``aigb.strategies.neurips2024.CompetitionStrategy``.
 
@@ -256,6 +257,23 @@ register("oracle", _oracle, check=lambda mode, reference: _oracle(None, mode, re
 register("neurips2024", _competition, check=_check_competition, takes_path=True,
          help="competition-interface class: neurips2024:module.path:ClassName or neurips2024:file.py:ClassName")
 for _algo in LEARNED_ALGOS:
-    register(_algo, _learned(_algo), check=_check_checkpoint(_algo), takes_path=True,
-             help=f"learned {_algo} policy: {_algo}:PATH/TO/checkpoint")
+    if _algo != "diffbid":
+        register(_algo, _learned(_algo), check=_check_checkpoint(_algo), takes_path=True,
+                 help=f"learned {_algo} policy: {_algo}:PATH/TO/checkpoint")
 del _algo
+
+
+def _diffbid(market, text):
+    from aigb.strategies.diffbid import load_diffbid_strategy
+
+    return load_diffbid_strategy(text)
+
+
+def _check_diffbid(text):
+    from aigb.strategies.diffbid import check_diffbid_spec
+
+    check_diffbid_spec(text)
+
+
+register("diffbid", _diffbid, check=_check_diffbid, takes_path=True,
+         help="DiffBid planner: diffbid:PATH[?w=1.2&return=0.9&cpa=1&util=1&steps=10&temperature=0.5&eta=0&device=auto]")

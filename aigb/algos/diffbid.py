@@ -1,0 +1,503 @@
+"""DiffBid: plan the day's state trajectory with a conditional diffusion model, then act by inverse
+dynamics (AIGB, Guo et al., KDD 2024, arXiv 2405.16141; Decision Diffuser, Ajay et al., ICLR 2023,
+arXiv 2211.15657).
+
+Plan, then control. A denoiser learns the distribution of whole-day plans x (T + 1 rows of the
+dynamic state, ``aigb.algos.plan_features``) given the campaign (context c, always on) and the
+outcome asked for (y: return rank, CPA satisfaction, budget utilisation):
+
+    x_k = sqrt(abar_k) x_0 + sqrt(1 - abar_k) eps,   cosine schedule, 100 steps          (DDPM eq. 4)
+    L_diff = E || eps - eps_theta(x_k, k, emb(c, y or null)) ||^2  over the rows after the prefix
+
+It is trained as a completer (CBD, arXiv 2509.03348): each sample keeps a random realised prefix,
+rows 0..t with t ~ U{0..T-1}, clean in x_k and out of the loss, which is the situation of a
+re-planning bidder at tick t. y is dropped jointly (p = 0.25) for classifier-free guidance
+(Ho & Salimans 2022): eps = eps_u + w (eps_c - eps_u). An inverse-dynamics model (IDM) learns the
+action from the recent states and the next one,
+
+    a_t = f([s_{t-2}, s_{t-1}, s_t, s_{t+1}], c, tick info_t),    a = log(alpha / C)
+    L_idm = E (a_t - f(.))^2                                     (own optimiser, logged transitions)
+
+Serving (``DiffBidPlanner``): at tick t the realised rows 0..t are in-painted, DDIM samples the
+rest (K steps, eta 0, initial noise x temperature, one seeded generator per (campaign seed, tick)),
+and the IDM turns s_{t+1} of the plan into the tick's action. The denoiser and condition network
+used for planning are exponential moving averages of the trained ones.
+
+The generic pieces (schedule, denoisers, condition embedding, completer loss, samplers) live in
+``aigb.diffusion``; this file holds what is specific to bidding.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aigb.algos.base import TorchAlgorithm, check_common_config, mlp, require, require_positive, validate_history
+from aigb.algos.device import resolve_device
+from aigb.algos.plan_features import (
+    PLAN_VERSION, RobustScaler, efficiency_rank, make_plan_view, whole_trajectories,
+)
+from aigb.diffusion import DENOISERS, ConditionEmbedding, CosineSchedule, cfg_eps_fn, completer_loss, ddim_sample
+from aigb.seeding import torch_seed
+
+__all__ = ["DiffBidConfig", "DiffBid", "DiffBidPlanner", "PlanStep", "InverseDynamics", "PLAN_BATCH_FIELDS",
+           "EFFICIENCY_LEVELS"]
+
+EFFICIENCY_LEVELS = np.linspace(0.0, 1.0, 101)
+"""Levels at which the checkpoint stores the training campaigns' score efficiency, so a return
+condition R (a rank) can be read as an efficiency score x C / B."""
+
+
+@dataclass(frozen=True)
+class DiffBidConfig:
+    """DiffBid hyper-parameters. Training defaults follow research/diffbid_anchors.md §1; the
+    serving fields are defaults that a strategy spec overrides without retraining."""
+
+    plan: str = "market"
+    """What is diffused: "market" (the 7 plan channels of v1 states, aigb.algos.plan_features) or
+    "raw" (the states themselves; any feature set, e.g. the contract checker's synthetic data)."""
+    n_ticks: int = 48
+    """Ticks per day T; plans have T + 1 rows (the state before each tick and after the last)."""
+    denoiser: str = "transformer"
+    """Noise predictor: "transformer" (meets the CPU latency budget) or "unet" (Diffuser's temporal
+    U-Net, for parity with the papers; ~6x slower per tick on a CPU)."""
+    d_model: int = 64
+    """Transformer width (anchors: 64 x 2 layers x 4 heads, ~0.12 M parameters, ~10 ms per tick)."""
+    n_layers: int = 2
+    """Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads; must divide d_model."""
+    unet_dim: int = 32
+    """U-Net base channels (levels x1, x2, x4), when denoiser = "unet"."""
+    emb_dim: int = 64
+    """Width of the condition embedding (context + outcome)."""
+    diffusion_steps: int = 100
+    """Training diffusion steps of the cosine schedule (Nichol & Dhariwal 2021)."""
+    condition_dropout: float = 0.25
+    """Probability that a training sample's outcome condition is replaced by the null embedding
+    (Decision Diffuser 0.25, AIGB 0.2); the context is never dropped."""
+    idm_hidden_dims: tuple[int, ...] = (256, 256, 256)
+    """Hidden widths of the inverse-dynamics MLP (AIGB baseline: 3 x 256)."""
+    lr: float = 3e-4
+    """AdamW peak learning rate of the denoiser and condition network."""
+    weight_decay: float = 1e-4
+    """AdamW decoupled weight decay on matrix weights."""
+    warmup_steps: int = 500
+    """Linear warm-up of the learning rate, then a cosine decay to 10 % at ``steps``."""
+    idm_lr: float = 3e-4
+    """Adam learning rate of the inverse dynamics (its own optimiser)."""
+    ema: float = 0.999
+    """Decay of the exponential moving average of the denoiser and condition weights that plan
+    (warmed up as min(ema, (1 + n) / (10 + n)) so short runs are not stuck at the initial weights)."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip of each optimiser."""
+    batch_size: int = 256
+    """Campaign-days per update (each gives one plan and one IDM transition)."""
+    steps: int = 15_000
+    """Updates per run (anchors: ~15k at batch 256, early-stopped on the validation market score;
+    about 55 min at the measured ~0.22 s per step on one CPU thread)."""
+    sampling_steps: int = 10
+    """DDIM steps K per tick at serving (anchors: K = 10 beat K = 30 on AuctionNet; sweep 5/10/20)."""
+    eta: float = 0.0
+    """DDIM stochasticity (0: deterministic given the initial noise)."""
+    temperature: float = 0.5
+    """Scale of the initial and per-step noise at serving (Decision Diffuser's low temperature)."""
+    guidance: float = 1.2
+    """Classifier-free guidance weight w: eps = eps_u + w (eps_c - eps_u); 0 unconditional, 1 plain
+    conditional (Decision Diffuser 1.2, AIGB 0.2; to be swept)."""
+    target_return: float = 0.9
+    """Return condition at serving: the score-efficiency rank in [0, 1] to plan for."""
+    target_cpa: float = 1.0
+    """CPA condition at serving: min(1, (C / CPA)^2) in [0, 1] (1: within the target CPA)."""
+    target_util: float = 1.0
+    """Budget-utilisation condition at serving, spend / B in [0, 1]."""
+    clip_x0: float = 3.0
+    """Clip of the predicted clean plan during sampling, in scaled units (the 1st-99th percentile
+    range of every channel maps to [-1, 1]); 0 turns clipping off."""
+
+    def __post_init__(self) -> None:
+        check_common_config(self)
+        require(self.plan in ("market", "raw"), "plan", f"must be 'market' or 'raw', got {self.plan!r}")
+        require(self.denoiser in DENOISERS, "denoiser", f"must be one of {', '.join(DENOISERS)}, got {self.denoiser!r}")
+        for name in ("n_ticks", "d_model", "n_layers", "n_heads", "unet_dim", "emb_dim", "diffusion_steps", "sampling_steps"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, f"must be an integer >= 1, got {value!r}")
+        require(self.d_model % self.n_heads == 0, "n_heads", f"must divide d_model {self.d_model}, got {self.n_heads}")
+        require(self.sampling_steps <= self.diffusion_steps, "sampling_steps", f"must be <= diffusion_steps {self.diffusion_steps}, got {self.sampling_steps}")
+        dims = tuple(self.idm_hidden_dims)
+        require(len(dims) >= 1 and all(isinstance(d, (int, np.integer)) and d >= 1 for d in dims), "idm_hidden_dims",
+                f"must be a non-empty tuple of integers >= 1, got {self.idm_hidden_dims!r}")
+        object.__setattr__(self, "idm_hidden_dims", tuple(int(d) for d in dims))
+        require(0.0 <= self.condition_dropout < 1.0, "condition_dropout", f"must lie in [0, 1), got {self.condition_dropout}")
+        require_positive(self, "lr", "idm_lr", "grad_clip", "temperature")
+        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps", f"must be an integer >= 0, got {self.warmup_steps!r}")
+        require(0.0 <= self.ema < 1.0, "ema", f"must lie in [0, 1), got {self.ema}")
+        require(self.eta >= 0.0, "eta", f"must be >= 0, got {self.eta}")
+        require(math.isfinite(self.guidance) and self.guidance >= 0.0, "guidance", f"must be a finite number >= 0, got {self.guidance}")
+        for name in ("target_return", "target_cpa", "target_util"):
+            value = getattr(self, name)
+            require(isinstance(value, (int, float)) and 0.0 <= value <= 1.0, name, f"must lie in [0, 1], got {value!r}")
+        require(self.clip_x0 >= 0.0, "clip_x0", f"must be >= 0, got {self.clip_x0}")
+
+
+# --------------------------------------------------------------------------------------------
+# Batches: one whole day per sample
+# --------------------------------------------------------------------------------------------
+
+PLAN_BATCH_FIELDS = {"obs": 3, "context": 2, "outcome": 2, "prefix": 1, "tick": 1, "tick_info": 2, "action": 1}
+"""Field -> dims. obs (B, T+1, P) plans in plan units; context (B, C); outcome (B, O); prefix (B,)
+the tick t whose rows 0..t are known; tick (B,) the IDM's transition tick; tick_info (B, I) of that
+tick; action (B,) the logged action of that tick."""
+
+
+class InverseDynamics(nn.Module):
+    """[s_{t-2}, s_{t-1}, s_t, s_{t+1}] (scaled plan rows), context, tick info -> unit action in [-1, 1]."""
+
+    def __init__(self, plan_dim: int, context_dim: int, info_dim: int, hidden_dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net = mlp(4 * plan_dim + context_dim + info_dim, hidden_dims, 1)
+
+    def forward(self, rows: torch.Tensor, context: torch.Tensor, info: torch.Tensor) -> torch.Tensor:
+        """rows (B, 4, P), context (B, C), info (B, I) -> (B,)."""
+        return torch.tanh(self.net(torch.cat([rows.flatten(1), context, info], dim=-1))).squeeze(-1)
+
+
+def transition_rows(plans: torch.Tensor, tick: torch.Tensor) -> torch.Tensor:
+    """Rows t-2, t-1, t, t+1 of each plan (B, T+1, P) at ticks (B,) -> (B, 4, P); rows before 0
+    repeat row 0 (the first ticks have no history yet, in training and at serving alike)."""
+    offsets = torch.arange(-2, 2, device=plans.device)                                   # (4,)
+    idx = (tick[:, None].to(plans.device) + offsets[None]).clamp_min(0)                  # (B, 4)
+    return torch.gather(plans, 1, idx[..., None].expand(-1, -1, plans.shape[-1]))
+
+
+# --------------------------------------------------------------------------------------------
+# The algorithm
+# --------------------------------------------------------------------------------------------
+
+class DiffBid(TorchAlgorithm):
+    """Conditional diffusion planner (completer training, CFG) plus inverse dynamics."""
+
+    name = "diffbid"
+    config_class = DiffBidConfig
+    batch_kind = "plans"
+    _cache: tuple[object, dict] | None = None   # (dataset, its plans/contexts/outcomes), made on first use
+
+    def __init__(self, config, feature_dim: int, *, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        self.device = resolve_device(device)
+        cfg = self.config_class() if config is None else config
+        self.view = make_plan_view(cfg.plan, int(feature_dim), cfg.n_ticks) if isinstance(cfg, DiffBidConfig) else None
+        super().__init__(config, feature_dim, seed=seed)
+        self.schedule = CosineSchedule(self.config.diffusion_steps)
+
+    # --- networks ------------------------------------------------------------------------------
+    @property
+    def horizon(self) -> int:
+        return self.config.n_ticks + 1
+
+    def _networks(self) -> nn.ModuleDict:
+        cfg, v = self.config, self.view
+        p, c, o, i = len(v.channels), len(v.context_names), len(v.outcome_names), len(v.tick_info_names)
+        if cfg.denoiser == "transformer":
+            denoiser = DENOISERS["transformer"](self.horizon, p, emb_dim=cfg.emb_dim, d_model=cfg.d_model,
+                                                n_layers=cfg.n_layers, n_heads=cfg.n_heads)
+        else:
+            denoiser = DENOISERS["unet"](self.horizon, p, emb_dim=cfg.emb_dim, dim=cfg.unet_dim)
+        cond = ConditionEmbedding(c, o, emb_dim=cfg.emb_dim, drop_prob=cfg.condition_dropout)
+        return nn.ModuleDict({
+            "cond": cond, "denoiser": denoiser,
+            "ema_cond": copy.deepcopy(cond), "ema_denoiser": copy.deepcopy(denoiser),
+            "idm": InverseDynamics(p, c, i, cfg.idm_hidden_dims),
+        })
+
+    def _init_networks(self, generator: torch.Generator) -> None:
+        super()._init_networks(generator)
+        for name in ("cond", "denoiser"):
+            self.nets[f"ema_{name}"].load_state_dict(self.nets[name].state_dict())
+            self.nets[f"ema_{name}"].requires_grad_(False)
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        cfg = self.config
+        params = [p for name in ("cond", "denoiser") for p in self.nets[name].parameters()]
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        return {"diffusion": torch.optim.AdamW(groups, lr=cfg.lr),
+                "idm": torch.optim.Adam(self.nets["idm"].parameters(), lr=cfg.idm_lr)}
+
+    def reset(self, seed: int) -> None:
+        super().reset(seed)
+        # Module.to moves parameters in place, so the optimisers keep pointing at them.
+        self.nets.to(self.device)
+        self.plan_scaler = RobustScaler.identity(len(self.view.channels))
+        self.context_scaler = RobustScaler.identity(len(self.view.context_names))
+        self.info_scaler = RobustScaler.identity(len(self.view.tick_info_names))
+        self.efficiency_levels = np.full(EFFICIENCY_LEVELS.size, np.nan)
+
+    def to_device(self, device: str | torch.device) -> "DiffBid":
+        """Train (and plan) on ``device`` ('auto', 'cpu', 'cuda'); random draws stay on the CPU
+        generator, so a run's batches and noise do not depend on the device."""
+        self.device = resolve_device(device)
+        self.nets.to(self.device)
+        return self
+
+    # --- data ------------------------------------------------------------------------------------
+    def _arrays(self, dataset: Any) -> dict[str, np.ndarray]:
+        """Plans, contexts, tick information, outcomes and actions of every training campaign."""
+        if self._cache is not None and self._cache[0] is dataset:
+            return self._cache[1]
+        tr = whole_trajectories(dataset)
+        obs, terminal = tr["obs"], tr["terminal"]                                       # (N, T, F), (N, F)
+        if obs.shape[1] != self.config.n_ticks:
+            raise ValueError(f"dataset: trajectories have {obs.shape[1]} ticks, the config plans {self.config.n_ticks} "
+                             f"(set n_ticks={obs.shape[1]})")
+        days = np.concatenate([obs, terminal[:, None]], axis=1)                          # (N, T+1, F)
+        rank = efficiency_rank(tr["efficiency"])
+        arrays = {
+            "plan": self.view.plan(days),                                                # (N, T+1, P)
+            "context": self.view.context(days),                                          # (N, C)
+            "tick_info": self.view.tick_info(obs),                                       # (N, T, I)
+            "outcome": self.view.outcomes(terminal, rank),                               # (N, O)
+            "action": tr["action"],                                                      # (N, T)
+            "efficiency": tr["efficiency"],
+        }
+        self._cache = (dataset, arrays)
+        return arrays
+
+    def _adapt(self, dataset: Any, seed: int) -> None:
+        self.view.check_feature_version(self.feature_version)
+        a = self._arrays(dataset)
+        self.plan_scaler = RobustScaler.fit(a["plan"])
+        self.context_scaler = RobustScaler.fit(a["context"])
+        self.info_scaler = RobustScaler.fit(a["tick_info"])
+        self.efficiency_levels = np.quantile(a["efficiency"], EFFICIENCY_LEVELS)
+
+    def sample_batch(self, dataset: Any, batch_size: int, rng: np.random.Generator) -> dict:
+        a = self._arrays(dataset)
+        n, t_max = a["action"].shape
+        i = rng.integers(0, n, size=batch_size)
+        prefix = rng.integers(0, t_max, size=batch_size)
+        tick = rng.integers(0, t_max, size=batch_size)
+        return {"obs": a["plan"][i], "context": a["context"][i], "outcome": a["outcome"][i],
+                "prefix": prefix.astype(np.int64), "tick": tick.astype(np.int64),
+                "tick_info": a["tick_info"][i, tick], "action": a["action"][i, tick].astype(np.float32)}
+
+    def _batch_tensors(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        if not isinstance(batch, Mapping):
+            raise TypeError(f"plan batch must be a mapping of arrays, got {type(batch).__name__}")
+        missing = [k for k in PLAN_BATCH_FIELDS if k not in batch]
+        if missing:
+            raise ValueError(f"plan batch: missing field(s) {missing}; expected {sorted(PLAN_BATCH_FIELDS)}")
+        v, h = self.view, self.horizon
+        widths = {"obs": len(v.channels), "context": len(v.context_names), "outcome": len(v.outcome_names),
+                  "tick_info": len(v.tick_info_names)}
+        b = np.shape(batch["obs"])[0] if np.ndim(batch["obs"]) else 0
+        out = {}
+        for key, ndim in PLAN_BATCH_FIELDS.items():
+            arr = np.asarray(batch[key])
+            if arr.ndim != ndim or arr.shape[0] != b:
+                raise ValueError(f"plan batch field {key!r}: expected {ndim} dims with batch {b}, got shape {arr.shape}")
+            if key in widths and arr.shape[-1] != widths[key]:
+                raise ValueError(f"plan batch field {key!r}: width {arr.shape[-1]} != {widths[key]}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"plan batch field {key!r}: contains NaN or inf")
+            out[key] = arr
+        if b == 0:
+            raise ValueError("plan batch is empty")
+        if out["obs"].shape[1] != h:
+            raise ValueError(f"plan batch field 'obs': {out['obs'].shape[1]} rows != horizon {h} (n_ticks + 1)")
+        for key in ("prefix", "tick"):
+            if np.any(out[key] < 0) or np.any(out[key] >= self.config.n_ticks) or np.any(out[key] != np.round(out[key])):
+                raise ValueError(f"plan batch field {key!r}: must be integer ticks in [0, {self.config.n_ticks - 1}]")
+        dev = self.device
+        tensors = {k: torch.as_tensor(out[k], dtype=torch.float32, device=dev) for k in ("obs", "context", "outcome", "tick_info", "action")}
+        tensors.update({k: torch.as_tensor(out[k], dtype=torch.int64, device=dev) for k in ("prefix", "tick")})
+        return tensors
+
+    # --- training ------------------------------------------------------------------------------
+    def _lr(self) -> float:
+        cfg, n = self.config, self.n_updates
+        warm = min(1.0, (n + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        progress = min(1.0, n / cfg.steps)
+        return cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    def update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
+        cfg = self.config
+        b = self._batch_tensors(batch)
+        self.nets.train()
+        x0 = self.plan_scaler.to_unit(b["obs"])                                          # (B, H, P)
+        context = self.context_scaler.to_unit(b["context"])                              # (B, C)
+        known = torch.arange(self.horizon, device=self.device)[None] <= b["prefix"][:, None]  # (B, H) rows 0..t
+
+        # Diffusion: completer loss with the outcome dropped jointly for guidance.
+        lr = self._lr()
+        opt = self.optimizers["diffusion"]
+        for group in opt.param_groups:
+            group["lr"] = lr
+        cond = self.nets["cond"]
+        emb = cond(context, b["outcome"], drop=cond.drop_mask(x0.shape[0], self.train_generator))
+        diffusion_loss = completer_loss(self.nets["denoiser"], self.schedule, x0, emb, known, self.train_generator)
+        opt.zero_grad(set_to_none=True)
+        diffusion_loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
+        opt.step()
+
+        # Inverse dynamics on the logged transition (s_{t-2..t}, s_{t+1}) -> a_t.
+        rows = transition_rows(x0, b["tick"])                                            # (B, 4, P)
+        info = self.info_scaler.to_unit(b["tick_info"])
+        pred = self.bounds.from_unit(self.nets["idm"](rows, context, info))              # (B,)
+        idm_loss = F.mse_loss(pred, self.bounds.clip(b["action"]))
+        idm_opt = self.optimizers["idm"]
+        idm_opt.zero_grad(set_to_none=True)
+        idm_loss.backward()
+        nn.utils.clip_grad_norm_(self.nets["idm"].parameters(), cfg.grad_clip)
+        idm_opt.step()
+
+        self._update_ema()
+        self.n_updates += 1
+        return {"diffusion_loss": diffusion_loss.item(), "idm_loss": idm_loss.item(), "grad_norm": float(grad_norm), "lr": lr}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.config.ema, (1.0 + self.n_updates) / (10.0 + self.n_updates))
+        for name in ("cond", "denoiser"):
+            for e, p in zip(self.nets[f"ema_{name}"].parameters(), self.nets[name].parameters()):
+                e.lerp_(p, 1.0 - decay)
+
+    # --- serialisation ---------------------------------------------------------------------------
+    def _extra_state(self) -> dict:
+        return {
+            "plan": self.view.kind, "plan_version": PLAN_VERSION,
+            "channels": list(self.view.channels), "outcomes": list(self.view.outcome_names),
+            "plan_scaler": self.plan_scaler.state_dict(), "context_scaler": self.context_scaler.state_dict(),
+            "info_scaler": self.info_scaler.state_dict(),
+            "efficiency_levels": torch.as_tensor(self.efficiency_levels, dtype=torch.float64),
+        }
+
+    def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
+        if extra.get("plan") != self.view.kind or extra.get("plan_version") != PLAN_VERSION:
+            raise ValueError(f"diffbid state: plan {extra.get('plan')!r} version {extra.get('plan_version')!r} != this code's "
+                             f"{self.view.kind!r} {PLAN_VERSION!r}; retrain")
+        self.plan_scaler = RobustScaler.from_state_dict(extra["plan_scaler"])
+        self.context_scaler = RobustScaler.from_state_dict(extra["context_scaler"])
+        self.info_scaler = RobustScaler.from_state_dict(extra["info_scaler"])
+        self.efficiency_levels = np.asarray(extra["efficiency_levels"], dtype=np.float64)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.nets.to(self.device)
+
+    def policy(self, **options) -> "DiffBidPlanner":
+        """The planner with the config's serving defaults, on the training device; ``options``
+        override them (see ``DiffBidPlanner``)."""
+        return DiffBidPlanner(self, **{"device": self.device, **options})
+
+
+# --------------------------------------------------------------------------------------------
+# Serving: re-plan every tick, act by inverse dynamics
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One tick's decision and the plan behind it."""
+
+    tick: int
+    """The tick t the plan was made at (rows 0..t are realised)."""
+    action: float
+    """a_t = log(alpha / C), within the action bounds."""
+    plan: np.ndarray
+    """(T + 1, P) the plan in plan units (``channels``), rows 0..t the realised prefix."""
+    unit: np.ndarray
+    """(T + 1, P) the same in the scaled units the model works in."""
+
+
+class DiffBidPlanner:
+    """The serving policy: ``act(states, actions, rewards)`` (the ``Policy`` protocol) or
+    ``plan(states, seed=...)`` for the plan as well.
+
+    Options (None keeps the checkpoint config's): guidance (w), target_return, target_cpa,
+    target_util, steps (DDIM K), temperature, eta, device ('auto' | 'cpu' | 'cuda'), seed (of
+    ``act``; ``plan`` takes it per call). Holds frozen copies of the networks, so training that
+    continues afterwards does not change it.
+    """
+
+    def __init__(self, algo: DiffBid, *, guidance: float | None = None, target_return: float | None = None,
+                 target_cpa: float | None = None, target_util: float | None = None, steps: int | None = None,
+                 temperature: float | None = None, eta: float | None = None, device: str | torch.device = "cpu",
+                 seed: int = 0) -> None:
+        cfg = algo.config
+        chosen = {"guidance": cfg.guidance if guidance is None else guidance,
+                  "target_return": cfg.target_return if target_return is None else target_return,
+                  "target_cpa": cfg.target_cpa if target_cpa is None else target_cpa,
+                  "target_util": cfg.target_util if target_util is None else target_util,
+                  "sampling_steps": cfg.sampling_steps if steps is None else steps,
+                  "temperature": cfg.temperature if temperature is None else temperature,
+                  "eta": cfg.eta if eta is None else eta}
+        self.config = DiffBidConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, **chosen})  # validates
+        self.device = resolve_device(device)
+        self.seed = int(seed)
+        self.view = algo.view
+        self.feature_dim = algo.feature_dim
+        self.n_ticks = cfg.n_ticks
+        self.horizon = algo.horizon
+        self.bounds = algo.bounds
+        self.schedule = algo.schedule
+        self.channels = tuple(algo.view.channels)
+        self.plan_scaler, self.context_scaler, self.info_scaler = algo.plan_scaler, algo.context_scaler, algo.info_scaler
+        self.efficiency_levels = algo.efficiency_levels
+        frozen = {k: copy.deepcopy(algo.nets[k]).to(self.device).eval().requires_grad_(False)
+                  for k in ("ema_cond", "ema_denoiser", "idm")}
+        self.cond, self.denoiser, self.idm = frozen["ema_cond"], frozen["ema_denoiser"], frozen["idm"]
+        targets = {"return": self.config.target_return, "cpa": self.config.target_cpa, "util": self.config.target_util}
+        self.outcome = torch.tensor([[targets[n] for n in self.view.outcome_names]], dtype=torch.float32, device=self.device)
+
+    def options(self) -> dict[str, Any]:
+        """The serving options in force (for logs and reports)."""
+        c = self.config
+        return {"guidance": c.guidance, "target_return": c.target_return, "target_cpa": c.target_cpa,
+                "target_util": c.target_util, "steps": c.sampling_steps, "temperature": c.temperature, "eta": c.eta,
+                "device": str(self.device)}
+
+    @torch.inference_mode()
+    def plan(self, states: np.ndarray, *, seed: int) -> PlanStep:
+        """Plan the rest of the day from the v1 states of ticks 0..t (rows of ``states``) and act."""
+        states = np.asarray(states, dtype=np.float32)
+        if states.ndim != 2 or states.shape[0] < 1 or states.shape[1] != self.feature_dim:
+            raise ValueError(f"states: expected shape (t+1, {self.feature_dim}), got {states.shape}")
+        t = states.shape[0] - 1
+        if t >= self.n_ticks:
+            raise ValueError(f"states: tick {t} is beyond the planner's day of {self.n_ticks} ticks")
+        dev = self.device
+        prefix = self.plan_scaler.to_unit(self.view.plan(states))                        # (t+1, P) numpy
+        known_x = torch.zeros(1, self.horizon, len(self.channels), device=dev)
+        known_x[0, : t + 1] = torch.from_numpy(prefix).to(dev)
+        known_mask = torch.zeros(1, self.horizon, dtype=torch.bool, device=dev)
+        known_mask[0, : t + 1] = True
+        context = torch.from_numpy(self.context_scaler.to_unit(self.view.context(states))).to(dev)[None]   # (1, C)
+        emb_cond, emb_null = self.cond(context, self.outcome), self.cond(context, None)
+        generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, "diffbid/plan", t))
+        c = self.config
+        # Guidance with w != 0, 1 runs the conditional and unconditional branches as one batch of 2.
+        eps_fn = cfg_eps_fn(self.denoiser, emb_cond, emb_null, c.guidance)
+        x0 = ddim_sample(eps_fn, self.schedule, tuple(known_x.shape), steps=c.sampling_steps,
+                         eta=c.eta, temperature=c.temperature, known_x=known_x, known_mask=known_mask,
+                         generator=generator, clip_x0=c.clip_x0 or None)                  # (1, H, P)
+        rows = transition_rows(x0, torch.tensor([t], device=dev))                        # (1, 4, P)
+        info = torch.from_numpy(self.info_scaler.to_unit(self.view.tick_info(states)[-1:])).to(dev)   # (1, I)
+        a = float(self.bounds.from_unit(self.idm(rows, context, info))[0])
+        unit = x0[0].float().cpu().numpy()
+        return PlanStep(tick=t, action=float(self.bounds.clip(a)), plan=self.plan_scaler.from_unit(unit), unit=unit)
+
+    def act(self, states, actions, rewards) -> float:
+        states, _, _ = validate_history(states, actions, rewards, self.feature_dim)
+        return self.plan(states, seed=self.seed).action
+
+    def efficiency_of_rank(self, rank: float) -> float:
+        """The training campaigns' score efficiency (score x C / B) at return rank ``rank``."""
+        return float(np.interp(rank, EFFICIENCY_LEVELS, self.efficiency_levels))
