@@ -14,6 +14,10 @@ cent can end with an expected spend a little above the budget (fewer exposures t
 For those rows ``bound_score`` re-solves the oracle with the budget raised to the row's expected
 spend; ``oracle_score`` always uses the campaign's budget. ``expected_score <= bound_score`` holds on
 every row; ``expected_score <= oracle_score`` can fail by that slack (``aigb.eval.metrics`` counts it).
+
+A completed row also carries the optional ``aigb.eval.traces.TRACE_FIELDS`` (the per-tick bid
+multiplier and, for a planning strategy, its plans), which ``aigb.eval.traces.write_traces`` stores
+beside the results.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import math
 
 import numpy as np
 
+from aigb.eval.traces import tick_traces
 from aigb.sim.env import BiddingEnv, InvalidBids
 from aigb.sim.period import campaign_outcomes
 from aigb.sim.population import PopulationConfig
@@ -108,6 +113,7 @@ def rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, per
         "spend_oscillation": spend_oscillation(tick_spend),
         "tick_spend": tick_spend.tolist(), "remaining_budget": remaining.tolist(),
     })
+    row.update(tick_traces(strategy, sim.history, a))  # per-tick bid multiplier and plans (aigb.eval.traces)
     p, ct, tk = np.concatenate(p_value).astype(np.float64), np.concatenate(comp_top), np.concatenate(tick)
     rules = {"n_ticks": market.n_ticks, "exposure_probs": market.exposure_probs, "reserve_price": market.reserve_price}
     try:

@@ -59,7 +59,7 @@ def test_a_raising_strategy_gives_an_error_row_naming_it_and_the_tick():
 
 def test_row_is_complete_and_bounded():
     row = rollout(FixedRate(1.2), "fixed", MARKET, 0, 1_000_000, 4)
-    assert set(row) == set(ROW_FIELDS) and row["error"] is None and row["error_tick"] == -1
+    assert set(row) == set(ROW_FIELDS) | {"tick_alpha"} and row["error"] is None and row["error_tick"] == -1
     assert len(row["tick_spend"]) == len(row["remaining_budget"]) == MARKET.n_ticks
     assert sum(row["tick_spend"]) == pytest.approx(row["spend"])
     assert row["remaining_budget"][0] == row["budget"]
