@@ -10,14 +10,34 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-__all__ = ["N_CATEGORIES", "Campaign", "MarketConfig", "TICK_STAT_FIELDS", "PRESETS", "ConfigError"]
+__all__ = ["MARKET_VERSION", "MarketVersionError", "check_market_version", "N_CATEGORIES", "Campaign", "MarketConfig", "TICK_STAT_FIELDS", "PRESETS", "ConfigError"]
 
 PRESETS = ("sparse", "dense", "random")
 N_CATEGORIES = 6  # advertiser categories of the reference market
 
 
+MARKET_VERSION = "v2"
+"""Version of the market's rules and competitor field. v2: AuctionNet's exposure cascade (slot 3
+shown with net probability 0.48), AuctionNet's roster of competitor kinds (PID, OnlineLP without a
+day plan, CPA-blind state-feedback bidders). Datasets, checkpoints and results record it; data of
+another version is refused (``check_market_version``)."""
+
+
 class ConfigError(ValueError):
     """An invalid configuration value; the message names the field and the problem."""
+
+
+class MarketVersionError(ValueError):
+    """Data, a checkpoint or results come from another market version than this code simulates."""
+
+
+def check_market_version(found, where: str, expected: str = MARKET_VERSION) -> None:
+    """Refuse ``found`` (None: recorded before versions existed, i.e. v1) unless it is ``expected``."""
+    found = "v1" if found is None else str(found)
+    if found != expected:
+        raise MarketVersionError(
+            f"{where}: market version {found} != {expected} (this aigb simulates market {MARKET_VERSION}); "
+            f"regenerate the data / retrain / re-evaluate on market {expected} instead of mixing versions")
 
 
 def _require(ok: bool, field_name: str, problem: str) -> None:
@@ -60,7 +80,8 @@ class MarketConfig:
     n_slots: int = 3
     """Ad slots sold per PV by the GSP auction."""
     exposure_probs: tuple[float, ...] = (1.0, 0.8, 0.6)
-    """Probability that slot k is shown; non-increasing, so a hidden slot hides every slot below it."""
+    """Probability of slot k's own exposure draw (non-increasing); a hidden slot also hides every
+    slot below it (AuctionNet's cascade), so slot k is shown with ``net_exposure_probs[k]``."""
     reserve_price: float = 1e-4
     """GSP reserve price; a slot whose price would be exactly the reserve is left unsold."""
     min_remaining_budget: float = 0.1
@@ -88,13 +109,27 @@ class MarketConfig:
             _require(0 < self.p_value_base < 1, "p_value_base", f"must lie in (0, 1), got {self.p_value_base}")
 
     @property
+    def net_exposure_probs(self) -> tuple[float, ...]:
+        """Probability that slot k is shown: the running product of ``exposure_probs`` (1.0, 0.8, 0.48)."""
+        return tuple(float(x) for x in np.cumprod(self.exposure_probs))
+
+    @property
+    def alpha_scale(self) -> float:
+        """The market's typical target CPA: the middle of the preset's CPA range (95 sparse, 9 dense).
+
+        CPA-blind competitors (``aigb.sim.population``) bid on this scale, a constant of the preset
+        that no single campaign moves."""
+        return 9.0 if self.preset == "dense" else 95.0
+
+    @property
     def base_p_value(self) -> float:
         if self.p_value_base is not None:
             return float(self.p_value_base)
         return 5e-3 if self.preset == "dense" else 5e-4
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The fields plus ``market_version``, so every record of a market names its rules' version."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "market_version": MARKET_VERSION}
 
 
 # Per-(tick, advertiser) statistics every layer speaks: the simulator produces them, the feature

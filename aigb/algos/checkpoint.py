@@ -30,6 +30,7 @@ from aigb.algos.base import ACTION_BOUNDS, Policy, TorchAlgorithm
 from aigb.algos.registry import algorithm_class, config_from_dict
 from aigb.data.parquet import atomic_output
 from aigb.features import FeatureVersionError
+from aigb.types import MARKET_VERSION, check_market_version
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "FeatureVersionMismatch",
@@ -81,6 +82,8 @@ def save_checkpoint(path: str | os.PathLike, algo: TorchAlgorithm, *, dataset_fi
         "config": json.dumps(algo.config_dict(), sort_keys=True),
         "feature_dim": int(algo.feature_dim),
         "feature_version": str(algo.feature_version),
+        # Datasets of another market version cannot be loaded, so the weights come from this one.
+        "market_version": MARKET_VERSION,
         "action_bounds": algo.bounds.to_dict(),
         "dataset_fingerprint": _json(dataset_fingerprint, "dataset_fingerprint"),
         "fit_state": _json(fit_state, "fit_state"),
@@ -123,8 +126,11 @@ def _check_feature_version(payload: dict, path, expected: str | None) -> None:
 
 
 def load_algorithm(path: str | os.PathLike, expected_feature_version: str | None = None) -> TorchAlgorithm:
-    """Rebuild the algorithm (networks, statistics, optimisers if saved) from a checkpoint."""
+    """Rebuild the algorithm (networks, statistics, optimisers if saved) from a checkpoint.
+
+    Refuses a checkpoint trained on another market version (none recorded: v1)."""
     payload = read_checkpoint(path)
+    check_market_version(payload.get("market_version"), f"checkpoint {path}")
     _check_feature_version(payload, path, expected_feature_version)
     cls = algorithm_class(payload["algo"])
     config = config_from_dict(cls.config_class, json.loads(payload["config"]))

@@ -36,6 +36,7 @@ from aigb.algos.base import Policy, TorchAlgorithm, TrajectoryDataset
 from aigb.algos.checkpoint import json_default, read_checkpoint, save_checkpoint
 from aigb.data.parquet import atomic_output
 from aigb.seeding import rng as named_rng
+from aigb.types import check_market_version
 
 __all__ = ["fit", "FitResult"]
 
@@ -94,6 +95,7 @@ def _check_resumable(payload: dict, algo: TorchAlgorithm, dataset, fingerprint, 
         raise ValueError(f"{path}: holds a {payload['algo']!r} run, not {algo.name!r}; {hint}")
     if json.loads(payload["config"]) != json.loads(json.dumps(algo.config_dict())):
         raise ValueError(f"{path}: was trained with config {payload['config']}, not {json.dumps(algo.config_dict(), sort_keys=True)}; {hint}")
+    check_market_version(payload.get("market_version"), str(path))
     if payload["feature_version"] != dataset.feature_version:
         raise ValueError(f"{path}: feature version {payload['feature_version']!r} != dataset's {dataset.feature_version!r}; {hint}")
     stored_fp = json.loads(payload["dataset_fingerprint"]) if payload.get("dataset_fingerprint") else None

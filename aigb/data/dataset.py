@@ -30,6 +30,7 @@ from aigb.data.schema import SCHEMA_VERSION
 from aigb.features import FEATURE_DIM, FEATURE_VERSION, check_feature_version
 from aigb.score import realized_cpa
 from aigb.seeding import rng as named_rng
+from aigb.types import MARKET_VERSION, check_market_version
 
 __all__ = ["TrajectoryDataset", "STATS_FILE", "RETURN_QUANTILE_LEVELS", "trajectory_files", "dataset_info",
            "format_dataset_info"]
@@ -75,6 +76,7 @@ def _vectors(column: pa.ChunkedArray, fallback: np.ndarray | None = None) -> np.
 def _read_period(path: Path) -> dict[str, np.ndarray]:
     meta = check_schema_version(path, kind=TRAJECTORIES)
     check_feature_version(meta.get("feature_version", "?"), str(path))
+    check_market_version(((meta.get("config") or {}).get("market") or {}).get("market_version"), str(path))
     table = pq.read_table(path)
     k = table.schema.field("state").type.list_size
     if k != FEATURE_DIM:
@@ -124,6 +126,7 @@ class TrajectoryDataset:
             raise ValueError(f"dataset: no trajectories (obs shape {self.obs.shape})")
         self.directory = directory
         self.feature_version = FEATURE_VERSION
+        self.market_version = MARKET_VERSION  # load() refuses data of any other market version
         self.feature_dim = int(self.obs.shape[2])
         self.state_mean = np.asarray(stats["state_mean"], dtype=np.float32)  # (D,)
         self.state_std = np.asarray(stats["state_std"], dtype=np.float32)    # (D,)
@@ -149,6 +152,8 @@ class TrajectoryDataset:
         info = read_dataset_file(directory)
         if info is not None:
             check_feature_version(str(info.get("feature_version", "?")), str(directory / DATASET_FILE))
+            check_market_version(((info.get("config") or {}).get("market") or {}).get("market_version"),
+                                 str(directory / DATASET_FILE))
         files = trajectory_files(directory)
         if not files:
             raise FileNotFoundError(f"{directory}: no trajectory files in {TRAJECTORIES}/")

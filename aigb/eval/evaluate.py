@@ -37,7 +37,7 @@ from aigb.eval.metrics import Summary, format_summary, summarize
 from aigb.eval.rollout import campaign_task
 from aigb.sim.population import PopulationConfig
 from aigb.strategies.registry import strategy_factory
-from aigb.types import ConfigError, MarketConfig
+from aigb.types import ConfigError, MarketConfig, check_market_version
 
 __all__ = ["EVAL_FIRST_PERIOD", "EvalConfig", "EvalResults", "evaluate", "resolve_periods", "resolve_slots", "RESULT_SCHEMA",
            "load_results", "combine_results"]
@@ -78,7 +78,7 @@ class EvalConfig:
     def to_dict(self) -> dict:
         return {"strategies": list(self.strategies), "periods": list(self.periods), "slots": list(self.slots),
                 "seeds": list(self.seeds), "market": self.market.to_dict(),
-                "population": {k: list(v) for k, v in self.population.__dict__.items()},
+                "population": self.population.to_dict(),
                 "baseline": self.baseline, "eval_first_period": EVAL_FIRST_PERIOD, "aigb_version": aigb.__version__}
 
 
@@ -210,11 +210,13 @@ def load_results(directory) -> tuple[pa.Table, dict]:
     for f in (path, config_path):
         if not f.is_file():
             raise FileNotFoundError(f"{directory}: no {f.name}; is this an `aigb evaluate --out` directory?")
+    config = json.loads(config_path.read_text())
+    check_market_version((config.get("market") or {}).get("market_version"), str(config_path))
     table = pq.read_table(path)
     missing = [n for n in RESULT_SCHEMA.names if n not in table.column_names]
     if missing:
         raise ValueError(f"{path}: missing result columns {missing}")
-    return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA), json.loads(config_path.read_text())
+    return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA), config
 
 
 def combine_results(directories: Sequence, baseline: str | None = None) -> Summary:

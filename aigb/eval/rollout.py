@@ -115,7 +115,7 @@ def rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, per
     })
     row.update(tick_traces(strategy, sim.history, a))  # per-tick bid multiplier and plans (aigb.eval.traces)
     p, ct, tk = np.concatenate(p_value).astype(np.float64), np.concatenate(comp_top), np.concatenate(tick)
-    rules = {"n_ticks": market.n_ticks, "exposure_probs": market.exposure_probs, "reserve_price": market.reserve_price}
+    rules = {"n_ticks": market.n_ticks, "exposure_probs": market.net_exposure_probs, "reserve_price": market.reserve_price}
     try:
         sol = solve_oracle(p, ct, tk, c.budget, c.target_cpa, **rules)
         bound = sol.max_score

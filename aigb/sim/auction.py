@@ -5,8 +5,9 @@ Rules (AuctionNet, ../shared/DESIGN.md §2), per PV:
   highest bid floored at the reserve; a slot whose price would be exactly the reserve is unsold,
   so slot k is sold iff the (k+1)-th highest bid exceeds the reserve;
 * ``least_winning_cost`` is the (n_slots+1)-th highest bid (the price to enter the last slot);
-* slot k is shown with probability e_k; one uniform per PV decides all slots (shown iff u < e_k),
-  so with non-increasing e_k a hidden slot hides every slot below it (slot 3 needs slot 2);
+* exposure is AuctionNet's cascade: each slot draws its own exposure (shown iff u_k < e_k,
+  e = 1.0 / 0.8 / 0.6), then a hidden slot hides every slot below it (slot 3 needs slot 2), so
+  slot k is shown with the net probability e_1 * ... * e_k (0.48 for slot 3);
 * cost is paid only when shown;
 * the true conversion probability is p_value + p_value_sigma * z, z a standard normal truncated to
   the winner's [trunc_low, trunc_high], clipped to [0, 1]; a shown PV converts with that probability;
@@ -28,14 +29,14 @@ from scipy.special import ndtr, ndtri
 
 from aigb.types import MarketConfig
 
-__all__ = ["TickDraws", "TickOutcome", "draw_tick", "rank_bids", "step_market", "tick_stats", "advertiser_view"]
+__all__ = ["cascade_exposure", "TickDraws", "TickOutcome", "draw_tick", "rank_bids", "step_market", "tick_stats", "advertiser_view"]
 
 
 @dataclass(frozen=True)
 class TickDraws:
     """The random numbers of one tick, drawn before bidding."""
 
-    exposure_u: np.ndarray  # (n_pv,) slot k shown iff exposure_u < e_k
+    exposure_u: np.ndarray  # (n_pv, n_slots) slot k's own draw: shown iff u_j < e_j for every j <= k
     noise_u: np.ndarray     # (n_pv, n_slots) uniform mapped to the truncated conversion noise
     convert_u: np.ndarray   # (n_pv, n_slots) converts iff convert_u < true probability
 
@@ -43,7 +44,7 @@ class TickDraws:
 def draw_tick(g: np.random.Generator, n_pv: int, n_slots: int) -> TickDraws:
     """Draw a tick's exposure and conversion uniforms from ``g`` (stream ``outcome``)."""
     return TickDraws(
-        exposure_u=g.random(n_pv),
+        exposure_u=g.random((n_pv, n_slots)),
         noise_u=g.random((n_pv, n_slots)),
         convert_u=g.random((n_pv, n_slots)),
     )
@@ -93,7 +94,7 @@ def _allocate(bids, p_value, p_value_sigma, trunc_low, trunc_high, draws, config
     winner = np.where(sold, who[:, :n_slots], -1)
     price = np.where(sold, value[:, 1:], 0.0)
     e = np.asarray(config.exposure_probs)
-    exposed = sold & (draws.exposure_u[:, None] < e[None, :])
+    exposed = sold & cascade_exposure(draws.exposure_u, e)
     # Truncated-normal conversion noise by inverse CDF, z = Phi^-1(Phi(a) + u (Phi(b) - Phi(a))),
     # evaluated only where a conversion can happen (shown slots).
     pv, k = np.nonzero(exposed)
@@ -104,6 +105,11 @@ def _allocate(bids, p_value, p_value_sigma, trunc_low, trunc_high, draws, config
     conversion = np.zeros_like(exposed)
     conversion[pv, k] = draws.convert_u[pv, k] < true_p
     return winner, price, exposed, conversion, value[:, n_slots].copy()
+
+
+def cascade_exposure(exposure_u: np.ndarray, exposure_probs: np.ndarray) -> np.ndarray:
+    """Shown slots: slot k's own draw succeeds and so does every slot above it.  # (n_pv, n_slots) bool"""
+    return np.logical_and.accumulate(exposure_u < np.asarray(exposure_probs)[None, :], axis=1)
 
 
 def _tick_cost(winner, price, exposed, n_adv):
@@ -182,7 +188,7 @@ def tick_stats(outcome: TickOutcome, p_value: np.ndarray, remaining_budget: np.n
     n_pv, n_adv = outcome.bids.shape
     sold = outcome.winner >= 0
     w = outcome.winner[sold]
-    e = np.broadcast_to(np.asarray(config.exposure_probs), outcome.winner.shape)[sold]
+    e = np.broadcast_to(np.asarray(config.net_exposure_probs), outcome.winner.shape)[sold]
     p_won = p_value[np.nonzero(sold)[0], w].astype(np.float64)
     ex = outcome.exposed[sold]
 

@@ -54,7 +54,8 @@ class PeriodSim:
         self.target_cpa = np.array([c.target_cpa for c in self.campaigns], dtype=np.float64)
         self.traffic = period_traffic(config, self.campaigns, seed, period)
         self.bidders = bidders if bidders is not None else RuleBidders.draw(
-            population, self.target_cpa, self.budget, day_profile(config.n_ticks), rng(seed, "population", period))
+            population, self.target_cpa, self.budget, day_profile(config.n_ticks), rng(seed, "population", period),
+            alpha_scale=config.alpha_scale)
         n_adv = config.n_advertisers
         self.spent = np.zeros(n_adv)
         self.conversions = np.zeros(n_adv)

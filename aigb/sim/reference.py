@@ -59,7 +59,8 @@ def reference_step(bids, remaining_budget, p_value, p_value_sigma, trunc_low, tr
                     continue
                 a, pr = sold
                 winner[i, k], price[i, k] = a, pr
-                if draws.exposure_u[i] < config.exposure_probs[k]:
+                # The cascade: slot k is shown when its own draw and every draw above it succeed.
+                if all(draws.exposure_u[i, j] < config.exposure_probs[j] for j in range(k + 1)):
                     exposed[i, k] = True
                     cost[a] += pr
                     fa, fb = ndtr(trunc_low[a]), ndtr(trunc_high[a])

@@ -3,7 +3,7 @@
 Setting. Fix every competitor's bid as it was recorded. For PV i the advertiser knows its
 ``p_value[i]`` and the competitors' three highest bids ``comp_top[i] = (c_1 >= c_2 >= c_3)`` (0 where
 fewer competitors bid). Under the market's GSP rules (aigb.sim.auction: 3 slots shown with
-probability e = (1.0, 0.8, 0.6), reserve r = 1e-4, a slot priced exactly at the reserve is unsold,
+probability e = (1.0, 0.8, 0.48) (net, after the cascade), reserve r = 1e-4, a slot priced exactly at the reserve is unsold,
 cost paid only when shown; the advertiser loses ties) a bid b takes slot k iff c_k < b <= c_{k-1}
 (c_0 = +inf) and then pays c_k when shown. Per PV the advertiser therefore chooses one option:
 
@@ -64,7 +64,7 @@ __all__ = [
     "best_uniform_alpha",
 ]
 
-DEFAULT_EXPOSURE_PROBS = (1.0, 0.8, 0.6)
+DEFAULT_EXPOSURE_PROBS = (1.0, 0.8, 0.48)  # net probability that slot k is shown (MarketConfig.net_exposure_probs)
 DEFAULT_RESERVE_PRICE = 1e-4
 
 
@@ -507,7 +507,8 @@ def best_uniform_alpha(p_value, comp_top, tick, budget: float, target_cpa: float
     at, s_cum, v_cum = at[order], np.cumsum(dw[keep][order]), np.cumsum(dv[keep][order])
     # A multiplier just above at[j] buys every step through the last one at the same alpha.
     ends = np.flatnonzero(np.append(at[1:] > at[:-1], True)) if at.size else np.zeros(0, np.int64)
-    ends = ends[s_cum[ends] <= budget]
+    # Cumulative sums round: a set of steps that spends exactly the budget may sum a hair above it.
+    ends = ends[s_cum[ends] <= budget * (1.0 + 1e-12)]
     alpha = 0.0
     if ends.size:
         sc = score(v_cum[ends], s_cum[ends], target_cpa, beta)

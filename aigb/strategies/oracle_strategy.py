@@ -66,7 +66,7 @@ class HindsightOracle(Strategy):
         ref = self.reference(episode.market)
         p, c, t = replay_competitors(episode, ref)
         m, camp = episode.market, episode.campaign
-        rules = {"n_ticks": m.n_ticks, "exposure_probs": m.exposure_probs, "reserve_price": m.reserve_price}
+        rules = {"n_ticks": m.n_ticks, "exposure_probs": m.net_exposure_probs, "reserve_price": m.reserve_price}
         offsets = np.searchsorted(t, np.arange(m.n_ticks + 1))  # PVs arrive tick by tick
         plan = {"p_value": p, "offsets": offsets, "alpha": 0.0, "bids": None}
         if self.mode == "uniform":
@@ -75,7 +75,7 @@ class HindsightOracle(Strategy):
             solution = solve_oracle(p, c, t, camp.budget, camp.target_cpa, **rules)
             plan["alpha"] = solution.alpha
             if self.mode == "slots":
-                slots = lagrangian_slots(p, c, solution.alpha, exposure_probs=m.exposure_probs, reserve_price=m.reserve_price)
+                slots = lagrangian_slots(p, c, solution.alpha, exposure_probs=m.net_exposure_probs, reserve_price=m.reserve_price)
                 plan["bids"] = slot_bids(c, slots, reserve_price=m.reserve_price)
         self._episode, self._plan, self._prepared_for = episode, plan, None
 

@@ -262,7 +262,7 @@ def fit_lp_prior(market: MarketConfig, *, seed: int = PRIOR_SEED, periods: int =
 
 
 def _population_dict(population: PopulationConfig) -> dict:
-    return {k: list(v) for k, v in population.__dict__.items()}
+    return population.to_dict()
 
 
 def cache_dir() -> Path:

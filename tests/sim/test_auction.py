@@ -22,7 +22,8 @@ def market(n_adv, **kw):
 
 def play(bids, *, remaining=None, u=0.0, p_value=None, sigma=None, noise_u=0.5, convert_u=0.999,
          trunc=(-1.0, 1.0), config=None, drop_seed=0):
-    """One tick with controlled draws; ``u`` is the per-PV exposure uniform (scalar or (n_pv,))."""
+    """One tick with controlled draws; ``u`` is the exposure uniform: a scalar or (n_pv,) for every
+    slot of a PV alike, or (n_pv, n_slots) one per slot."""
     bids = np.atleast_2d(np.asarray(bids, dtype=np.float64))
     n_pv, n_adv = bids.shape
     config = config or market(n_adv)
@@ -33,12 +34,19 @@ def play(bids, *, remaining=None, u=0.0, p_value=None, sigma=None, noise_u=0.5, 
     sigma = np.zeros((n_pv, n_adv), np.float32) if sigma is None else np.broadcast_to(
         np.asarray(sigma, np.float32), (n_pv, n_adv))
     draws = TickDraws(
-        exposure_u=np.broadcast_to(np.asarray(u, dtype=np.float64), (n_pv,)).copy(),
+        exposure_u=_exposure_u(u, n_pv, n_slots),
         noise_u=np.full((n_pv, n_slots), noise_u),
         convert_u=np.broadcast_to(np.asarray(convert_u, dtype=np.float64), (n_pv, n_slots)).copy(),
     )
     low, high = np.full(n_adv, trunc[0]), np.full(n_adv, trunc[1])
     return step_market(bids, remaining, p_value, sigma, low, high, draws, config, np.random.default_rng(drop_seed))
+
+
+def _exposure_u(u, n_pv, n_slots):
+    u = np.asarray(u, dtype=np.float64)
+    if u.ndim < 2:
+        u = np.broadcast_to(u, (n_pv,))[:, None]
+    return np.broadcast_to(u, (n_pv, n_slots)).copy()
 
 
 # --- GSP allocation and prices ------------------------------------------------------------------
@@ -171,6 +179,32 @@ def test_exposure_cascade(u, shown):
     np.testing.assert_allclose(out.cost, [paid[0], paid[1], paid[2], 0.0])
 
 
+@pytest.mark.parametrize("u, shown", [
+    ([0.5, 0.9, 0.1], [True, False, False]),   # slot 3's own draw succeeds, but slot 2 is hidden
+    ([0.5, 0.1, 0.7], [True, True, False]),    # slot 3's own draw fails
+    ([0.99, 0.79, 0.59], [True, True, True]),
+])
+def test_independent_slot_draws_cascade(u, shown):
+    out = play([0.9, 0.7, 0.5, 0.3], u=[u])
+    np.testing.assert_array_equal(out.exposed, [shown])
+
+
+def test_net_slot_exposure_on_a_large_draw():
+    # AuctionNet: 1.0 / 0.8 / 0.6 per slot, slot 3 hidden with slot 2: net 1.0 / 0.8 / 0.48.
+    n = 400_000
+    draws = draw_tick(np.random.default_rng(11), n, 3)
+    bids = np.tile([0.9, 0.7, 0.5, 0.3], (n, 1))
+    p = np.full((n, 4), 1e-3, np.float32)
+    out = step_market(bids, np.full(4, 1e9), p, np.zeros_like(p), np.full(4, -1.0), np.full(4, 1.0),
+                      draws, market(4), np.random.default_rng(0))
+    rate = out.exposed.mean(axis=0)
+    se = np.sqrt(0.48 * 0.52 / n)
+    assert rate[0] == 1.0
+    assert abs(rate[1] - 0.8) < 4 * np.sqrt(0.8 * 0.2 / n)
+    assert abs(rate[2] - 0.48) < 4 * se, rate  # one shared uniform would give 0.6
+    np.testing.assert_allclose(market(4).net_exposure_probs, [1.0, 0.8, 0.48])
+
+
 def test_unsold_slots_are_never_exposed():
     out = play([0.9, 0.7, 0.0, 0.0], u=0.0)
     np.testing.assert_array_equal(out.exposed, [[True, False, False]])
@@ -290,7 +324,7 @@ def test_rank_bids_orders_with_ties_and_pads_past_the_last_bidder():
 def test_draw_tick_shapes_and_reproducibility():
     a = draw_tick(np.random.default_rng(3), 7, 3)
     b = draw_tick(np.random.default_rng(3), 7, 3)
-    assert a.exposure_u.shape == (7,) and a.noise_u.shape == (7, 3) and a.convert_u.shape == (7, 3)
+    assert a.exposure_u.shape == (7, 3) and a.noise_u.shape == (7, 3) and a.convert_u.shape == (7, 3)
     for x, y in zip((a.exposure_u, a.noise_u, a.convert_u), (b.exposure_u, b.noise_u, b.convert_u)):
         np.testing.assert_array_equal(x, y)
         assert ((0 <= x) & (x < 1)).all()
@@ -324,7 +358,7 @@ def test_advertiser_view_and_tick_stats_by_hand():
     np.testing.assert_allclose(stats["p_value_mean"], [0.5, 0.625, 0.0625, 0.5])
     np.testing.assert_allclose(stats["lwc_mean"], 0.15)
     np.testing.assert_allclose(stats["exposed_p_value"], [0.5, 1.25, 0.0, 0.0])
-    # Expected values weight every won slot by its exposure probability (1.0, 0.8, 0.6).
-    np.testing.assert_allclose(stats["expected_conversions"], [0.5, 0.8 * 0.25 + 1.0, 0.6 * 0.125 + 0.8 * 0.0, 0.0])
-    np.testing.assert_allclose(stats["expected_cost"], [0.7, 0.8 * 0.5 + 0.6, 0.6 * 0.3 + 0.8 * 0.2, 0.0])
+    # Expected values weight every won slot by its net exposure probability (1.0, 0.8, 0.8 x 0.6).
+    np.testing.assert_allclose(stats["expected_conversions"], [0.5, 0.8 * 0.25 + 1.0, 0.48 * 0.125 + 0.8 * 0.0, 0.0])
+    np.testing.assert_allclose(stats["expected_cost"], [0.7, 0.8 * 0.5 + 0.6, 0.48 * 0.3 + 0.8 * 0.2, 0.0])
     np.testing.assert_array_equal(stats["remaining_budget"], [5.0, 6.0, 7.0, 8.0])

@@ -5,6 +5,7 @@ import pytest
 
 from aigb.sim.market import campaigns_for
 from aigb.sim.period import PeriodSim
+from aigb.sim.population import PopulationConfig
 from aigb.sim.traffic import period_traffic, tick_p_values
 from aigb.types import TICK_STAT_FIELDS, MarketConfig
 
@@ -75,8 +76,9 @@ def test_simulated_ticks_equal_independently_generated_ticks():
 def test_a_controlled_advertiser_does_not_change_traffic_or_others_luck(controlled):
     # Two runs of one seed: the controlled advertiser bids nothing in one, aggressively in the other.
     config = MarketConfig(n_pv=8_000, n_ticks=16, n_advertisers=12)
-    timid = PeriodSim(config, seed=6, period=1)
-    bold = PeriodSim(config, seed=6, period=1)
+    mix = PopulationConfig(roster=("fixed", "pid", "lp", "feedback"))
+    timid = PeriodSim(config, seed=6, period=1, population=mix)
+    bold = PeriodSim(config, seed=6, period=1, population=mix)
     fixed = (timid.bidders.kind == 0)  # fixed-rate bidders' alphas depend on the noise draws only
     fixed[controlled] = False
     assert fixed.any()

@@ -308,7 +308,7 @@ def test_lp_bidders_respect_their_cap():
 
 
 def test_population_alphas_stay_within_bounds():
-    config = PopulationConfig(noise=(0.5, 0.5))
+    config = PopulationConfig(roster=("fixed", "pid", "lp"), noise=(0.5, 0.5))
     g = np.random.default_rng(1)
     pop = RuleBidders.draw(config, np.full(30, 40.0), np.full(30, 500.0), day_profile(48), g)
     for tick in range(0, 48, 6):
@@ -319,8 +319,11 @@ def test_population_alphas_stay_within_bounds():
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(kind_shares=(0.5, 0.5)), "kind_shares"),
+    (dict(roster=("pid", "dqn")), "roster"),
+    (dict(lp_day_plan_share=1.5), "lp_day_plan_share"),
+    (dict(aggressiveness=(0.0, 2.0)), "aggressiveness"),
     (dict(kind_shares=(0.0, 0.0, 0.0)), "kind_shares"),
-    (dict(kind_shares=(-0.1, 0.5, 0.6)), "kind_shares"),
+    (dict(kind_shares=(-0.1, 0.5, 0.6, 0.0, 0.0)), "kind_shares"),
     (dict(fixed_rate=(1.3, 0.7)), "fixed_rate"),
     (dict(noise=(-0.1, 0.1)), "noise"),
     (dict(alpha_bounds=(0.05, float("inf"))), "alpha_bounds"),
@@ -338,3 +341,80 @@ def test_a_period_runs_without_numpy_warnings():
         # Small budgets: exhausted bidders leave PVs with fewer than 4 bids (least_winning_cost 0).
         campaigns = tuple(Campaign(a, a // 2, budget=3.0 + a, target_cpa=200.0) for a in range(12))
         PeriodSim(MarketConfig(n_pv=20_000, n_advertisers=12), seed=4, period=0, campaigns=campaigns).run()
+
+
+# --- market v2: AuctionNet's roster, its PID rule, CPA-blind state-feedback bidders ---------------
+
+def test_default_field_is_auctionnets_roster_by_position():
+    sim = PeriodSim(MarketConfig(n_pv=2_000, n_ticks=4), seed=0, period=0)
+    names = [KINDS[k] for k in sim.bidders.kind]
+    expected = ["anet_pid", "feedback", "feedback", "lp", "lp", "feedback", "feedback", "feedback"]
+    for category in range(6):
+        assert names[8 * category: 8 * category + 8] == expected
+    # one PID, two OnlineLP, five offline-RL stand-ins per category; LP without a day plan
+    assert not sim.bidders.lp_day_plan[sim.bidders.kind == KINDS.index("lp")].any()
+
+
+def _anet(budget=1000.0, n_ticks=10, rate=0.2, scale=100.0):
+    return RuleBidders(kind=[KINDS.index("anet_pid")], rate=[rate], gain=[0.0], lp_cap=[1.5], noise=[0.0],
+                       target_cpa=[50.0], budget=[budget], profile=np.full(n_ticks, 1 / n_ticks),
+                       alpha_bounds=(1e-3, 1e3), alpha_scale=scale)
+
+
+def test_auctionnet_pid_update_on_a_hand_computed_sequence():
+    # 10 ticks, budget 1000, first alpha 0.2 x 100 = 20. At tick t the rule compares
+    # last_cost * (10 - t) / remaining with 0.7 and 1.1 (up x1.2, down x0.7, else keep).
+    b = _anet()
+    g = np.random.default_rng(0)
+    spent = 0.0
+    costs = [10.0, 200.0, 100.0, 0.0]
+    got = [b.alphas(0, np.array([spent]), np.zeros(1), g)[0]]
+    for t, c in enumerate(costs, start=1):
+        spent += c
+        got.append(b.alphas(t, np.array([spent]), np.zeros(1), g)[0])
+    # t=1: 10 * 9 / 990 = 0.091 < 0.7 -> 24;  t=2: 200 * 8 / 790 = 2.03 > 1.1 -> 16.8
+    # t=3: 100 * 7 / 690 = 1.014 -> keep 16.8;  t=4: 0 < 0.7 -> 20.16
+    np.testing.assert_allclose(got, [20.0, 24.0, 16.8, 16.8, 20.16])
+
+
+def test_state_feedback_alpha_ignores_its_cpa():
+    def run(cpa):
+        b = RuleBidders(kind=[KINDS.index("feedback")] * 2, rate=[0.8, 3.0], gain=[0.5, 0.2], lp_cap=[1.5] * 2,
+                        noise=[0.1, 0.1], target_cpa=[cpa, cpa * 2], budget=[2000.0, 3000.0], profile=day_profile(48),
+                        alpha_bounds=(0.05, 5.0), market_gain=[0.3, 0.0], alpha_scale=95.0)
+        g = np.random.default_rng(3)
+        p = np.random.default_rng(4).uniform(0, 1e-3, (5000, 2)).astype(np.float32)
+        lwc = np.random.default_rng(5).uniform(0, 0.1, 5000)
+        out = []
+        for t in range(6):
+            out.append(b.alphas(t, np.array([100.0 * t, 50.0 * t]), np.array([t, 0.0]), g))
+            b.observe(p, lwc, g)
+        return np.array(out)
+    low, high = run(40.0), run(130.0)
+    np.testing.assert_array_equal(low, high)
+    assert np.ptp(low[:, 0]) > 0  # it does respond to budget, time and prices
+
+
+def test_state_feedback_bids_less_when_ahead_of_its_budget():
+    b = RuleBidders(kind=[KINDS.index("feedback")] * 2, rate=[2.0, 2.0], gain=[1.0, 1.0], lp_cap=[1.5] * 2,
+                    noise=[0.0, 0.0], target_cpa=[100.0, 100.0], budget=[1000.0, 1000.0], profile=day_profile(48),
+                    alpha_bounds=(0.05, 5.0), alpha_scale=95.0)
+    a = b.alphas(24, np.array([200.0, 800.0]), np.zeros(2), np.random.default_rng(0))
+    # half the day left: budget left 0.8 -> pace 1.6; 0.2 -> 0.4
+    np.testing.assert_allclose(a, [95.0 * 2.0 * 1.6, 95.0 * 2.0 * 0.4])
+
+
+def test_lp_without_a_day_plan_bids_higher_in_the_morning():
+    profile = day_profile(48)
+    kw = dict(kind=[KINDS.index("lp")] * 2, rate=[1.0, 1.0], gain=[0.0, 0.0], lp_cap=[5.0, 5.0], noise=[0.0, 0.0],
+              target_cpa=[100.0, 100.0], budget=[3000.0, 3000.0], profile=profile, alpha_bounds=(0.05, 5.0),
+              lp_day_plan=[True, False])
+    b = RuleBidders(**kw)
+    g = np.random.default_rng(0)
+    p = np.random.default_rng(1).uniform(0, 1e-3, (20_000, 2)).astype(np.float32)
+    lwc = np.random.default_rng(2).uniform(0, 0.1, 20_000)
+    for t in range(8):  # the night: a small share of the day's traffic
+        b.alphas(t, np.zeros(2), np.zeros(2), g)
+        b.observe(p, lwc, g)
+    plan, no_plan = b.alphas(8, np.zeros(2), np.zeros(2), g)
+    assert no_plan > plan  # counting ticks under-forecasts the midday peak, so it spends faster

@@ -38,7 +38,7 @@ def ticks(draw):
     p_value = draw(arrays(np.float32, (n_pv, n_adv), elements=st.floats(0.0, 1.0, width=32)))
     ratio = draw(arrays(np.float32, (n_pv, n_adv), elements=st.floats(0.0, 0.25, width=32)))
     draws = TickDraws(
-        exposure_u=draw(arrays(np.float64, n_pv, elements=UNIT)),
+        exposure_u=draw(arrays(np.float64, (n_pv, n_slots), elements=UNIT)),
         noise_u=draw(arrays(np.float64, (n_pv, n_slots), elements=st.floats(1e-9, 1.0 - 1e-9))),
         convert_u=draw(arrays(np.float64, (n_pv, n_slots), elements=UNIT)),
     )
@@ -131,7 +131,11 @@ def test_exposure_and_conversion_follow_allocation(t):
     assert not (out.exposed & (out.winner < 0)).any()           # exposed implies won
     assert not (out.conversion & ~out.exposed).any()            # conversion implies exposed
     assert not (out.exposed[:, 1:] & ~out.exposed[:, :-1]).any()  # cascade
-    np.testing.assert_array_equal(out.exposed, (out.winner >= 0) & (case["draws"].exposure_u[:, None] < e))
+    u = case["draws"].exposure_u
+    # Slot k is shown iff it is sold and every draw of slots 1..k succeeded (loop, not the code's accumulate).
+    expected = np.array([[out.winner[i, k] >= 0 and all(u[i, j] < e[j] for j in range(k + 1))
+                          for k in range(e.size)] for i in range(u.shape[0])], dtype=bool).reshape(out.exposed.shape)
+    np.testing.assert_array_equal(out.exposed, expected)
 
 
 @given(ticks())

@@ -20,7 +20,7 @@ from aigb.strategies.oracle import (
     solve_oracle,
 )
 
-E = (1.0, 0.8, 0.6)
+E = (1.0, 0.8, 0.48)  # net probability that slot k is shown (AuctionNet cascade)
 R = 1e-4
 
 
