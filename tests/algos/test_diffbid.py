@@ -1,0 +1,259 @@
+"""DiffBid: guidance, in-painting, seeding, the completer loss, inverse dynamics, plan-feature parity."""
+
+import numpy as np
+import pytest
+import torch
+
+from aigb.algos.checkpoint import load_algorithm, read_checkpoint, save_checkpoint
+from aigb.algos.diffbid import DiffBid, DiffBidConfig, transition_rows
+from aigb.algos.plan_features import MARKET_CHANNELS, MarketPlan, RobustScaler, efficiency_rank
+from aigb.algos.registry import make_algorithm
+from aigb.data.dataset import TrajectoryDataset
+from aigb.data.generate import generate_dataset
+from aigb.data.trajectories import trajectory_columns
+from aigb.diffusion import cfg_combine, ddim_sample
+from aigb.features import FEATURE_DIM
+from aigb.seeding import rng, torch_seed
+from aigb.sim.env import BiddingEnv
+from aigb.types import ConfigError, MarketConfig
+
+SMALL = MarketConfig(n_pv=3000, preset="random")
+TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "emb_dim": 16, "diffusion_steps": 20, "sampling_steps": 4,
+        "idm_hidden_dims": (32, 32), "batch_size": 16, "warmup_steps": 10}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("diffbid-data")
+    generate_dataset(out, periods=2, seed=11, market=SMALL, progress=False)
+    return TrajectoryDataset.load(out)
+
+
+def _trained(dataset, steps=20, seed=0, **overrides):
+    algo = make_algorithm("diffbid", dataset.feature_dim, {**TINY, **overrides}, seed=seed)
+    algo.prepare(dataset, seed)
+    gen = rng(seed, "diffbid-test")
+    for _ in range(steps):
+        algo.update(algo.sample_batch(dataset, 16, gen))
+    return algo
+
+
+@pytest.fixture(scope="module")
+def algo(dataset):
+    return _trained(dataset)
+
+
+def _states(dataset, i=3, t=10):
+    return dataset.obs[i, : t + 1]
+
+
+def _reference_plan(algo, states, seed, emb_kind, w=None):
+    """The plan a hand-written sampler makes from the EMA networks: conditional, unconditional or guided."""
+    planner = algo.policy()
+    t = states.shape[0] - 1
+    prefix = torch.from_numpy(algo.plan_scaler.to_unit(algo.view.plan(states)))
+    known_x = torch.zeros(1, algo.horizon, len(MARKET_CHANNELS))
+    known_x[0, : t + 1] = prefix
+    known_mask = torch.arange(algo.horizon)[None] <= t
+    context = torch.from_numpy(algo.context_scaler.to_unit(algo.view.context(states)))[None]
+    cond, den = algo.nets["ema_cond"].eval(), algo.nets["ema_denoiser"].eval()
+    outcome = torch.tensor([[algo.config.target_return, algo.config.target_cpa, algo.config.target_util]])
+    with torch.no_grad():
+        e_c, e_u = cond(context, outcome), cond(context, None)
+        if emb_kind == "cond":
+            eps_fn = lambda x, k: den(x, k, e_c)  # noqa: E731
+        elif emb_kind == "null":
+            eps_fn = lambda x, k: den(x, k, e_u)  # noqa: E731
+        else:
+            eps_fn = lambda x, k: cfg_combine(den(x, k, e_c), den(x, k, e_u), w)  # noqa: E731
+        g = torch.Generator().manual_seed(torch_seed(seed, "diffbid/plan", t))
+        c = planner.config
+        return ddim_sample(eps_fn, algo.schedule, (1, algo.horizon, len(MARKET_CHANNELS)), steps=c.sampling_steps,
+                           temperature=c.temperature, known_x=known_x, known_mask=known_mask, generator=g,
+                           clip_x0=c.clip_x0)[0].numpy()
+
+
+def test_guidance_weight_0_and_1_are_the_unconditional_and_conditional_models(algo, dataset):
+    states = _states(dataset)
+    cond = _reference_plan(algo, states, 5, "cond")
+    null = _reference_plan(algo, states, 5, "null")
+    assert not np.allclose(cond, null, atol=1e-4)          # the outcome condition matters, so the test can fail
+    np.testing.assert_array_equal(algo.policy(guidance=1.0).plan(states, seed=5).unit, cond)
+    np.testing.assert_array_equal(algo.policy(guidance=0.0).plan(states, seed=5).unit, null)
+    # In between, both branches run in one batch and are mixed: eps_u + w (eps_c - eps_u).
+    np.testing.assert_allclose(algo.policy(guidance=2.5).plan(states, seed=5).unit,
+                               _reference_plan(algo, states, 5, "mix", w=2.5), atol=1e-3)   # batch 2 vs 1 rounding
+    # Unconditional plans ignore the targets; conditional ones follow them.
+    low, high = algo.policy(guidance=0.0, target_return=0.1), algo.policy(guidance=0.0, target_return=0.95)
+    np.testing.assert_array_equal(low.plan(states, seed=5).unit, high.plan(states, seed=5).unit)
+    assert not np.array_equal(algo.policy(guidance=1.0, target_return=0.1).plan(states, seed=5).unit, cond)
+
+
+@pytest.mark.parametrize("t", [0, 7, 46, 47])
+def test_the_realised_prefix_is_unchanged_by_planning(algo, dataset, t):
+    states = _states(dataset, 5, t)
+    step = algo.policy(guidance=1.7, eta=0.5).plan(states, seed=1)
+    expected = algo.plan_scaler.to_unit(algo.view.plan(states))
+    assert step.unit.shape == (49, len(MARKET_CHANNELS)) and step.tick == t
+    np.testing.assert_array_equal(step.unit[: t + 1], expected)
+    np.testing.assert_allclose(step.plan[: t + 1], algo.view.plan(states), rtol=1e-5, atol=1e-4)
+    # The rest is planned, not copied from anywhere.
+    assert np.all(np.isfinite(step.unit)) and not np.allclose(step.unit[t + 1:], 0.0)
+
+
+def test_same_seed_same_plan_other_seed_other_plan(algo, dataset):
+    states = _states(dataset, 2, 20)
+    planner = algo.policy(eta=1.0)                         # stochastic steps too, all from the seeded generator
+    a, b, c = planner.plan(states, seed=9), planner.plan(states, seed=9), planner.plan(states, seed=10)
+    np.testing.assert_array_equal(a.unit, b.unit)
+    assert a.action == b.action
+    assert not np.array_equal(a.unit, c.unit)
+    # A fresh planner from the same weights, and torch's global generator left alone.
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    np.testing.assert_array_equal(algo.policy(eta=1.0).plan(states, seed=9).unit, a.unit)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+class _GarbageOnKnownRows(torch.nn.Module):
+    """Wraps a denoiser and corrupts its output on rows 0..prefix (or on one unknown row)."""
+
+    def __init__(self, inner, prefix, unknown_too=False):
+        super().__init__()
+        self.inner, self.prefix, self.unknown_too = inner, torch.as_tensor(prefix), unknown_too
+
+    def forward(self, x_t, t, emb):
+        out = self.inner(x_t, t, emb)
+        rows = torch.arange(out.shape[1])[None]
+        bad = rows <= self.prefix[:, None]
+        if self.unknown_too:
+            bad = rows == self.prefix[:, None] + 1
+        return torch.where(bad[..., None], out + 1e3, out)
+
+
+def test_the_completer_loss_ignores_the_prefix(dataset):
+    batch = make_algorithm("diffbid", dataset.feature_dim, TINY).sample_batch(dataset, 32, rng(0, "prefix"))
+    losses = {}
+    for variant in ("plain", "known", "unknown"):
+        algo = make_algorithm("diffbid", dataset.feature_dim, TINY, seed=4)
+        algo.prepare(dataset, 4)
+        if variant != "plain":
+            algo.nets["denoiser"] = _GarbageOnKnownRows(algo.nets["denoiser"], batch["prefix"], variant == "unknown")
+        losses[variant] = algo.update(batch)["diffusion_loss"]
+    assert losses["known"] == losses["plain"]
+    assert losses["unknown"] > 100 * losses["plain"]       # the same garbage one row later counts
+
+
+def test_inverse_dynamics_fits_a_synthetic_mapping(dataset):
+    algo = make_algorithm("diffbid", dataset.feature_dim, {**TINY, "idm_hidden_dims": (64, 64), "idm_lr": 3e-3}, seed=0)
+    algo.prepare(dataset, 0)
+    gen = rng(0, "idm")
+
+    def target(batch):
+        # An action that depends on the planned next state and the current one, as a spend target does.
+        rows = transition_rows(algo.plan_scaler.to_unit(torch.from_numpy(batch["obs"])), torch.from_numpy(batch["tick"]))
+        x = rows.numpy()
+        return np.clip(-0.5 + 0.8 * (x[:, 3, 0] - x[:, 2, 0]) + 0.6 * np.tanh(x[:, 2, 4]) + 0.3 * x[:, 2, 6], -3, 2).astype(np.float32)
+
+    for _ in range(400):
+        batch = algo.sample_batch(dataset, 64, gen)
+        batch["action"] = target(batch)
+        algo.update(batch)
+    test = algo.sample_batch(dataset, 512, rng(1, "idm-test"))
+    y = target(test)
+    algo.nets.eval()
+    with torch.no_grad():
+        rows = transition_rows(algo.plan_scaler.to_unit(torch.from_numpy(test["obs"])), torch.from_numpy(test["tick"]))
+        context = algo.context_scaler.to_unit(torch.from_numpy(test["context"]))
+        info = algo.info_scaler.to_unit(torch.from_numpy(test["tick_info"]))
+        pred = algo.bounds.from_unit(algo.nets["idm"](rows, context, info)).numpy()
+    assert np.mean((pred - y) ** 2) < 0.1 * np.var(y)
+
+
+def test_plan_features_online_equal_offline():
+    """A period played through the env: the plan prefix the strategy builds online from its
+    observations equals the plan built offline from the dataset's trajectory rows."""
+    market, advertiser = MarketConfig(n_pv=50_000), 20
+    env = BiddingEnv(market, advertiser=advertiser, seed=13)
+    obs, _ = env.reset()
+    view = MarketPlan(FEATURE_DIM, market.n_ticks)
+    online_rows, seen = [], []
+    while True:
+        seen.append(obs.features)
+        online_rows.append(view.plan(np.stack(seen))[-1])  # what the planner in-paints at this tick
+        obs, _, done, _, _ = env.step(obs.p_value * obs.campaign.target_cpa * (2.5 + (obs.tick % 4) / 2))
+        if done:
+            break
+    history = {f: v[:, [advertiser]] for f, v in env.sim.history.items()}
+    columns = trajectory_columns(0, [env.campaign], history, np.ones((market.n_ticks, 1)))
+    days = np.concatenate([columns["state"], columns["next_state"][-1:]])             # (T + 1, F), as the dataset holds it
+    offline = view.plan(days)
+    assert history["conversions"].sum() > 0
+    np.testing.assert_array_equal(np.stack(online_rows), offline[:-1])
+    # Rows move over the day; the row after the day has no traffic.
+    assert offline[-1, MARKET_CHANNELS.index("pv")] == 0 and np.ptp(offline[:, 0]) > 0.1
+
+
+def test_plan_features_are_bounded_and_scaled(dataset, algo):
+    days = np.concatenate([dataset.obs, dataset.terminal[:, None]], axis=1)
+    plan = algo.view.plan(days)
+    assert plan.shape == (dataset.n_trajectories, 49, 7) and np.all(np.isfinite(plan))
+    unit = algo.plan_scaler.to_unit(plan)
+    inside = np.mean(np.abs(unit) <= 1.0 + 1e-6, axis=(0, 1))
+    assert np.all(inside >= 0.97), dict(zip(MARKET_CHANNELS, inside))
+    np.testing.assert_allclose(plan[:, 0, 0], 1.0)                                   # budget left at the start
+    outcomes = algo._arrays(dataset)["outcome"]
+    assert outcomes.shape == (dataset.n_trajectories, 3) and np.all((outcomes >= 0) & (outcomes <= 1))
+
+
+def test_efficiency_rank_and_scaler():
+    np.testing.assert_allclose(efficiency_rank(np.array([3.0, 1.0, 2.0, 2.0])), [1.0, 0.0, 0.5, 0.5])
+    s = RobustScaler.fit(np.linspace(0, 10, 1001)[:, None])
+    np.testing.assert_allclose(s.to_unit(np.array([[0.1], [9.9]])), [[-1.0], [1.0]], atol=1e-6)
+    np.testing.assert_allclose(s.from_unit(s.to_unit(np.array([[3.0]]))), [[3.0]], rtol=1e-6)
+
+
+def test_checkpoint_carries_what_serving_needs(algo, dataset, tmp_path):
+    path = save_checkpoint(tmp_path / "d.pt", algo, with_optimizers=False)
+    payload = read_checkpoint(path)                                                   # weights_only inside
+    extra = payload["algorithm"]["extra"]
+    assert payload["feature_version"] == dataset.feature_version and extra["plan_version"] == "plan-v1"
+    assert list(extra["channels"]) == list(MARKET_CHANNELS)
+    restored = load_algorithm(path)
+    np.testing.assert_array_equal(restored.plan_scaler.center, algo.plan_scaler.center)
+    np.testing.assert_array_equal(restored.efficiency_levels, algo.efficiency_levels)
+    states = _states(dataset, 1, 30)
+    assert restored.policy().plan(states, seed=2).action == algo.policy().plan(states, seed=2).action
+
+
+def test_serving_options_change_the_plan_without_retraining(algo, dataset):
+    states = _states(dataset, 0, 12)
+    base = algo.policy().plan(states, seed=0).unit
+    assert not np.array_equal(algo.policy(steps=2).plan(states, seed=0).unit, base)
+    assert not np.array_equal(algo.policy(temperature=1.0).plan(states, seed=0).unit, base)
+    assert algo.policy(guidance=3.0).options()["guidance"] == 3.0
+    with pytest.raises(ConfigError, match="sampling_steps"):
+        algo.policy(steps=algo.config.diffusion_steps + 1)
+    with pytest.raises(ConfigError, match="target_return"):
+        algo.policy(target_return=1.5)
+    with pytest.raises(ValueError, match="beyond the planner's day"):
+        algo.policy().plan(np.concatenate([dataset.obs[0], dataset.obs[0, :1]]), seed=0)
+
+
+def test_market_plan_refuses_other_features(dataset):
+    with pytest.raises(ValueError, match="plan 'market' reads v1 states"):
+        DiffBid(DiffBidConfig(**TINY), feature_dim=5)
+    with pytest.raises(ValueError, match="set n_ticks=48"):
+        make_algorithm("diffbid", dataset.feature_dim, {**TINY, "n_ticks": 12}).prepare(dataset, 0)
+
+
+def test_device_choice():
+    from aigb.algos.device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA device"):
+            resolve_device("cuda")
