@@ -1,0 +1,23 @@
+"""Generic diffusion pieces for planners, in pure torch (no market imports).
+
+Split by role: ``schedule`` (forward process), ``condition`` (context + droppable outcome, CFG
+dropout), ``denoisers`` (transformer, temporal U-Net), ``training`` (completer loss),
+``sampling`` (DDIM/DDPM, in-painting, CFG, warm start) and ``guidance`` (training-free guidance,
+strength search, best-of-N). ``layers`` holds the seeded building blocks.
+"""
+
+from aigb.diffusion.condition import ConditionEmbedding
+from aigb.diffusion.denoisers import DENOISERS, TemporalUNet, TransformerDenoiser, check_denoiser
+from aigb.diffusion.layers import build_seeded, seeded_init_
+from aigb.diffusion.sampling import (
+    DDIMStep, cfg_combine, cfg_eps_fn, ddim_sample, ddim_timesteps, ddpm_sample, inpaint,
+)
+from aigb.diffusion.schedule import CosineSchedule
+from aigb.diffusion.training import completer_loss, prefix_mask, random_prefix_mask
+
+__all__ = [
+    "CosineSchedule", "ConditionEmbedding", "TransformerDenoiser", "TemporalUNet", "DENOISERS", "check_denoiser",
+    "completer_loss", "prefix_mask", "random_prefix_mask",
+    "cfg_combine", "cfg_eps_fn", "inpaint", "ddim_timesteps", "ddim_sample", "ddpm_sample", "DDIMStep",
+    "build_seeded", "seeded_init_",
+]
