@@ -154,8 +154,8 @@ class DiffBidConfig:
 
 PLAN_BATCH_FIELDS = {"obs": 3, "context": 2, "outcome": 2, "prefix": 1, "tick": 1, "tick_info": 2, "action": 1}
 """Field -> dims. obs (B, T+1, P) plans in plan units; context (B, C); outcome (B, O); prefix (B,)
-the tick t whose rows 0..t are known; tick (B,) the IDM's transition tick; tick_info (B, I) of that
-tick; action (B,) the logged action of that tick."""
+the tick t whose rows 0..t are known; tick (B,) the IDM's transition tick (one whose bids could
+act: budget left); tick_info (B, I) of that tick; action (B,) the logged action of that tick."""
 
 
 class InverseDynamics(nn.Module):
@@ -266,6 +266,9 @@ class DiffBid(TorchAlgorithm):
             "outcome": self.view.outcomes(terminal, rank),                               # (N, O)
             "action": tr["action"],                                                      # (N, T)
             "efficiency": tr["efficiency"],
+            # Ticks 0..k-1 of a campaign can act; from its exhaustion on the market zeroes the bids,
+            # and the logged alpha (still recorded) says nothing about the next state.
+            "active_ticks": np.maximum(1, self.view.can_act(obs).sum(axis=1)),          # (N,)
         }
         self._cache = (dataset, arrays)
         return arrays
@@ -283,7 +286,7 @@ class DiffBid(TorchAlgorithm):
         n, t_max = a["action"].shape
         i = rng.integers(0, n, size=batch_size)
         prefix = rng.integers(0, t_max, size=batch_size)
-        tick = rng.integers(0, t_max, size=batch_size)
+        tick = rng.integers(0, a["active_ticks"][i])     # the IDM learns from ticks whose bids could act
         return {"obs": a["plan"][i], "context": a["context"][i], "outcome": a["outcome"][i],
                 "prefix": prefix.astype(np.int64), "tick": tick.astype(np.int64),
                 "tick_info": a["tick_info"][i, tick], "action": a["action"][i, tick].astype(np.float32)}

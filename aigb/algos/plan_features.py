@@ -46,7 +46,7 @@ import numpy as np
 
 from aigb.features import FEATURE_NAMES, FEATURE_VERSION
 from aigb.score import cpa_penalty
-from aigb.types import N_CATEGORIES
+from aigb.types import N_CATEGORIES, MarketConfig
 
 __all__ = [
     "PLAN_VERSION", "MARKET_CHANNELS", "MarketPlan", "RawPlan", "make_plan_view", "RobustScaler",
@@ -121,6 +121,12 @@ class MarketPlan:
         p_value = np.log(np.maximum(_column(x, "cur_p_value_mean"), _MIN_P_VALUE))
         return np.stack([_column(x, "time_left"), p_value], axis=-1).astype(np.float32)
 
+    def can_act(self, states: np.ndarray) -> np.ndarray:
+        """(..., n, F) -> (..., n) bool: the remaining budget lets the tick's bids count (the market
+        zeroes the bids of an advertiser below ``min_remaining_budget``, whatever alpha it logs)."""
+        x = np.asarray(states, dtype=np.float64)
+        return _column(x, "budget_left") * _column(x, "budget") >= MarketConfig().min_remaining_budget
+
     def outcomes(self, terminal: np.ndarray, rank: np.ndarray) -> np.ndarray:
         """terminal (N, F) states after the day, rank (N,) efficiency ranks -> (N, 3) = (R, E, U)."""
         x = np.asarray(terminal, dtype=np.float64)
@@ -156,6 +162,9 @@ class RawPlan:
         n = np.shape(states)[-2]
         time_left = (self.n_ticks - np.arange(n, dtype=np.float64)) / self.n_ticks      # (n,)
         return np.broadcast_to(time_left[:, None], np.shape(states)[:-1] + (1,)).astype(np.float32)
+
+    def can_act(self, states: np.ndarray) -> np.ndarray:
+        return np.ones(np.shape(states)[:-1], dtype=bool)
 
     def outcomes(self, terminal: np.ndarray, rank: np.ndarray) -> np.ndarray:
         return np.asarray(rank, dtype=np.float32)[:, None]

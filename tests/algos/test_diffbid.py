@@ -1,5 +1,7 @@
 """DiffBid: guidance, in-painting, seeding, the completer loss, inverse dynamics, plan-feature parity."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from aigb.data.dataset import TrajectoryDataset
 from aigb.data.generate import generate_dataset
 from aigb.data.trajectories import trajectory_columns
 from aigb.diffusion import cfg_combine, ddim_sample
-from aigb.features import FEATURE_DIM
+from aigb.features import FEATURE_DIM, FEATURE_NAMES
 from aigb.seeding import rng, torch_seed
 from aigb.sim.env import BiddingEnv
 from aigb.types import ConfigError, MarketConfig
@@ -257,3 +259,15 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="sees no CUDA device"):
             resolve_device("cuda")
+
+
+def test_inverse_dynamics_learns_only_from_ticks_whose_bids_count(dataset, algo):
+    # Half the campaigns run out of budget at tick 30: from then on the market zeroes their bids.
+    exhausted = copy.copy(dataset)
+    exhausted.obs = dataset.obs.copy()
+    exhausted.obs[::2, 30:, FEATURE_NAMES.index("budget_left")] = 0.0
+    assert (~algo.view.can_act(exhausted.obs)).mean() == pytest.approx(0.5 * 18 / 48)
+    batch = algo.sample_batch(exhausted, 4000, rng(0, "active"))
+    rows = batch["obs"][np.arange(4000), batch["tick"]]                               # plan row of the IDM's tick
+    assert np.all(rows[:, 0] * np.exp(batch["context"][:, 0]) >= 0.1 - 1e-6)
+    assert batch["tick"].max() == 47 and np.any(batch["prefix"] > batch["tick"]) and np.any(batch["prefix"] < batch["tick"])
