@@ -8,6 +8,9 @@ strength search, best-of-N). ``layers`` holds the seeded building blocks.
 
 from aigb.diffusion.condition import ConditionEmbedding
 from aigb.diffusion.denoisers import DENOISERS, TemporalUNet, TransformerDenoiser, check_denoiser
+from aigb.diffusion.guidance import (
+    PRESETS, BestOfN, SearchResult, TFGConfig, TFGGuidance, beam_search_strengths, best_of_n, dps, freedom, lgd, mpgd, ugd,
+)
 from aigb.diffusion.layers import build_seeded, seeded_init_
 from aigb.diffusion.sampling import (
     DDIMStep, cfg_combine, cfg_eps_fn, ddim_sample, ddim_timesteps, ddpm_sample, inpaint,
@@ -19,5 +22,7 @@ __all__ = [
     "CosineSchedule", "ConditionEmbedding", "TransformerDenoiser", "TemporalUNet", "DENOISERS", "check_denoiser",
     "completer_loss", "prefix_mask", "random_prefix_mask",
     "cfg_combine", "cfg_eps_fn", "inpaint", "ddim_timesteps", "ddim_sample", "ddpm_sample", "DDIMStep",
+    "TFGConfig", "TFGGuidance", "PRESETS", "dps", "lgd", "freedom", "mpgd", "ugd",
+    "beam_search_strengths", "SearchResult", "best_of_n", "BestOfN",
     "build_seeded", "seeded_init_",
 ]

@@ -132,8 +132,13 @@ class DDIMStep:
         self.eta, self.temperature, self.clip_x0 = float(eta), float(temperature), clip_x0
         self.known_x, self.known_mask, self.generator = known_x, known_mask, generator
 
+    def alphas(self) -> list[float]:
+        """The effective one-step alpha = abar_t / abar_prev of each of the K steps, in sampling order."""
+        ts = (*self.timesteps, -1)
+        return [_abar(self.schedule, ts[k]) / _abar(self.schedule, ts[k + 1]) for k in range(len(self.timesteps))]
+
     def inpaint(self, x: torch.Tensor) -> torch.Tensor:
-        """Re-impose the known rows (clean) on x (B, H, D)."""
+        """Re-impose the known rows (clean) on x (B, H, D), or on a stack of such (..., B, H, D)."""
         return inpaint(x, self.known_x, self.known_mask)
 
     def predict(self, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -58,7 +58,11 @@ class Toy:
 
 @pytest.fixture(scope="session")
 def toy() -> Toy:
-    """800 AdamW steps of completer training (about 10 s on one thread)."""
+    return train_toy()
+
+
+def train_toy() -> Toy:
+    """800 Adam steps of completer training (about 10 s on one thread)."""
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

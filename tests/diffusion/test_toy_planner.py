@@ -4,7 +4,7 @@ values; pure noise would give residuals near 1 and an ignored prefix a continuat
 
 import torch
 
-from aigb.diffusion import cfg_eps_fn, ddim_sample, ddpm_sample, prefix_mask
+from aigb.diffusion import PRESETS, TFGGuidance, cfg_eps_fn, ddim_sample, ddpm_sample, prefix_mask
 
 from .conftest import D, H, fit_lines, lines
 
@@ -64,3 +64,28 @@ def test_warm_start_from_a_previous_plan_stays_on_the_data(toy):
                     generator=torch.Generator().manual_seed(8), clip_x0=CLIP)
     assert (x - x0)[:, k:].square().mean().sqrt() < 0.15
     assert fit_lines(x)[0].median() < 0.1
+
+
+def test_guidance_toward_less_late_spend_lowers_it_and_keeps_plans_on_the_data(toy):
+    # log f = -sum of the second half of the plan ("spend late"): on lines it asks for lower slopes.
+    def late(x0):
+        return x0[:, H // 2:, 0].sum(dim=1)
+
+    eps_fn = cfg_eps_fn(toy.denoiser, toy.embeddings(B))
+
+    def sample(config=None):
+        guidance = None if config is None else TFGGuidance(lambda x0: -late(x0), config)
+        return ddim_sample(eps_fn, toy.schedule, (B, H, D), steps=10, clip_x0=CLIP, generator=torch.Generator().manual_seed(11),
+                           guidance=guidance)
+
+    plain = late(sample())
+    previous = plain
+    for config in (PRESETS["mpgd"](0.02), PRESETS["mpgd"](0.05)):          # measured: 0.85 -> 0.16 -> -0.91
+        x = sample(config)
+        assert (late(x) < previous).all()
+        assert fit_lines(x)[0].median() < 0.05
+        previous = late(x)
+    assert plain.mean() - previous.mean() > 1.0
+    x = sample(PRESETS["dps"](0.05))                                       # measured: 0.85 -> -0.63
+    assert (late(x) < plain).all() and plain.mean() - late(x).mean() > 0.7
+    assert fit_lines(x)[0].median() < 0.05
