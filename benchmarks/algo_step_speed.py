@@ -23,7 +23,9 @@ from aigb.seeding import rng as named_rng
 
 
 def measure(name: str, data: SyntheticTrajectories, steps: int, warmup: int, seed: int) -> dict:
-    algo = make_algorithm(name, data.feature_dim, seed=seed)
+    # DiffBid's default plan reads v1 market states; on synthetic states it diffuses the states
+    # themselves (same networks and batch, D plan channels instead of 7).
+    algo = make_algorithm(name, data.feature_dim, {"plan": "raw"} if name == "diffbid" else None, seed=seed)
     algo.prepare(data, seed)
     gen = named_rng(seed, "bench/batches", list(ALGORITHMS).index(name))
     batch_size = algo.config.batch_size

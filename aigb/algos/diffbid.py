@@ -80,6 +80,9 @@ class DiffBidConfig:
     """Width of the condition embedding (context + outcome)."""
     diffusion_steps: int = 100
     """Training diffusion steps of the cosine schedule (Nichol & Dhariwal 2021)."""
+    next_row_weight: float = 1.0
+    """Loss weight of the first unknown row, the state the inverse dynamics acts on (CleanDiffuser's
+    Decision Diffuser pipeline uses 10); 1 weighs every unknown row alike."""
     condition_dropout: float = 0.25
     """Probability that a training sample's outcome condition is replaced by the null embedding
     (Decision Diffuser 0.25, AIGB 0.2); the context is never dropped."""
@@ -136,7 +139,7 @@ class DiffBidConfig:
                 f"must be a non-empty tuple of integers >= 1, got {self.idm_hidden_dims!r}")
         object.__setattr__(self, "idm_hidden_dims", tuple(int(d) for d in dims))
         require(0.0 <= self.condition_dropout < 1.0, "condition_dropout", f"must lie in [0, 1), got {self.condition_dropout}")
-        require_positive(self, "lr", "idm_lr", "grad_clip", "temperature")
+        require_positive(self, "lr", "idm_lr", "grad_clip", "temperature", "next_row_weight")
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         require(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps", f"must be an integer >= 0, got {self.warmup_steps!r}")
         require(0.0 <= self.ema < 1.0, "ema", f"must lie in [0, 1), got {self.ema}")
@@ -336,7 +339,8 @@ class DiffBid(TorchAlgorithm):
         self.nets.train()
         x0 = self.plan_scaler.to_unit(b["obs"])                                          # (B, H, P)
         context = self.context_scaler.to_unit(b["context"])                              # (B, C)
-        known = torch.arange(self.horizon, device=self.device)[None] <= b["prefix"][:, None]  # (B, H) rows 0..t
+        row = torch.arange(self.horizon, device=self.device)[None]                       # (1, H)
+        known = row <= b["prefix"][:, None]                                              # (B, H) rows 0..t
 
         # Diffusion: completer loss with the outcome dropped jointly for guidance.
         lr = self._lr()
@@ -345,7 +349,10 @@ class DiffBid(TorchAlgorithm):
             group["lr"] = lr
         cond = self.nets["cond"]
         emb = cond(context, b["outcome"], drop=cond.drop_mask(x0.shape[0], self.train_generator))
-        diffusion_loss = completer_loss(self.nets["denoiser"], self.schedule, x0, emb, known, self.train_generator)
+        weight = None
+        if cfg.next_row_weight != 1.0:
+            weight = 1.0 + (cfg.next_row_weight - 1.0) * (row == b["prefix"][:, None] + 1).float()   # (B, H)
+        diffusion_loss = completer_loss(self.nets["denoiser"], self.schedule, x0, emb, known, self.train_generator, weight)
         opt.zero_grad(set_to_none=True)
         diffusion_loss.backward()
         grad_norm = nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
@@ -459,6 +466,7 @@ class DiffBidPlanner:
         self.cond, self.denoiser, self.idm = frozen["ema_cond"], frozen["ema_denoiser"], frozen["idm"]
         targets = {"return": self.config.target_return, "cpa": self.config.target_cpa, "util": self.config.target_util}
         self.outcome = torch.tensor([[targets[n] for n in self.view.outcome_names]], dtype=torch.float32, device=self.device)
+        self._embeddings: tuple | None = None   # (context key, context, conditional and null embeddings)
 
     def options(self) -> dict[str, Any]:
         """The serving options in force (for logs and reports)."""
@@ -482,8 +490,12 @@ class DiffBidPlanner:
         known_x[0, : t + 1] = torch.from_numpy(prefix).to(dev)
         known_mask = torch.zeros(1, self.horizon, dtype=torch.bool, device=dev)
         known_mask[0, : t + 1] = True
-        context = torch.from_numpy(self.context_scaler.to_unit(self.view.context(states))).to(dev)[None]   # (1, C)
-        emb_cond, emb_null = self.cond(context, self.outcome), self.cond(context, None)
+        context_np = self.context_scaler.to_unit(self.view.context(states))                # (C,)
+        key = context_np.tobytes()
+        if self._embeddings is None or self._embeddings[0] != key:   # the campaign's, computed once a day
+            context = torch.from_numpy(context_np).to(dev)[None]                        # (1, C)
+            self._embeddings = (key, context, self.cond(context, self.outcome), self.cond(context, None))
+        _, context, emb_cond, emb_null = self._embeddings
         generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, "diffbid/plan", t))
         c = self.config
         # Guidance with w != 0, 1 runs the conditional and unconditional branches as one batch of 2.

@@ -271,3 +271,18 @@ def test_inverse_dynamics_learns_only_from_ticks_whose_bids_count(dataset, algo)
     rows = batch["obs"][np.arange(4000), batch["tick"]]                               # plan row of the IDM's tick
     assert np.all(rows[:, 0] * np.exp(batch["context"][:, 0]) >= 0.1 - 1e-6)
     assert batch["tick"].max() == 47 and np.any(batch["prefix"] > batch["tick"]) and np.any(batch["prefix"] < batch["tick"])
+
+
+def test_next_row_weight_weighs_the_row_the_inverse_dynamics_reads(dataset):
+    batch = make_algorithm("diffbid", dataset.feature_dim, TINY).sample_batch(dataset, 32, rng(0, "weight"))
+    losses = {}
+    for weight in (1.0, 10.0):
+        for garbage in (False, True):
+            algo = make_algorithm("diffbid", dataset.feature_dim, {**TINY, "next_row_weight": weight}, seed=4)
+            algo.prepare(dataset, 4)
+            if garbage:   # +1e3 on the first unknown row only
+                algo.nets["denoiser"] = _GarbageOnKnownRows(algo.nets["denoiser"], batch["prefix"], unknown_too=True)
+            losses[weight, garbage] = algo.update(batch)["diffusion_loss"]
+    # The corrupted row's share of the loss grows with its weight.
+    assert losses[10.0, True] / losses[1.0, True] > 3.0
+    assert losses[10.0, False] == pytest.approx(losses[1.0, False], rel=0.5)

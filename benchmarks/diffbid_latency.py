@@ -1,0 +1,88 @@
+"""DiffBid decision latency: milliseconds per tick for one campaign, by DDIM step count.
+
+    python benchmarks/diffbid_latency.py [--checkpoint runs/diffbid/best.pt] [--steps 5,10,20] [--threads 1]
+
+Each decision is ``DiffBidPlanner.plan``: plan features of the realised prefix, in-painted DDIM
+sampling with classifier-free guidance (conditional and unconditional branches in one batch of 2;
+w = 1 runs one branch), then the inverse dynamics. Latency does not depend on the weights, so
+without a checkpoint the default config is timed untrained. The states are one campaign's real v1
+states, played in the market with a fixed-rate rule. Figures are printed, not asserted; the last
+line is the JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from aigb.algos.checkpoint import load_algorithm
+from aigb.algos.registry import make_algorithm
+from aigb.features import FEATURE_DIM
+from aigb.sim.env import BiddingEnv
+from aigb.types import MarketConfig
+
+
+def campaign_states(n_pv: int, seed: int) -> np.ndarray:
+    """(48, F) the v1 states one campaign sees, bidding alpha = 2 C."""
+    env = BiddingEnv(MarketConfig(n_pv=n_pv), advertiser=7, seed=seed)
+    obs, _ = env.reset()
+    states = []
+    while True:
+        states.append(obs.features)
+        obs, _, done, _, _ = env.step(obs.p_value * obs.campaign.target_cpa * 2.0)
+        if done:
+            return np.stack(states)
+
+
+def time_planner(planner, states: np.ndarray, repeats: int) -> list[float]:
+    """Milliseconds of every decision, ticks 0..47, ``repeats`` days."""
+    out = []
+    for r in range(repeats):
+        for t in range(states.shape[0]):
+            t0 = time.perf_counter()
+            planner.plan(states[: t + 1], seed=r)
+            out.append(1000.0 * (time.perf_counter() - t0))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="a diffbid checkpoint (default: the default config, untrained)")
+    parser.add_argument("--steps", default="5,10,20", help="DDIM step counts K to time")
+    parser.add_argument("--guidance", type=float, nargs="+", default=[1.2, 1.0], help="guidance weights w to time")
+    parser.add_argument("--repeats", type=int, default=3, help="days of 48 decisions per setting")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--n-pv", type=int, default=100_000, help="PVs of the period that makes the states")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    algo = load_algorithm(args.checkpoint) if args.checkpoint else make_algorithm("diffbid", FEATURE_DIM, seed=0)
+    states = campaign_states(args.n_pv, seed=0)
+    n_params = sum(p.numel() for p in algo.nets["ema_denoiser"].parameters())
+    print(f"diffbid {algo.config.denoiser} d={algo.config.d_model} x {algo.config.n_layers} layers ({n_params:,} denoiser parameters), "
+          f"{args.threads} thread(s), {args.device}")
+    print(f"{'K':>3} {'w':>5} {'median ms':>10} {'mean ms':>9} {'p95 ms':>8} {'max ms':>8}")
+    results = []
+    for k in (int(s) for s in args.steps.split(",")):
+        for w in args.guidance:
+            planner = algo.policy(steps=k, guidance=w, device=args.device)
+            time_planner(planner, states[:4], 1)                          # warm-up
+            ms = time_planner(planner, states, args.repeats)
+            row = {"steps": k, "guidance": w, "median_ms": round(statistics.median(ms), 2), "mean_ms": round(statistics.fmean(ms), 2),
+                   "p95_ms": round(float(np.percentile(ms, 95)), 2), "max_ms": round(max(ms), 2), "decisions": len(ms)}
+            results.append(row)
+            print(f"{k:>3} {w:>5.2f} {row['median_ms']:>10.2f} {row['mean_ms']:>9.2f} {row['p95_ms']:>8.2f} {row['max_ms']:>8.2f}")
+    print(json.dumps({"benchmark": "diffbid_latency", "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "device": args.device, "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+                      "checkpoint": args.checkpoint, "config": {"denoiser": algo.config.denoiser, "d_model": algo.config.d_model,
+                                                                "n_layers": algo.config.n_layers}, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
