@@ -144,7 +144,7 @@ class DDIMStep:
     def predict(self, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(eps_hat, x0_hat), each (B, H, D), at step t; x_t is in-painted first. With ``clip_x0``,
         x0_hat is clamped and eps re-derived from it, so the update stays consistent."""
-        return _predict(self.eps_fn, self.schedule, self.inpaint(x_t), self.t, self.alpha_bar_t, self.clip_x0)
+        return _predict(self.eps_fn, self.inpaint(x_t), self.t, self.alpha_bar_t, self.clip_x0)
 
     @property
     def sigma(self) -> float:
@@ -174,8 +174,8 @@ def _randn(shape: torch.Size | tuple[int, ...], generator: torch.Generator) -> t
     return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=torch.float32)
 
 
-def _predict(eps_fn: EpsFn, schedule: CosineSchedule, x_t: torch.Tensor, t: int, alpha_bar_t: float,
-             clip_x0: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _predict(eps_fn: EpsFn, x_t: torch.Tensor, t: int, alpha_bar_t: float, clip_x0: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eps_hat, x0_hat) at training step t from an already in-painted x_t (B, H, D)."""
     t_vec = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)          # (B,)
     eps = eps_fn(x_t, t_vec)
     signal, noise_scale = math.sqrt(alpha_bar_t), math.sqrt(1.0 - alpha_bar_t)
@@ -256,7 +256,7 @@ def ddpm_sample(eps_fn: EpsFn, schedule: CosineSchedule, shape: tuple[int, int, 
         for t in range(schedule.n_steps - 1, -1, -1):
             ab_t, ab_prev = _abar(schedule, t), _abar(schedule, t - 1)
             beta, alpha = float(schedule.betas[t]), float(schedule.alphas[t])
-            _, x0 = _predict(eps_fn, schedule, x, t, ab_t, clip_x0)
+            _, x0 = _predict(eps_fn, x, t, ab_t, clip_x0)
             x = (math.sqrt(ab_prev) * beta / (1.0 - ab_t)) * x0 + (math.sqrt(alpha) * (1.0 - ab_prev) / (1.0 - ab_t)) * x
             if t > 0:
                 var = beta * (1.0 - ab_prev) / (1.0 - ab_t)
