@@ -14,8 +14,9 @@ $(BIN)/aigb: pyproject.toml
 .PHONY: setup demo test test-all bench
 setup: $(BIN)/aigb
 
+# The whole pipeline at demo size (data, training, evaluation, report) into demo/; re-running resumes.
 demo: setup
-	$(BIN)/aigb simulate --periods 2 --seed 0
+	$(BIN)/aigb demo --out demo
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2

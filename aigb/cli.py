@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from aigb.data import commands as data_commands
     from aigb.eval import commands as eval_commands
+    from aigb.report import commands as report_commands
+    from aigb import demo
 
     data_commands.register(sub)
 
@@ -131,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     eval_commands.register(sub)
+    report_commands.register(sub)
+    demo.register(sub)
     return parser
 
 

@@ -5,10 +5,12 @@
 * ``tick_alpha`` (n_ticks,): the effective bid multiplier of each tick, ``sum(bids) / sum(p_value)``
   over the tick's PVs as the market saw them (money per expected conversion; 0 once the budget has
   run out, NaN in a tick without traffic). The report divides it by the target CPA.
-* ``plans``: only for a strategy that plans its delivery (DiffBid), whatever its ``plans``
-  attribute holds after the episode: ``(tick, planned_remaining_budget)`` pairs, the array being
-  the planned remaining budget in money at the start of each tick, (n_ticks + 1,) or (n_ticks,);
-  rows before ``tick`` are the realised prefix.
+* ``plans``: only for a strategy that plans its delivery and has a non-empty ``plans`` attribute
+  after the episode: ``(tick, planned_remaining_budget)`` pairs, the array being the planned
+  remaining budget in money at the start of each tick, (n_ticks + 1,) or (n_ticks,); rows before
+  ``tick`` are the realised prefix. A strategy whose ``plans`` hold richer objects instead offers
+  ``planned_remaining_budget(i)`` for its i-th plan, made at tick i (``DiffBidStrategy``); one that
+  cannot say (a plan without a budget channel raises ``ValueError``) contributes no plans.
 
 ``write_traces(rows, out_dir)`` stores them next to the results, keyed like them by (strategy,
 seed, period, advertiser):
@@ -49,7 +51,12 @@ def tick_traces(strategy, history: Mapping[str, np.ndarray], advertiser: int) ->
     out = {"tick_alpha": alpha.tolist()}
     plans = getattr(strategy, "plans", None)
     if plans:
-        out["plans"] = [(int(t), np.asarray(p, dtype=np.float64).tolist()) for t, p in plans]
+        budget_of = getattr(strategy, "planned_remaining_budget", None)
+        try:
+            pairs = [(t, budget_of(t)) for t in range(len(plans))] if callable(budget_of) else list(plans)
+        except ValueError:
+            return out
+        out["plans"] = [(int(t), np.asarray(p, dtype=np.float64).tolist()) for t, p in pairs]
     return out
 
 

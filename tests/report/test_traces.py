@@ -54,3 +54,28 @@ def test_plans_of_either_length_are_kept(tmp_path, length):
     write_traces([row], tmp_path)
     plans = pq.read_table(tmp_path / PLANS_FILE).to_pydict()
     assert plans["tick"] == list(range(n)) and plans["plan_tick"] == [5] * n
+
+
+class _Step:
+    def __init__(self, budget_left):
+        self.budget_left = budget_left
+
+
+class RichPlanner(Planner):
+    """Keeps plan objects and answers planned_remaining_budget(i), as DiffBidStrategy does."""
+
+    def alpha(self, obs):
+        left = np.linspace(obs.remaining_budget, 0.0, self.n_ticks + 1)
+        self.plans.append(_Step(left))
+        return self.rate * self.c.target_cpa
+
+    def planned_remaining_budget(self, tick):
+        return self.plans[tick].budget_left
+
+
+def test_plans_from_a_strategy_that_answers_planned_remaining_budget(tmp_path):
+    row = rollout(RichPlanner(rate=0.9), "rich", MARKET, 0, 1_000_000, 1)
+    assert [t for t, _ in row["plans"]] == list(range(MARKET.n_ticks))
+    assert row["plans"][0][1][0] == row["budget"]
+    write_traces([row], tmp_path)
+    assert pq.read_table(tmp_path / PLANS_FILE).num_rows == MARKET.n_ticks * (MARKET.n_ticks + 1)
