@@ -128,3 +128,19 @@ def test_paired_evaluation_with_diffbid(trained):
     rows = results.table.to_pylist()
     assert len(rows) == 4 and all(r["error"] is None for r in rows)
     assert all(r["expected_score"] <= r["bound_score"] + 1e-9 for r in rows)
+
+
+def test_rollout_traces_carry_the_plans(trained):
+    from aigb.eval.rollout import rollout
+    from aigb.strategies.registry import make_strategy
+
+    _, run = trained
+    market = MarketConfig(n_pv=3000)
+    row = rollout(make_strategy(f"diffbid:{run / 'best.pt'}?steps=2", market), "diffbid", market, 0, 1_000_000, 2)
+    assert row["error"] is None
+    assert [t for t, _ in row["plans"]] == list(range(48))
+    assert all(len(p) == 49 for _, p in row["plans"])
+    assert row["plans"][0][1][0] == pytest.approx(row["budget"])                  # the realised start of every plan
+    # The plan made at tick t starts with the realised remaining budget before ticks 0..t.
+    t, planned = row["plans"][20]
+    np.testing.assert_allclose(planned[: t + 1], row["remaining_budget"][: t + 1], rtol=1e-4)
