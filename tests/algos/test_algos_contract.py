@@ -56,7 +56,7 @@ def test_checker_catches_a_broken_algorithm(monkeypatch, cls, problem):
 
 
 def test_unknown_algorithm_is_refused_with_the_registered_names():
-    with pytest.raises(KeyError, match="unknown algorithm 'ppo'.*bc, cql, dt, iql"):
+    with pytest.raises(KeyError, match="unknown algorithm 'ppo'.*bc, cql, diffbid, dt, iql"):
         make_algorithm("ppo", 8)
 
 
