@@ -1,0 +1,390 @@
+"""Export an aigb strategy as a folder the NeurIPS 2024 competition's harness can load.
+
+``export_neurips2024(source, out)`` takes a checkpoint path (``runs/cql/best.pt``) or a strategy
+spec (``fixed:rate=0.9``, ``pid``, ``onlinelp:cap=1.5``, ``iql:runs/iql/best.pt``,
+``diffbid:runs/diffbid/best.pt?w=1.2&steps=10``) and writes:
+
+    __init__.py player.py strategy.py history.py rules.py networks.py planner.py bundle.py
+                  the runtime (``aigb/export/runtime``), copied as it is: numpy, torch, stdlib
+    params.json   what the strategy is: its kind, parameters, network shapes, serving options
+    weights.pt    learned strategies: one flat dict of plain tensors (aigb's state-dict names)
+    README.md     how to drop the folder into a competition harness
+    selftest.py, selftest.npz
+                  a recorded period (the harness's inputs and the bids the export returned) and a
+                  numpy-only script that replays it where the folder is installed
+
+How each kind travels: rule strategies (fixed, pid, onlinelp) as parameters only (the OnlineLP
+prior as its table of rows); BC, IQL and CQL as the actor MLP and the state normaliser; the
+Decision Transformer as its weights, context length and target return; DiffBid as the EMA
+condition network and denoiser, the inverse dynamics, the three scalers, the noise schedule and
+the serving options of the spec, fixed at export.
+
+Before the folder is put in place the export is checked: the aigb strategy plays a period of a
+small market in ``BiddingEnv`` and the exported folder, loaded by file path, plays the same period
+through ``aigb.export.harness.play_competition``; the bids must agree to float rounding (they are
+equal in practice), or nothing is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import aigb
+from aigb.export.harness import HISTORY_NAMES, play_competition, play_env
+from aigb.export.readme import readme_text
+from aigb.features import FEATURE_NAMES, FEATURE_VERSION
+from aigb.sim.period import PeriodSim
+from aigb.strategies.registry import UnknownStrategyError, make_strategy, parse_spec
+from aigb.types import ACTION_HIGH, ACTION_LOW, MARKET_VERSION, ConfigError, MarketConfig
+
+__all__ = ["export_neurips2024", "ExportReport", "ExportMismatch", "resolve_source", "load_exported_class",
+           "CHECK_MARKET", "EXPORTABLE"]
+
+RUNTIME = Path(__file__).with_name("runtime")
+RUNTIME_FILES = ("__init__.py", "player.py", "strategy.py", "history.py", "rules.py", "networks.py", "planner.py",
+                 "bundle.py", "selftest.py")
+EXPORTABLE = ("fixed", "pid", "onlinelp", "bc", "iql", "cql", "dt", "diffbid")
+CHECK_MARKET = dict(n_pv=50_000, n_advertisers=8)
+"""The market of the export check and the self-test recording (n_ticks and preset from the export's);
+the campaign's budget is scaled to its traffic (x n_pv / 500,000), so pacing strategies meet their
+budget within the day as they would in the default market."""
+CHECK_SEED, CHECK_PERIOD = 20_240_000, 1_000_000
+"""A fixed evaluation-range campaign, so every export of one strategy records the same period."""
+BID_TOLERANCE = 1e-9
+"""Largest relative bid difference the check accepts (identical code paths give 0)."""
+_DIFFBID_OPTIONS = {"guidance", "target_return", "target_cpa", "target_util", "steps", "temperature", "eta", "device"}
+_NO_PRIOR_ROW = 1 << 30   # an advertiser index beyond any prior table: the campaign's category mean
+
+
+class ExportMismatch(ValueError):
+    """The exported folder does not bid as the aigb strategy does."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What was exported and how the check went."""
+
+    out: Path
+    spec: str
+    kind: str
+    files: tuple[str, ...]
+    max_bid_difference: float
+    """Largest |bid difference| over the check period (aigb environment vs the exported folder in the harness)."""
+    score_env: float
+    score_harness: float
+
+    def summary(self) -> str:
+        return (f"exported {self.spec} to {self.out} ({self.kind}: {', '.join(self.files)}); checked on a "
+                f"{CHECK_MARKET['n_pv']:,}-PV period: max |bid difference| {self.max_bid_difference:.3g}, "
+                f"score {self.score_env:.4g} in aigb's environment, {self.score_harness:.4g} in the competition loop")
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def resolve_source(source: str) -> str:
+    """The strategy spec of ``source``: a checkpoint path (DiffBid's may carry ``?options``) or a spec."""
+    from aigb.algos.checkpoint import read_checkpoint
+
+    text = str(source).strip()
+    path, _, query = text.partition("?")
+    if path and Path(path).is_file():
+        algo = read_checkpoint(path)["algo"]          # ValueError for a file that is no checkpoint
+        if query and algo != "diffbid":
+            raise ConfigError(f"source: only a diffbid checkpoint takes ?options, {path} holds {algo!r}")
+        return f"{algo}:{text}"
+    try:
+        name, _ = parse_spec(text)
+    except UnknownStrategyError:
+        if "/" in path or path.endswith(".pt"):
+            raise ConfigError(f"source: no checkpoint file at {path!r}") from None
+        raise
+    if name == "oracle":
+        raise ConfigError("source: the hindsight oracle sees the period before playing it; no competition harness "
+                          "can give it that, so it cannot be exported")
+    if name == "neurips2024":
+        raise ConfigError("source: a neurips2024: spec is competition code already; use its folder as it is")
+    if name not in EXPORTABLE:
+        raise ConfigError(f"source: {name!r} has no competition export; exportable: {', '.join(EXPORTABLE)}")
+    return text
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def _base_params(spec: str, strategy, market: MarketConfig, seed: int, device: str) -> dict:
+    return {
+        "format": "aigb.export.neurips2024", "format_version": 1, "source": spec,
+        "aigb_version": aigb.__version__, "market_version": MARKET_VERSION,
+        "feature_version": FEATURE_VERSION, "feature_names": list(FEATURE_NAMES),
+        "n_ticks": int(market.n_ticks), "min_remaining_budget": float(market.min_remaining_budget),
+        "action_bounds": [float(ACTION_LOW), float(ACTION_HIGH)], "seed": int(seed), "device": device,
+    }
+
+
+def _rule_params(strategy, n_ticks: int, advertiser: int | None) -> dict:
+    from aigb.sim.population import LOG_RATIO_RANGE, LP_SAMPLE, N_RATIO_BINS, PID_RESPONSE
+    from aigb.sim.traffic import day_profile
+    from aigb.strategies.rules import _KIND, ALPHA_BOUNDS
+
+    rule = {"kind": strategy.kind, "rate": strategy.rate, "gain": strategy.gain, "cap": strategy.cap,
+            "alpha_bounds": list(ALPHA_BOUNDS), "n_bins": N_RATIO_BINS, "log_ratio_range": list(LOG_RATIO_RANGE),
+            "lp_sample": LP_SAMPLE, "pid_response": PID_RESPONSE, "stream_index": _KIND[strategy.kind],
+            "profile": day_profile(n_ticks).tolist(), "lp_prior": None}
+    prior = getattr(strategy, "prior", None)
+    if prior is not None:
+        rule["lp_prior"] = {"per_pv": prior.per_pv.tolist(), "target_cpa": prior.target_cpa.tolist(),
+                            "category": prior.category.tolist(), "log_ratio_range": list(LOG_RATIO_RANGE),
+                            "n_pv": int(strategy.n_pv), "advertiser": advertiser}
+    return rule
+
+
+def _mlp_layers(seq, where: str) -> list[int]:
+    """Indices of the Linear layers of aigb's ``mlp`` (Linear, ReLU, ..., Linear); refuses anything else."""
+    from torch import nn
+
+    kinds = [type(m) for m in seq]
+    expected = [nn.Linear if i % 2 == 0 else nn.ReLU for i in range(len(kinds))]
+    if kinds != expected or len(kinds) % 2 == 0:
+        raise ConfigError(f"{where}: expected aigb's Linear/ReLU MLP, found {[k.__name__ for k in kinds]}")
+    return list(range(0, len(kinds), 2))
+
+
+def _tensors(prefix: str, module) -> dict:
+    return {f"{prefix}.{k}": v.detach().to("cpu").clone().contiguous() for k, v in module.state_dict().items()}
+
+
+def _normalizer(norm) -> tuple[dict, dict]:
+    import torch
+
+    return ({"clip": float(norm.clip), "reward_scale": float(norm.reward_scale)},
+            {"normalizer.state_mean": torch.from_numpy(norm.state_mean.copy()),
+             "normalizer.state_std": torch.from_numpy(norm.state_std.copy())})
+
+
+def _learned_params(strategy) -> tuple[str, dict, dict]:
+    from aigb.algos.base import StatePolicy
+    from aigb.algos.dt import DTPolicy
+
+    policy = strategy.policy
+    if policy.feature_dim != len(FEATURE_NAMES):
+        raise ConfigError(f"source: the policy reads {policy.feature_dim} features, the export rebuilds the "
+                          f"{len(FEATURE_NAMES)} of {FEATURE_VERSION}")
+    if isinstance(policy, StatePolicy):
+        actor = type(policy.actor).__name__
+        if actor not in ("DeterministicActor", "GaussianActor", "TanhGaussianActor"):
+            raise ConfigError(f"source: no export for actor {actor}")
+        norm_params, tensors = _normalizer(policy.normalizer)
+        tensors.update(_tensors("actor", policy.actor.net))
+        params = {"actor": actor, "actor_layers": _mlp_layers(policy.actor.net, "actor"), "normalizer": norm_params,
+                  "action_bounds": [policy.bounds.low, policy.bounds.high]}
+        return "state_policy", {"policy": params}, tensors
+    if isinstance(policy, DTPolicy):
+        norm_params, tensors = _normalizer(policy.normalizer)
+        tensors.update(_tensors("model", policy.model))
+        params = {"normalizer": norm_params, "action_bounds": [policy.bounds.low, policy.bounds.high],
+                  "n_layers": len(policy.model.blocks), "n_heads": int(policy.model.blocks[0].attn.n_heads),
+                  "context_len": int(policy.context_len), "max_ticks": int(policy.max_ticks),
+                  "target_return": float(policy.target_return)}
+        return "dt", {"policy": params}, tensors
+    raise ConfigError(f"source: no export for policy {type(policy).__name__}")
+
+
+def _diffbid_params(strategy) -> tuple[str, dict, dict]:
+    import torch
+
+    from aigb.diffusion.sampling import ddim_timesteps
+
+    planner = strategy.planner
+    # Serving-time objectives (training-free guidance) and candidate search have no export yet:
+    # refused rather than exported as plain sampling.
+    options = planner.options()
+    searched = int(options.get("n_candidates", 1)) > 1
+    if getattr(planner, "objective", None) is not None or getattr(planner, "_guided", False) or searched:
+        raise ConfigError("source: DiffBid's serving-time guidance (guide=, preset=, strength=, ...) and candidate "
+                          "search (n > 1) have no competition export yet; export the plain planner (w, return, cpa, "
+                          "util, steps, temperature, eta)")
+    unknown = set(options) - _DIFFBID_OPTIONS - {"n_candidates", "tfg", "select"}
+    if unknown:
+        raise ConfigError(f"source: this exporter does not know DiffBid's serving option(s) {sorted(unknown)}")
+    den = planner.denoiser
+    if getattr(den, "known_input", False):
+        raise ConfigError("source: denoisers with known-row flags (known_input) have no export yet")
+    kind = type(den).__name__
+    if kind == "TransformerDenoiser":
+        net = {"d_model": den.d_model, "n_heads": den.blocks[0].n_heads, "n_layers": len(den.blocks)}
+        denoiser = "transformer"
+    elif kind == "TemporalUNet":
+        dim = den.step.out_dim
+        net = {"dim": dim, "dim_mults": [blocks[0].conv1[0].out_channels // dim for blocks in den.down],
+               "horizon": den.horizon}
+        denoiser = "unet"
+    else:
+        raise ConfigError(f"source: no export for denoiser {kind}")
+    if planner.feature_dim != len(FEATURE_NAMES):
+        raise ConfigError(f"source: the planner reads {planner.feature_dim} features, the export rebuilds {len(FEATURE_NAMES)}")
+    c = planner.config
+    targets = {"return": c.target_return, "cpa": c.target_cpa, "util": c.target_util}
+    tensors = {**_tensors("cond", planner.cond), **_tensors("denoiser", den), **_tensors("idm", planner.idm),
+               "schedule.alpha_bar": planner.schedule.alpha_bar.to(torch.float64).clone()}
+    for name in ("plan_scaler", "context_scaler", "info_scaler"):
+        scaler = getattr(planner, name)
+        tensors[f"{name}.center"] = torch.from_numpy(scaler.center.copy())
+        tensors[f"{name}.half"] = torch.from_numpy(scaler.half.copy())
+    params = {
+        "view": planner.view.kind, "n_ticks": int(planner.n_ticks), "denoiser": denoiser, "net": net,
+        "idm_layers": _mlp_layers(planner.idm.net, "inverse dynamics"),
+        "outcome_names": list(planner.view.outcome_names),
+        "outcome": {n: float(targets[n]) for n in planner.view.outcome_names},
+        "guidance": float(c.guidance), "temperature": float(c.temperature), "eta": float(c.eta),
+        "clip_x0": float(c.clip_x0), "sampling_steps": int(c.sampling_steps),
+        "timesteps": ddim_timesteps(planner.schedule.n_steps, c.sampling_steps),
+        "action_bounds": [planner.bounds.low, planner.bounds.high], "options": options,
+    }
+    return "diffbid", {"planner": params}, tensors
+
+
+def _native_and_params(spec: str, market: MarketConfig, seed: int, advertiser: int | None):
+    """The aigb strategy of ``spec`` and (kind, parameters, tensors) of its export."""
+    from aigb.strategies.rules import OnlineLP, _RuleStrategy
+
+    strategy = make_strategy(spec, market)
+    if isinstance(strategy, _RuleStrategy):
+        if isinstance(strategy, OnlineLP) and strategy.prior is not None:
+            _pin_prior_row(strategy, advertiser)
+        return strategy, "rule", {"rule": _rule_params(strategy, market.n_ticks, advertiser)}, {}
+    from aigb.strategies.diffbid import DiffBidStrategy
+    from aigb.strategies.learned import LearnedStrategy
+
+    if isinstance(strategy, DiffBidStrategy):
+        return (strategy, *_diffbid_params(strategy))
+    if isinstance(strategy, LearnedStrategy):
+        return (strategy, *_learned_params(strategy))
+    raise ConfigError(f"source: no export for {type(strategy).__name__}")
+
+
+def _pin_prior_row(strategy, advertiser: int | None) -> None:
+    """Make the aigb OnlineLP choose its prior row as the export does (the competition's interface
+    names no advertiser slot): the row of ``advertiser``, or the campaign's category mean."""
+    row = _NO_PRIOR_ROW if advertiser is None else int(advertiser)
+    prior, n_pv = strategy.prior, strategy.n_pv
+    strategy._lp_prior = lambda campaign: prior.for_campaign(dataclasses.replace(campaign, advertiser=row), n_pv)
+
+
+# ----------------------------------------------------------------------------- the folder
+
+
+def load_exported_class(folder: str | Path):
+    """``PlayerBiddingStrategy`` of an exported folder, loaded by file path as a harness would."""
+    from aigb.strategies.neurips2024 import load_competition_class
+
+    return load_competition_class(f"{Path(folder) / 'player.py'}:PlayerBiddingStrategy")
+
+
+def _forget_loaded(folder: Path) -> None:
+    """Drop the modules the check loaded from the staging folder (they point at a path about to move)."""
+    import hashlib
+
+    name = "_aigb_export_" + hashlib.sha1(os.path.abspath(str(folder)).encode("utf-8")).hexdigest()[:12]
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
+
+
+def _selftest_arrays(play, seed: int) -> dict[str, np.ndarray]:
+    inputs = play.inputs
+    sizes = [len(p) for p in inputs["pValues"]]
+    returned = [np.zeros(n) if r is None else r for r, n in zip(inputs["returned"], sizes)]
+    arrays = {
+        "offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        "campaign": np.array([play.budget, play.target_cpa, play.category], dtype=np.float64),
+        "seed": np.array(seed, dtype=np.int64),
+        "remaining_budget": np.array(inputs["remaining_budget"], dtype=np.float64),
+        "asked": np.array([r is not None for r in inputs["returned"]]),
+        "returned": np.concatenate(returned),
+        **{name: np.concatenate(inputs[name]) for name in HISTORY_NAMES},
+    }
+    # pValues and sigmas are float32 in aigb's market: stored as such, they widen back exactly.
+    arrays["historyPValueInfo"] = arrays["historyPValueInfo"].astype(np.float32)
+    arrays["historyImpressionResult"] = arrays["historyImpressionResult"].astype(np.int8)
+    return arrays
+
+
+def _check(stage: Path, native, market: MarketConfig, seed: int, advertiser: int | None):
+    """Play the check period both ways; raise ExportMismatch unless the bids agree."""
+    check_market = MarketConfig(n_ticks=market.n_ticks, preset=market.preset, **CHECK_MARKET)
+    slot = 0 if advertiser is None else int(advertiser) % check_market.n_advertisers
+    c = PeriodSim(check_market, CHECK_SEED, CHECK_PERIOD).campaigns[slot]
+    campaign = dataclasses.replace(c, budget=c.budget * check_market.n_pv / MarketConfig().n_pv)
+    player = load_exported_class(stage)()
+    player.device = "cpu"           # the check plays on the CPU whatever the export's device
+    harness = play_competition(player, check_market, CHECK_SEED, CHECK_PERIOD, slot, campaign=campaign, record=True)
+    env = play_env(native, check_market, CHECK_SEED, CHECK_PERIOD, slot, strategy_seed=seed, campaign=campaign)
+    diff = env.max_bid_difference(harness)
+    scale = max((float(np.max(np.abs(b))) for b in env.bids if b.size), default=0.0)
+    if not diff <= BID_TOLERANCE * max(scale, 1e-12):
+        raise ExportMismatch(f"the exported folder bids differently from {native.name}: max |bid difference| {diff:.3g} "
+                             f"(largest bid {scale:.3g}) over a {check_market.n_pv:,}-PV period; nothing was written")
+    return harness, env, diff
+
+
+def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = MarketConfig(), seed: int = 0,
+                       advertiser: int | None = None, device: str = "cpu") -> ExportReport:
+    """Export ``source`` (checkpoint path or strategy spec) into the folder ``out``.
+
+    market: the market the strategy is built for (ticks per day; OnlineLP's default prior and PV count).
+    seed: root of the exported strategy's random streams (OnlineLP's subsample, DiffBid's noise);
+        the aigb strategy reset with this seed bids as the export does.
+    advertiser: OnlineLP with a prior: use this advertiser slot's prior row (default: the mean row
+        of the campaign's category; the competition's interface names no slot).
+    device: where an exported DiffBid plans ('cpu', 'cuda' or 'auto'); the check runs on the CPU.
+    Raises ConfigError (bad source or option), ExportMismatch (the check failed; nothing written).
+    """
+    from aigb.export.runtime import history as runtime_history
+
+    if tuple(runtime_history.FEATURE_NAMES) != tuple(FEATURE_NAMES) or runtime_history.FEATURE_VERSION != FEATURE_VERSION:
+        raise RuntimeError("aigb.export.runtime.history has drifted from aigb.features; update both together")
+    if device not in ("cpu", "cuda", "auto"):
+        raise ConfigError(f"device: must be cpu, cuda or auto, got {device!r}")
+    if advertiser is not None and int(advertiser) < 0:
+        raise ConfigError(f"advertiser: must be >= 0, got {advertiser}")
+    spec = resolve_source(source)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "params.json").is_file())):
+        raise ConfigError(f"--out: {out} exists and is not an empty folder or an earlier export; choose another")
+    native, kind, params, tensors = _native_and_params(spec, market, seed, advertiser)
+    params = {**_base_params(spec, native, market, seed, device), "kind": kind, **params}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = out.parent / f".{out.name}.partial"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir()
+    try:
+        for name in RUNTIME_FILES:
+            shutil.copyfile(RUNTIME / name, stage / name)
+        (stage / "params.json").write_text(json.dumps(params, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        if tensors:
+            import torch
+
+            torch.save(tensors, stage / "weights.pt")
+        harness, env, diff = _check(stage, native, market, seed, advertiser)
+        _forget_loaded(stage)
+        with open(stage / "selftest.npz", "wb") as fh:
+            np.savez_compressed(fh, **_selftest_arrays(harness, seed))
+        (stage / "README.md").write_text(readme_text(params, has_weights=bool(tensors)), encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        stage.rename(out)
+    except BaseException:
+        _forget_loaded(stage)
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    files = tuple(sorted(p.name for p in out.iterdir()))
+    return ExportReport(out, spec, kind, files, diff, env.score, harness.score)
