@@ -5,6 +5,12 @@ function of its arguments, so the traffic of period 3 tick 17 is the same whiche
 being evaluated and in whichever order periods run (paired comparisons and resumable jobs rely on
 this). Names are mapped to integers with CRC-32, which, unlike ``hash()``, is stable across
 processes and Python versions. Library code never touches numpy's or torch's global generators.
+
+Periods are split into disjoint ranges, so that no training campaign shares a (seed, period)
+stream, and hence traffic, with a validation or evaluation one whatever seeds each side uses:
+training data and derived files (datasets, the OnlineLP prior) use periods below
+``VALIDATION_FIRST_PERIOD``; validation during training uses periods from it; evaluation uses
+periods from ``EVAL_FIRST_PERIOD``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,12 @@ import zlib
 
 import numpy as np
 
-__all__ = ["rng", "seed_sequence", "stream_key", "torch_seed"]
+__all__ = ["rng", "seed_sequence", "stream_key", "torch_seed", "VALIDATION_FIRST_PERIOD", "EVAL_FIRST_PERIOD"]
+
+VALIDATION_FIRST_PERIOD = 500_000
+"""First period of validation campaigns; training data lies below it."""
+EVAL_FIRST_PERIOD = 1_000_000
+"""First evaluation period."""
 
 
 def stream_key(name: str, *indices: int) -> tuple[int, ...]:

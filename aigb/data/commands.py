@@ -26,6 +26,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except DatasetMismatchError as err:
         print(f"aigb generate: {err}", file=sys.stderr)
         return 2
+    for line in report.damaged:
+        print(f"aigb generate: {line}; regenerated", file=sys.stderr)
     print(f"{args.out}: generated {len(report.generated)} period(s), skipped {len(report.skipped)} already complete; "
           f"{report.trajectory_rows:,} trajectory rows, {report.impression_rows:,} impression rows in {report.seconds:.1f} s"
           + (f" ({report.periods_per_minute:.1f} periods/min, mean behaviour score {report.mean_score:.2f})"
@@ -35,11 +37,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_dataset_info(args: argparse.Namespace) -> int:
     try:
-        info = dataset_info(args.dir)
+        info = dataset_info(args.dir, verify=args.verify)
     except (FileNotFoundError, ValueError, FeatureVersionError) as err:
         print(f"aigb dataset info: {err}", file=sys.stderr)
         return 2
     print(json.dumps(info, indent=2) if args.json else format_dataset_info(info))
+    if info["damaged"]:
+        print(f"aigb dataset info: {len(info['damaged'])} damaged file(s); `aigb generate` with the same arguments "
+              "regenerates them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -55,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--impressions", action="store_true", help="also write the per-impression log (~24M rows per default period)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="root seed (default %(default)s)")
-    p.add_argument("--first-period", type=int, default=0, help="index of the first period (default %(default)s)")
+    p.add_argument("--first-period", type=int, default=0,
+                   help="index of the first period; periods from 500,000 on are reserved for validation and "
+                        "evaluation (default %(default)s)")
     p.add_argument("--preset", default=d.preset, choices=PRESETS,
                    help="advertiser profiles; 'random' is the sparse regime with random campaigns (default %(default)s)")
     p.add_argument("--fixed-campaigns", action="store_true",
@@ -71,4 +79,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info = ds_sub.add_parser("info", help="periods, campaigns, rows, size, feature version, behaviour scores")
     info.add_argument("dir", help="dataset directory")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    info.add_argument("--verify", action="store_true",
+                      help="also read every page of every file, checking its checksum (slower); exit 1 if any is damaged")
     info.set_defaults(func=cmd_dataset_info)

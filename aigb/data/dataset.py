@@ -10,6 +10,11 @@ Normalisation statistics are computed once over every trajectory of the director
 ``out_dir/stats.json`` with a fingerprint of the files they came from; they are recomputed when the
 file is missing or the data changed. Train and validation splits share them, so both are
 normalised the same way (the validation periods contribute to a mean and a standard deviation only).
+
+``TrajectoryDataset.fingerprint`` identifies the loaded data (``aigb.data.generate.dataset_fingerprint``
+over the files' recorded config, seed and period); ``aigb.algos.fit`` stores it in checkpoints and
+refuses to resume a run on other data. Files are read with their page checksums verified: a damaged
+file raises ``CorruptFileError`` naming it.
 """
 
 from __future__ import annotations
@@ -22,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from aigb.data.generate import DATASET_FILE, IMPRESSIONS, TRAJECTORIES, read_dataset_file
-from aigb.data.parquet import atomic_output, check_schema_version
+from aigb.data.generate import DATASET_FILE, IMPRESSIONS, TRAJECTORIES, dataset_fingerprint, read_dataset_file
+from aigb.data.parquet import CorruptFileError, atomic_output, check_schema_version, num_rows, read_table
 from aigb.data.schema import SCHEMA_VERSION
 from aigb.features import FEATURE_DIM, FEATURE_VERSION, check_feature_version
 from aigb.score import realized_cpa
@@ -73,11 +77,12 @@ def _vectors(column: pa.ChunkedArray, fallback: np.ndarray | None = None) -> np.
     return out
 
 
-def _read_period(path: Path) -> dict[str, np.ndarray]:
+def _read_period(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The period's arrays and the file's metadata."""
     meta = check_schema_version(path, kind=TRAJECTORIES)
     check_feature_version(meta.get("feature_version", "?"), str(path))
     check_market_version(((meta.get("config") or {}).get("market") or {}).get("market_version"), str(path))
-    table = pq.read_table(path)
+    table = read_table(path, check_version=False)
     k = table.schema.field("state").type.list_size
     if k != FEATURE_DIM:
         raise ValueError(f"{path}: states have {k} features, feature version {FEATURE_VERSION} has {FEATURE_DIM}")
@@ -103,7 +108,7 @@ def _read_period(path: Path) -> dict[str, np.ndarray]:
         out[name] = table.column(name).to_numpy().reshape(n_adv, n_ticks)
     for name in _CAMPAIGN_COLUMNS:
         out[name] = table.column(name).to_numpy().reshape(n_adv, n_ticks)[:, 0]
-    return out
+    return out, meta
 
 
 def _fingerprint(files: Sequence[tuple[int, Path]]) -> list[list]:
@@ -118,13 +123,15 @@ class TrajectoryDataset:
     (N,) columns. Build with ``load(dir)``; ``split`` divides it by period.
     """
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], stats: Mapping[str, Any], directory: Path | None = None):
+    def __init__(self, arrays: Mapping[str, np.ndarray], stats: Mapping[str, Any], directory: Path | None = None,
+                 sources: Mapping[int, tuple[int, Any]] | None = None):
         self.obs = np.ascontiguousarray(arrays["state"], dtype=np.float32)        # (N, T, D)
         self.terminal = np.ascontiguousarray(arrays["terminal"], dtype=np.float32)  # (N, D)
         self.columns = {k: np.asarray(arrays[k]) for k in _TICK_COLUMNS + _CAMPAIGN_COLUMNS}
         if self.obs.ndim != 3 or self.obs.shape[0] == 0:
             raise ValueError(f"dataset: no trajectories (obs shape {self.obs.shape})")
         self.directory = directory
+        self._sources = dict(sources) if sources is not None else None  # period -> (seed, config) of its file
         self.feature_version = FEATURE_VERSION
         self.market_version = MARKET_VERSION  # load() refuses data of any other market version
         self.feature_dim = int(self.obs.shape[2])
@@ -157,7 +164,9 @@ class TrajectoryDataset:
         files = trajectory_files(directory)
         if not files:
             raise FileNotFoundError(f"{directory}: no trajectory files in {TRAJECTORIES}/")
-        parts = [_read_period(path) for _, path in files]
+        read = [_read_period(path) for _, path in files]
+        parts = [arrays for arrays, _ in read]
+        sources = {int(period): (meta.get("seed"), meta.get("config")) for (period, _), (_, meta) in zip(files, read)}
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         n_ticks = {p["state"].shape[1] for p in parts}
         if len(n_ticks) > 1:
@@ -172,7 +181,7 @@ class TrajectoryDataset:
                     tmp.write_text(json.dumps(stats, indent=1) + "\n")
             except OSError as err:
                 warnings.warn(f"{directory / STATS_FILE}: cannot store normalisation statistics ({err}); using them unsaved")
-        dataset = cls(arrays, stats, directory)
+        dataset = cls(arrays, stats, directory, sources)
         if periods is not None:
             dataset = dataset.select_periods(periods)
         return dataset
@@ -200,7 +209,8 @@ class TrajectoryDataset:
         keep = np.isin(have, wanted)
         arrays = {"state": self.obs[keep], "terminal": self.terminal[keep],
                   **{k: v[keep] for k, v in self.columns.items()}}
-        return TrajectoryDataset(arrays, self._stats, self.directory)
+        sources = None if self._sources is None else {p: self._sources[p] for p in wanted.tolist()}
+        return TrajectoryDataset(arrays, self._stats, self.directory, sources)
 
     def split(self, validation_fraction: float = 0.1, seed: int = 0) -> tuple[TrajectoryDataset, TrajectoryDataset]:
         """(train, validation) by whole periods, the validation periods drawn with stream
@@ -215,6 +225,13 @@ class TrajectoryDataset:
         return self.select_periods(np.setdiff1d(periods, val)), self.select_periods(val)
 
     # ---- the sampling protocol ------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str | None:
+        """``dataset_fingerprint`` of the periods held (None for arrays not loaded from files)."""
+        if self._sources is None:
+            return None
+        return dataset_fingerprint((p, seed, config) for p, (seed, config) in self._sources.items())
 
     @property
     def n_trajectories(self) -> int:
@@ -351,10 +368,11 @@ def _size(paths) -> int:
     return sum(p.stat().st_size for p in paths)
 
 
-def dataset_info(directory: str | Path) -> dict[str, Any]:
+def dataset_info(directory: str | Path, verify: bool = False) -> dict[str, Any]:
     """Summary of a dataset directory: periods, campaigns, rows, size on disk, versions, config,
     and the behaviour policies' score distribution (mean, std, quantiles), budget utilisation and
-    share of campaigns above their target CPA. Reads only a few columns."""
+    share of campaigns above their target CPA. Reads only a few columns; ``verify`` also reads every
+    page of every file, checksums verified, and lists the damaged files under "damaged"."""
     directory = Path(directory)
     info = read_dataset_file(directory) or {}
     files = trajectory_files(directory)
@@ -362,11 +380,12 @@ def dataset_info(directory: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{directory}: no trajectory files in {TRAJECTORIES}/")
     columns = ["advertiser", "tick", "budget", "target_cpa", "cost", "conversions", "score_to_go"]
     first, cost, conversions = [], [], []
-    feature_versions = set()
-    for _, path in files:
+    feature_versions, sources = set(), []
+    for period, path in files:
         meta = check_schema_version(path, kind=TRAJECTORIES)
         feature_versions.add(meta.get("feature_version", "?"))
-        t = pq.read_table(path, columns=columns)
+        sources.append((period, meta.get("seed"), meta.get("config")))
+        t = read_table(path, columns=columns, check_version=False)
         adv = t.column("advertiser").to_numpy().astype(np.int64)
         keep = t.column("tick").to_numpy() == 0
         order = np.argsort(adv[keep], kind="stable")
@@ -382,15 +401,22 @@ def dataset_info(directory: str | Path) -> dict[str, Any]:
     cpa = realized_cpa(spend, conv)
     impression_files = sorted((directory / IMPRESSIONS).glob("period=*.parquet")) if (directory / IMPRESSIONS).is_dir() else []
     trajectory_paths = [p for _, p in files]
+    damaged = []
+    if verify:
+        for path in trajectory_paths + impression_files:
+            try:
+                read_table(path, check_version=False)
+            except CorruptFileError as err:
+                damaged.append(str(err).split("; delete it")[0])
     return {
         "directory": str(directory),
         "periods": len(files),
         "first_period": files[0][0],
         "last_period": files[-1][0],
         "campaigns": int(score.size),
-        "trajectory_rows": int(sum(pq.read_metadata(p).num_rows for p in trajectory_paths)),
+        "trajectory_rows": int(sum(num_rows(p) for p in trajectory_paths)),
         "impression_periods": len(impression_files),
-        "impression_rows": int(sum(pq.read_metadata(p).num_rows for p in impression_files)),
+        "impression_rows": int(sum(num_rows(p) for p in impression_files)),
         "trajectory_bytes": _size(trajectory_paths),
         "impression_bytes": _size(impression_files),
         "feature_version": sorted(feature_versions)[0] if len(feature_versions) == 1 else sorted(feature_versions),
@@ -398,6 +424,7 @@ def dataset_info(directory: str | Path) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "seed": info.get("seed"),
         "config": info.get("config"),
+        "fingerprint": dataset_fingerprint(sources),
         "score": {
             "mean": float(score.mean()),
             "std": float(score.std()),
@@ -406,6 +433,8 @@ def dataset_info(directory: str | Path) -> dict[str, Any]:
         },
         "budget_utilisation": float((spend / budget).mean()),
         "cpa_violation_share": float((np.nan_to_num(cpa) > target_cpa).mean()),
+        "verified": bool(verify),
+        "damaged": damaged,
     }
 
 
@@ -431,10 +460,15 @@ def format_dataset_info(info: Mapping[str, Any]) -> str:
         f"  impression rows  {info['impression_rows']:,} in {info['impression_periods']} period(s) ({_bytes(info['impression_bytes'])})",
         f"  feature version  {info['feature_version']}{'' if info['feature_version_ok'] else ' (MISMATCH: regenerate)'}, "
         f"schema version {info['schema_version']}",
+        f"  fingerprint      {info['fingerprint']}",
         f"  behaviour score  mean {s['mean']:.2f}, std {s['std']:.2f}, "
         + ", ".join(f"q{float(k) * 100:.0f} {v:.2f}" for k, v in q.items())
         + f", zero {s['zero_share']:.1%}",
         f"  budget used      {info['budget_utilisation']:.1%} on average; CPA above target in {info['cpa_violation_share']:.1%} of campaigns",
     ]
+    if info.get("verified"):
+        n_files = info["periods"] + info["impression_periods"]
+        lines.append(f"  integrity        {n_files - len(info['damaged'])} of {n_files} files read back intact"
+                     + "".join(f"\n  DAMAGED          {d}" for d in info["damaged"]))
     return "\n".join(lines)
 

@@ -5,6 +5,12 @@ and the seed in the Parquet schema metadata, so a file alone says what made it. 
 hidden temporary file in the destination directory and are renamed into place with ``os.replace``
 (atomic on POSIX and Windows within one file system): a reader either sees the previous file or the
 complete new one, never a half-written file, and a crash leaves at most a temporary file behind.
+
+Integrity: files are written with Parquet page checksums (CRC-32 per data page) and ``read_table``
+verifies them, so a damaged page (a flipped bit on disk, a bad copy) raises ``CorruptFileError``
+naming the file instead of decoding to wrong numbers. Write failures (a full disk, a file-size
+limit, a directory that is not writable) raise ``OutputPathError`` naming the file; call
+``ensure_writable_dir`` before long work so such a directory fails first, not last.
 """
 
 from __future__ import annotations
@@ -31,11 +37,15 @@ __all__ = [
     "DEFAULT_ROW_GROUP_SIZE",
     "METADATA_PREFIX",
     "SchemaVersionError",
+    "CorruptFileError",
+    "OutputPathError",
+    "ensure_writable_dir",
     "file_metadata",
     "atomic_output",
     "write_table_atomic",
     "AtomicParquetWriter",
     "read_metadata",
+    "num_rows",
     "check_schema_version",
     "read_table",
 ]
@@ -53,6 +63,38 @@ METADATA_PREFIX = "aigb."
 
 class SchemaVersionError(ValueError):
     """A Parquet file written under another schema version, or not written by aigb."""
+
+
+class CorruptFileError(ValueError):
+    """A file whose bytes are damaged (failed page checksum, undecodable page or footer)."""
+
+
+class OutputPathError(OSError):
+    """An output that cannot be written (unwritable or missing directory, full disk, size limit);
+    the message names the path."""
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or str(err)
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and its parents) if needed and check that a file can be created in it.
+
+    Raises ``OutputPathError`` naming the path otherwise. Run it before long work whose results go
+    there, so an unwritable output fails in a second instead of after the work.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{path}: cannot write here (it is a file, not a directory)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".aigb-write-test-{secrets.token_hex(4)}"
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.unlink(probe)
+    except OSError as err:
+        raise OutputPathError(f"{path}: cannot write here ({_reason(err)})") from None
+    return path
 
 
 def _json_default(value: Any) -> Any:
@@ -139,25 +181,33 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     left as it was.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = final.parent / f".{final.name}.tmp-{secrets.token_hex(4)}"
-        try:
-            # O_EXCL: never clobber another writer's temporary file; 0o666 lets the umask decide
-            # the final file's permissions as for any ordinary file.
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            break
-        except FileExistsError:
-            continue
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = final.parent / f".{final.name}.tmp-{secrets.token_hex(4)}"
+            try:
+                # O_EXCL: never clobber another writer's temporary file; 0o666 lets the umask
+                # decide the final file's permissions as for any ordinary file.
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                break
+            except FileExistsError:
+                continue
+    except OSError as err:
+        raise OutputPathError(f"{final}: cannot write ({_reason(err)})") from None
     try:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        _fsync_dir(final.parent)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and not isinstance(err, OutputPathError):
+            # The writes in the body go to tmp; name the file the user asked for. Readers
+            # convert their own OSErrors (CorruptFileError, CsvImportError), so what is left
+            # here is a failed write: a full disk, a size limit, a vanished directory.
+            raise OutputPathError(f"{final}: cannot write ({_reason(err)})") from err
         raise
-    _fsync_dir(final.parent)
 
 
 def write_table_atomic(
@@ -175,7 +225,7 @@ def write_table_atomic(
         raise ValueError(f"row_group_size: must be >= 1, got {row_group_size}")
     table = table.replace_schema_metadata(_merged(table.schema, metadata).metadata)
     with atomic_output(path) as tmp:
-        pq.write_table(table, tmp, compression=COMPRESSION, row_group_size=row_group_size)
+        pq.write_table(table, tmp, compression=COMPRESSION, row_group_size=row_group_size, write_page_checksum=True)
     return Path(path)
 
 
@@ -229,7 +279,7 @@ class AtomicParquetWriter:
         self._output = atomic_output(self.path)
         tmp = self._output.__enter__()
         try:
-            self._writer = pq.ParquetWriter(tmp, self.schema, compression=COMPRESSION)
+            self._writer = pq.ParquetWriter(tmp, self.schema, compression=COMPRESSION, write_page_checksum=True)
         except BaseException:
             self._output.__exit__(*sys.exc_info())
             raise
@@ -284,9 +334,19 @@ class AtomicParquetWriter:
         return False
 
 
+def _damaged(path, err: Exception) -> CorruptFileError:
+    return CorruptFileError(f"{path}: damaged file, cannot be read ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                            "delete it and regenerate or re-import it")
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """aigb's metadata of a Parquet file, decoded (``aigb.`` prefix dropped); {} if it has none."""
-    raw = pq.read_schema(path).metadata or {}
+    try:
+        raw = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as err:
+        raise _damaged(path, err) from None
     out: dict[str, Any] = {}
     for key, value in raw.items():
         key = key.decode("utf-8", "replace")
@@ -297,6 +357,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             except ValueError:
                 raise ValueError(f"{path}: metadata {name} is not valid JSON: {value[:80]!r}") from None
     return out
+
+
+def num_rows(path: str | os.PathLike) -> int:
+    """Rows of a Parquet file, from its footer (``CorruptFileError`` if the footer is damaged)."""
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as err:
+        raise _damaged(path, err) from None
 
 
 def check_schema_version(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
@@ -316,7 +386,24 @@ def check_schema_version(path: str | os.PathLike, kind: str | None = None) -> di
     return meta
 
 
-def read_table(path: str | os.PathLike, columns: list[str] | None = None, kind: str | None = None) -> pa.Table:
-    """Read an aigb Parquet file after checking its schema version (and kind, if given)."""
-    check_schema_version(path, kind)
-    return pq.read_table(path, columns=columns)
+def read_table(path: str | os.PathLike, columns: list[str] | None = None, kind: str | None = None, *,
+               check_version: bool = True) -> pa.Table:
+    """Read a Parquet file after checking its schema version (and kind, if given), verifying the
+    page checksums of the pages it reads; a damaged file raises ``CorruptFileError`` naming it.
+    ``check_version=False`` reads any Parquet file (its checksums are still verified)."""
+    if check_version:
+        check_schema_version(path, kind)
+    if columns is not None:
+        try:
+            names = pq.read_schema(path).names
+        except (OSError, pa.ArrowException) as err:
+            raise _damaged(path, err) from None
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise ValueError(f"{path}: missing columns {missing}")
+    try:
+        return pq.read_table(path, columns=columns, page_checksum_verification=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as err:
+        raise _damaged(path, err) from None

@@ -157,26 +157,47 @@ def test_impression_log_invariants(small_dataset):
     np.testing.assert_array_equal(c["is_end"], (c["tick"] == 47) | (after < SMALL.min_remaining_budget))
 
 
-def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
-    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    generate_dataset(whole, 4, SEED, market=SMALL, progress=False)
-    first = generate_dataset(resumed, 2, SEED, market=SMALL, progress=False)
-    assert first.generated == (0, 1)
-    # A killed writer leaves a hidden temporary file; it is neither read nor kept.
-    stale = period_path(resumed, "trajectories", 2).parent / ".period=00002.parquet.tmp-dead"
-    stale.write_bytes(b"partial")
-    before = {p: os.stat(period_path(resumed, "trajectories", p)).st_mtime_ns for p in (0, 1)}
-    second = generate_dataset(resumed, 4, SEED, market=SMALL, progress=False)
-    assert second.generated == (2, 3) and second.skipped == (0, 1)
-    assert {p: os.stat(period_path(resumed, "trajectories", p)).st_mtime_ns for p in (0, 1)} == before
-    assert not stale.exists()
-    for p in range(4):
-        a = pq.read_table(period_path(whole, "trajectories", p))
-        b = pq.read_table(period_path(resumed, "trajectories", p))
-        assert a.equals(b), f"period {p} differs"
-    assert json.loads((resumed / DATASET_FILE).read_text())["periods"] == [0, 1, 2, 3]
-    # Nothing left to do: a third run generates nothing.
-    assert generate_dataset(resumed, 4, SEED, market=SMALL, progress=False).generated == ()
+def test_a_dataset_fingerprint_follows_its_content(tmp_path):
+    # (A real SIGKILL of generate and its resume: tests/test_kill_resume.py.)
+    from aigb.data.dataset import TrajectoryDataset
+
+    def fingerprint(out):
+        return json.loads((out / DATASET_FILE).read_text())["fingerprint"]
+
+    a, copy, other_seed, more = (tmp_path / n for n in ("a", "copy", "seed", "more"))
+    generate_dataset(a, 2, SEED, market=SMALL, progress=False)
+    generate_dataset(copy, 2, SEED, market=SMALL, progress=False)
+    generate_dataset(other_seed, 2, SEED + 1, market=SMALL, progress=False)
+    generate_dataset(more, 3, SEED, market=SMALL, progress=False)
+    assert fingerprint(a).startswith("sha256:") and fingerprint(a) == fingerprint(copy)
+    assert len({fingerprint(a), fingerprint(other_seed), fingerprint(more)}) == 3
+    # What training stores in its checkpoints is the fingerprint recorded at write time.
+    assert TrajectoryDataset.load(a).fingerprint == fingerprint(a)
+    assert TrajectoryDataset.load(more).select_periods([0, 1]).fingerprint == fingerprint(a)
+
+
+def test_a_damaged_period_is_regenerated_not_skipped(tmp_path):
+    generate_dataset(tmp_path, 2, SEED, market=SMALL, progress=False)
+    path = period_path(tmp_path, "trajectories", 1)
+    intact = pq.read_table(path)
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 8] = bytes(b ^ 0xFF for b in data[mid:mid + 8])  # a data page; the footer stays intact
+    path.write_bytes(bytes(data))
+    report = generate_dataset(tmp_path, 2, SEED, market=SMALL, progress=False)
+    assert report.generated == (1,) and report.skipped == (0,)
+    assert len(report.damaged) == 1 and "period=00001.parquet" in report.damaged[0] and "checksum" in report.damaged[0]
+    assert pq.read_table(path).equals(intact)
+
+
+@pytest.mark.parametrize("first, periods", [(499_999, 1), (499_999, 2), (1_000_000, 1)])
+def test_validation_and_evaluation_periods_are_reserved(tmp_path, first, periods):
+    if first + periods <= 500_000:
+        assert generate_dataset(tmp_path, periods, SEED, market=MarketConfig(n_pv=500, n_ticks=4, n_advertisers=3),
+                                first_period=first, progress=False).generated == (first,)
+        return
+    with pytest.raises(ConfigError, match="first_period: .*500,000"):
+        generate_dataset(tmp_path, periods, SEED, market=SMALL, first_period=first, progress=False)
 
 
 def test_impressions_added_to_an_existing_dataset(tmp_path):

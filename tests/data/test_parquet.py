@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -22,7 +23,6 @@ from aigb.data.parquet import (
 )
 from aigb.data.schema import (
     AUCTIONNET_STATE_DIM,
-    AUCTIONNET_TRAJECTORY_CSV_COLUMNS,
     AUCTIONNET_TRAJECTORY_SCHEMA,
     IMPRESSION_CSV_COLUMNS,
     IMPRESSION_SCHEMA,
@@ -32,7 +32,6 @@ from aigb.data.schema import (
     validate_impressions,
     validate_trajectories,
 )
-from aigb.types import TICK_STAT_FIELDS
 
 
 def impressions(n: int = 12) -> pa.Table:
@@ -110,29 +109,77 @@ def test_impression_schema_follows_the_auctionnet_columns():
     assert all(not f.nullable for f in IMPRESSION_SCHEMA)
 
 
-def test_trajectory_schema_layout():
-    schema = trajectory_schema(20)
-    assert schema.names[:6] == ["period", "advertiser", "category", "budget", "target_cpa", "tick"]
-    assert schema.names[6 : 6 + len(TICK_STAT_FIELDS)] == list(TICK_STAT_FIELDS)
-    assert schema.names[6 + len(TICK_STAT_FIELDS) :] == [
-        "state", "next_state", "alpha", "action", "reward_sparse", "reward_dense", "score_to_go", "done",
-    ]
-    assert schema.field("n_pv").type == pa.int32()
-    assert schema.field("cost").type == pa.float64()
-    assert schema.field("state").type == pa.list_(pa.float32(), 20)
-    assert schema.field("next_state").nullable and not schema.field("state").nullable
-    assert schema.field("action").type == pa.float32()
-    with pytest.raises(ValueError, match="n_features"):
-        trajectory_schema(0)
+def test_trajectory_files_of_the_schema_load_and_others_are_refused(tmp_path):
+    """What the trajectory schema promises the reader: ``next_state`` may be null (the reader takes
+    the state itself), and the width of ``state`` is the feature version's."""
+    from aigb.data.dataset import TrajectoryDataset
+    from aigb.data.generate import generate_dataset, period_path
+    from aigb.features import FEATURE_DIM
+    from aigb.types import MarketConfig
+
+    generate_dataset(tmp_path, 1, 2, market=MarketConfig(n_pv=2000, n_ticks=6, n_advertisers=3), progress=False)
+    path = period_path(tmp_path, "trajectories", 0)
+    table, meta = pq.read_table(path), pq.read_schema(path).metadata
+    assert table.schema.equals(trajectory_schema(FEATURE_DIM), check_metadata=False)
+    last = pa.array(table.column("tick").to_numpy() == 5)
+    nulled = table.set_column(table.schema.get_field_index("next_state"), "next_state",
+                              pc.if_else(last, pa.scalar(None, table.schema.field("next_state").type),
+                                                 table.column("next_state")))
+    pq.write_table(nulled.replace_schema_metadata(meta), path)
+    data = TrajectoryDataset.load(tmp_path)
+    np.testing.assert_array_equal(data.terminal, data.obs[:, -1])
+    narrow = table.set_column(table.schema.get_field_index("state"), pa.field("state", pa.list_(pa.float32(), 4)),
+                              pa.array([row[:4] for row in table.column("state").to_pylist()], pa.list_(pa.float32(), 4)))
+    pq.write_table(narrow.replace_schema_metadata(meta), path)
+    (tmp_path / "stats.json").unlink()
+    with pytest.raises(ValueError, match=f"states have 4 features, feature version .* has {FEATURE_DIM}"):
+        TrajectoryDataset.load(tmp_path)
 
 
-def test_auctionnet_trajectory_schema():
-    assert AUCTIONNET_TRAJECTORY_SCHEMA.names == list(AUCTIONNET_TRAJECTORY_CSV_COLUMNS.values())
-    assert AUCTIONNET_TRAJECTORY_SCHEMA.names == [
-        "period", "advertiser", "category", "budget", "target_cpa", "real_all_cost", "real_all_conversion",
-        "tick", "state", "action", "reward", "reward_continuous", "done", "next_state",
-    ]
-    assert AUCTIONNET_TRAJECTORY_SCHEMA.field("state").type == pa.list_(pa.float32(), AUCTIONNET_STATE_DIM)
+def test_an_auctionnet_trajectory_file_with_the_published_header_imports(tmp_path):
+    """The header below is the public AuctionNet rlData file's, written out here rather than taken
+    from aigb's column table, so a wrong name in that table fails."""
+    from aigb.data.csv_import import import_csv
+
+    header = ("deliveryPeriodIndex,advertiserNumber,advertiserCategoryIndex,budget,CPAConstraint,realAllCost,"
+              "realAllConversion,timeStepIndex,state,action,reward,reward_continuous,done,next_state")
+    state = "(" + ", ".join(str(i / 100) for i in range(AUCTIONNET_STATE_DIM)) + ")"
+    src = tmp_path / "rl.csv"
+    src.write_text(f"{header}\n7,3,1,2500.0,90.0,1800.5,21,46,\"{state}\",1.25,2,0.03,0,\"{state}\"\n")
+    table = pq.read_table(import_csv(src, tmp_path / "out").outputs[0])
+    row = table.to_pylist()[0]
+    assert (row["period"], row["advertiser"], row["category"], row["tick"]) == (7, 3, 1, 46)
+    assert (row["budget"], row["target_cpa"], row["real_all_cost"], row["real_all_conversion"]) == (2500.0, 90.0, 1800.5, 21.0)
+    assert (row["action"], row["reward"], row["reward_continuous"], row["done"]) == (1.25, 2.0, pytest.approx(0.03), False)
+    np.testing.assert_allclose(row["state"], np.arange(AUCTIONNET_STATE_DIM) / 100, rtol=1e-6)
+    assert table.schema.equals(AUCTIONNET_TRAJECTORY_SCHEMA, check_metadata=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Integrity and write failures
+
+
+def test_page_checksums_catch_a_flipped_byte_the_decoder_would_miss(tmp_path):
+    values = np.random.default_rng(0).normal(size=200_000)  # incompressible: a flip changes values silently
+    path = write_table_atomic(pa.table({"x": values}), tmp_path / "x.parquet", file_metadata("test"))
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 8] = bytes(b ^ 0xFF for b in data[mid:mid + 8])
+    path.write_bytes(bytes(data))
+    assert not np.array_equal(pq.read_table(path).column("x").to_numpy(), values)  # read unchecked: wrong numbers
+    with pytest.raises(aparquet.CorruptFileError, match=f"{path}: damaged file.*checksum"):
+        read_table(path)
+
+
+def test_write_failures_name_the_file(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    target = tmp_path / "file.txt" / "sub" / "t.parquet"
+    with pytest.raises(aparquet.OutputPathError, match=f"{target}: cannot write"):
+        write_table_atomic(pa.table({"x": [1]}), target)
+    with pytest.raises(aparquet.OutputPathError, match="file.txt: cannot write here .it is a file"):
+        aparquet.ensure_writable_dir(tmp_path / "file.txt")
+    assert aparquet.ensure_writable_dir(tmp_path / "new" / "dir").is_dir()
+    assert list((tmp_path / "new" / "dir").iterdir()) == []  # the probe file is gone
 
 
 # ---------------------------------------------------------------------------------------------
