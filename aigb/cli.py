@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
@@ -35,6 +34,14 @@ def cmd_simulate(args) -> int:
     from aigb.sim.runs import simulate_periods
 
     config = _market(args)
+    if args.out:  # checked before the simulation, so a bad path fails at once
+        from pathlib import Path
+
+        from aigb.data.parquet import ensure_writable_dir
+
+        if Path(args.out).is_dir():
+            raise ValueError(f"--out: {args.out} is a directory; give a file name, e.g. {Path(args.out) / 'rows.parquet'}")
+        ensure_writable_dir(Path(args.out).parent)
     rows = simulate_periods(config, args.periods, args.seed, progress=not args.quiet)
     if args.out:
         from aigb.data.parquet import file_metadata, write_table_atomic
@@ -78,9 +85,10 @@ def cmd_train(args) -> int:
     overrides = {}
     for item in args.set or []:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
-        overrides[key] = json.loads(value) if value[:1] in "[{\"0123456789-.tfn" else value
+        # Values stay text: the algorithm's config parses them, naming the key on a bad value.
+        overrides[key.strip()] = value
     validation = None if args.no_validation else ValidationSet(periods=args.val_periods)
     result = train(args.algo, args.data, run_dir=args.out or f"runs/{args.algo}", steps=args.steps,
                    batch_size=args.batch_size, seed=args.seed, overrides=overrides, validation=validation,
@@ -151,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"aigb {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an unwritable or full output: one line naming the path, no traceback
+        where = f"{e.filename}: " if e.filename and str(e.filename) not in str(e.strerror or "") else ""
+        print(f"aigb {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"aigb {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

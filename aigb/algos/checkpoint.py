@@ -34,7 +34,7 @@ from aigb.types import MARKET_VERSION, check_market_version
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "FeatureVersionMismatch",
-    "save_checkpoint", "read_checkpoint", "load_algorithm", "load_policy", "atomic_torch_save", "json_default",
+    "save_checkpoint", "read_checkpoint", "load_algorithm", "load_policy", "atomic_torch_save", "json_default", "one_line",
 ]
 
 CHECKPOINT_FORMAT = "aigb.algos.checkpoint"
@@ -50,6 +50,13 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     with atomic_output(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """``Type: message`` on one line (torch's state-dict errors span several), cut to ``limit``."""
+    text = "; ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def json_default(value: Any) -> Any:
@@ -133,9 +140,15 @@ def load_algorithm(path: str | os.PathLike, expected_feature_version: str | None
     check_market_version(payload.get("market_version"), f"checkpoint {path}")
     _check_feature_version(payload, path, expected_feature_version)
     cls = algorithm_class(payload["algo"])
-    config = config_from_dict(cls.config_class, json.loads(payload["config"]))
-    algo = cls(config, int(payload["feature_dim"]))
-    algo.load_state_dict(payload["algorithm"])
+    try:
+        config = config_from_dict(cls.config_class, json.loads(payload["config"]))
+        algo = cls(config, int(payload["feature_dim"]))
+        # A damaged or edited file can hold weights of other shapes or miss some: torch and the
+        # algorithms raise RuntimeError / KeyError / ValueError for those, never naming the file.
+        algo.load_state_dict(payload["algorithm"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"checkpoint {path}: its {payload['algo']} weights or config cannot be restored "
+                         f"({one_line(err)})") from None
     return algo
 
 

@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aigb.algos.base import Policy, TorchAlgorithm, TrajectoryDataset
-from aigb.algos.checkpoint import json_default, read_checkpoint, save_checkpoint
+from aigb.algos.checkpoint import json_default, one_line, read_checkpoint, save_checkpoint
 from aigb.data.parquet import atomic_output
 from aigb.seeding import rng as named_rng
 from aigb.types import check_market_version
@@ -99,8 +99,12 @@ def _check_resumable(payload: dict, algo: TorchAlgorithm, dataset, fingerprint, 
     if payload["feature_version"] != dataset.feature_version:
         raise ValueError(f"{path}: feature version {payload['feature_version']!r} != dataset's {dataset.feature_version!r}; {hint}")
     stored_fp = json.loads(payload["dataset_fingerprint"]) if payload.get("dataset_fingerprint") else None
-    if stored_fp is not None and fingerprint is not None and stored_fp != json.loads(json.dumps(fingerprint, default=json_default)):
-        raise ValueError(f"{path}: was trained on dataset {stored_fp}, not {fingerprint}; {hint}")
+    current_fp = None if fingerprint is None else json.loads(json.dumps(fingerprint, default=json_default))
+    if stored_fp != current_fp:
+        if stored_fp is None:
+            raise ValueError(f"{path}: records no dataset fingerprint, so the data it was trained on cannot be "
+                             f"checked against this dataset ({current_fp}); {hint}")
+        raise ValueError(f"{path}: was trained on dataset {stored_fp}, not {current_fp}; {hint}")
     if not payload.get("fit_state"):
         raise ValueError(f"{path}: has no training-loop state to resume from; {hint}")
     state = json.loads(payload["fit_state"])
@@ -151,20 +155,31 @@ def fit(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path, metrics_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "metrics.jsonl"
-    fingerprint = dict(dataset_fingerprint) if dataset_fingerprint is not None else getattr(dataset, "fingerprint", None)
+    fingerprint = dataset_fingerprint if dataset_fingerprint is not None else getattr(dataset, "fingerprint", None)
+    if isinstance(fingerprint, Mapping):
+        fingerprint = dict(fingerprint)
     rng = named_rng(seed, "fit/batches")
 
     if resume and last_path.exists():
         payload = read_checkpoint(last_path)
         state = _check_resumable(payload, algo, dataset, fingerprint, seed, batch_size, last_path)
-        algo.load_state_dict(payload["algorithm"])
+        try:
+            algo.load_state_dict(payload["algorithm"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(f"{last_path}: its weights do not fit this {algo.name} run ({one_line(err)}); "
+                             "use a fresh run_dir or resume=False") from None
         rng.bit_generator.state = state["rng_state"]
         step, best_score, best_step = int(state["step"]), state["best_score"], state["best_step"]
         bad_evals, stopped_early = int(state["bad_evals"]), bool(state["stopped_early"])
+        # The loss window open at the checkpoint: the first record after a resume averages the
+        # same updates an uninterrupted run's record does.
+        sums, n_summed = dict(state.get("log_sums", {})), int(state.get("log_count", 0))
+        window_seconds = float(state.get("log_seconds", 0.0))
         _truncate_metrics(metrics_path, step)
     else:
         algo.prepare(dataset, seed)
         step, best_score, best_step, bad_evals, stopped_early = 0, None, None, 0, False
+        sums, n_summed, window_seconds = {}, 0, 0.0
         for stale in (last_path, best_path, metrics_path):
             stale.unlink(missing_ok=True)
     resumed_from = step
@@ -183,15 +198,15 @@ def fit(
 
     def fit_state() -> dict:
         return {"step": step, "seed": seed, "batch_size": batch_size, "rng_state": rng.bit_generator.state,
-                "best_score": best_score, "best_step": best_step, "bad_evals": bad_evals, "stopped_early": stopped_early}
+                "best_score": best_score, "best_step": best_step, "bad_evals": bad_evals, "stopped_early": stopped_early,
+                "log_sums": sums, "log_count": n_summed, "log_seconds": time.perf_counter() - window_start}
 
     def save_last() -> None:
         save_checkpoint(last_path, algo, dataset_fingerprint=fingerprint, fit_state=fit_state())
 
     writer = _tensorboard(run_dir, tensorboard) if step < steps and not stopped_early else None
     bar = tqdm(total=steps, initial=step, desc=f"fit {algo.name}", disable=not progress, dynamic_ncols=True)
-    sums: dict[str, float] = {}
-    n_summed, window_start = 0, time.perf_counter()
+    window_start = time.perf_counter() - window_seconds
     try:
         with open(metrics_path, "a", buffering=1) as metrics:
             def record(entry: dict) -> None:

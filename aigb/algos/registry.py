@@ -73,11 +73,24 @@ def config_from_dict(config_class: type, values: Mapping[str, Any]):
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
-                raise ConfigError(f"{key}: cannot parse {value!r} as a number, list, boolean or null") from None
+                try:
+                    value = float(value)  # numbers JSON does not spell: '.25', '1.', '+3'
+                except ValueError:
+                    raise ConfigError(f"{key}: cannot parse {value!r} as a number, list, boolean or null") from None
         if isinstance(value, list):
             value = tuple(value)
         parsed[key] = value
-    return config_class(**parsed)
+    try:
+        return config_class(**parsed)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # a value of the wrong type: find the key it came from
+        for key, value in parsed.items():
+            try:
+                config_class(**{key: value})
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key}: invalid value {value!r} ({err})") from None
+        raise ConfigError(f"{', '.join(parsed)}: invalid together ({err})") from None
 
 
 def make_config(name: str, overrides: Mapping[str, Any] | None = None):

@@ -4,24 +4,28 @@ Validation plays the policy, wrapped as a bidding strategy, on a fixed set of ca
 of ``VALIDATION_SEED`` numbered from ``VALIDATION_FIRST_PERIOD``, disjoint both from generated
 training periods (0, 1, ...) and from the evaluation periods (``EVAL_FIRST_PERIOD``), so early
 stopping never looks at the data the final table is computed on.
+
+A run directory is resumable (``aigb.algos.fit``): ``train_args.json`` records the arguments of the
+call that started it and is never rewritten by a resume; the dataset's fingerprint in the
+checkpoints makes a resume on other data fail.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from aigb.data.parquet import atomic_output, ensure_writable_dir
 from aigb.eval.rollout import rollout
+from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
 from aigb.types import ConfigError, MarketConfig
 
 __all__ = ["VALIDATION_SEED", "VALIDATION_FIRST_PERIOD", "ValidationSet", "train"]
 
 VALIDATION_SEED = 7
-VALIDATION_FIRST_PERIOD = 500_000
 
 
 @dataclass(frozen=True)
@@ -72,19 +76,21 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
 
     if algo_name not in ALGORITHMS:
         raise ConfigError(f"algo: unknown algorithm {algo_name!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
+    run_dir = ensure_writable_dir(run_dir)  # before loading the data, so a bad path fails at once
     dataset = TrajectoryDataset.load(data_dir)
     algo = make_algorithm(algo_name, dataset.feature_dim, overrides or {}, seed=seed)
     if hasattr(algo, "to_device"):
         algo.to_device(device)
     elif device not in ("auto", "cpu"):
         raise ConfigError(f"device: {algo_name} trains on the CPU only, got {device!r}")
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "train_args.json").write_text(json.dumps({
-        "algo": algo_name, "data": str(data_dir), "steps": steps, "batch_size": batch_size, "seed": seed, "device": device,
-        "overrides": overrides or {}, "validation": None if validation is None else {
-            "seed": VALIDATION_SEED, "first_period": VALIDATION_FIRST_PERIOD, "periods": validation.periods,
-            "slots": list(validation.slots), "market": validation.market.to_dict()}}, indent=2))
+    if not (run_dir / "last.pt").exists():  # a fresh run; a resume keeps the arguments that started it
+        with atomic_output(run_dir / "train_args.json") as tmp:
+            tmp.write_text(json.dumps({
+                "algo": algo_name, "data": str(data_dir), "dataset_fingerprint": dataset.fingerprint, "steps": steps,
+                "batch_size": batch_size, "seed": seed, "device": device, "overrides": overrides or {},
+                "validation": None if validation is None else {
+                    "seed": VALIDATION_SEED, "first_period": VALIDATION_FIRST_PERIOD, "periods": validation.periods,
+                    "slots": list(validation.slots), "market": validation.market.to_dict()}}, indent=2))
     if eval_every is None:
         # Ten validations per run: each plays 16 full-size campaigns (~40 s on this 2-core machine).
         eval_every = max(1, (steps or algo.config.steps) // 10)

@@ -100,6 +100,27 @@ def test_a_crashed_run_resumes_to_the_weights_and_metrics_of_an_uninterrupted_on
     assert strip(_records(straight)) == strip(_records(split))
 
 
+def test_a_resume_inside_a_loss_window_logs_the_uninterrupted_means(data, tmp_path):
+    # last.pt at steps 7, 8 (eval) and 14; the crash comes at the eval of step 16. The resume starts
+    # at 14 inside the loss window 11..15, which last.pt carries over.
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    score = _imitation_score(data)
+    kw = dict(steps=20, seed=1, eval_every=8, patience=None, log_every=5, checkpoint_every=7, progress=False)
+    fit(_algo("bc", data), data, run_dir=straight, eval_fn=score, **kw)
+    calls = []
+
+    def crashing(policy):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Crash()
+        return score(policy)
+    with pytest.raises(Crash):
+        fit(_algo("bc", data), data, run_dir=split, eval_fn=crashing, **kw)
+    assert fit(_algo("bc", data), data, run_dir=split, eval_fn=score, **kw).resumed_from == 14
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "ms_per_step"} for r in rs]
+    assert strip(_records(straight)) == strip(_records(split))
+
+
 def test_a_finished_run_can_be_extended(data, tmp_path):
     fit(_algo("bc", data), data, steps=6, seed=0, run_dir=tmp_path, log_every=2, progress=False)
     more = fit(_algo("bc", data), data, steps=10, seed=0, run_dir=tmp_path, log_every=2, progress=False)
@@ -147,3 +168,22 @@ def test_fit_refuses_bad_eval_results_and_diverging_losses(data, tmp_path):
         fit(algo, data, steps=2, seed=0, run_dir=tmp_path / "b", progress=False)
     with pytest.raises(ValueError, match="feature_dim"):
         fit(make_algorithm("bc", 7, CHECK_OVERRIDES["bc"]), data, steps=2, seed=0, run_dir=tmp_path / "c", progress=False)
+
+
+def test_a_checkpoint_without_a_dataset_fingerprint_does_not_resume_on_fingerprinted_data(data, tmp_path):
+    fit(_algo("bc", data), data, steps=4, seed=0, run_dir=tmp_path, progress=False)
+    payload = torch.load(tmp_path / "last.pt", weights_only=True)
+    payload["dataset_fingerprint"] = None  # as written before datasets carried fingerprints
+    torch.save(payload, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="records no dataset fingerprint"):
+        fit(_algo("bc", data), data, steps=8, seed=0, run_dir=tmp_path, progress=False)
+
+
+def test_a_checkpoint_with_weights_of_other_shapes_does_not_resume(data, tmp_path):
+    fit(_algo("bc", data), data, steps=4, seed=0, run_dir=tmp_path, progress=False)
+    payload = torch.load(tmp_path / "last.pt", weights_only=True)
+    nets = payload["algorithm"]["nets"]
+    nets[next(iter(nets))] = torch.zeros(2, 2)
+    torch.save(payload, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="last.pt: its weights do not fit this bc run .RuntimeError: .*size mismatch"):
+        fit(_algo("bc", data), data, steps=8, seed=0, run_dir=tmp_path, progress=False)
