@@ -29,7 +29,7 @@ def _num(x: float):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--periods", type=int, default=5, help="evaluation periods (default %(default)s)")
-    parser.add_argument("--slots", default="all", help="'all', a count K or indices (default %(default)s)")
+    parser.add_argument("--slots", default="all", help="'all', indices '0,7,12' or 'spread:K' (default %(default)s)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="evaluation seeds (default %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default %(default)s)")
     parser.add_argument("--n-pv", type=int, default=MarketConfig().n_pv, help="PVs per period (default %(default)s)")

@@ -2,12 +2,14 @@
 
 ``aigb.cli`` calls ``register(subparsers)``. ``evaluate`` prints the summary table and writes
 ``results.parquet`` and ``config.json`` to ``--out``; ``compare`` prints one table from several
-such directories that played the same campaigns.
+such directories that played the same campaigns. Both exit with status 1 when any row holds an
+error (the table then covers only the campaigns every strategy completed).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from aigb.strategies.registry import describe_strategies
 from aigb.types import PRESETS, MarketConfig
@@ -27,10 +29,17 @@ def register(subparsers) -> None:
     p.add_argument("--strategy", nargs="+", action="extend", required=True, metavar="SPEC",
                    help="strategy specs, e.g. fixed:rate=0.9 pid onlinelp oracle iql:runs/iql/best.pt")
     p.add_argument("--periods", type=int, default=5, help="evaluation periods per seed (default %(default)s)")
-    p.add_argument("--slots", default="all", help="'all', a count K (spread over the advertisers) or indices '0,7,12' (default %(default)s)")
+    p.add_argument("--slots", default="all",
+                   help="advertiser slots each strategy plays: 'all', advertiser indices ('7' is advertiser 7; '0,7,12'), "
+                        "or 'spread:K' for K slots spread evenly over the advertisers (default %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="evaluation root seeds (default %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
-    p.add_argument("--out", required=True, help="directory for results.parquet and config.json")
+    p.add_argument("--out", required=True,
+                   help="directory for results.parquet and config.json; rows are kept as campaigns finish, so re-running "
+                        "the same command resumes an interrupted evaluation")
+    p.add_argument("--force", action="store_true", help="replace the evaluation --out already holds instead of refusing")
+    p.add_argument("--keep-going", action="store_true",
+                   help="play every campaign when a strategy fails (error rows, exit status 1) instead of stopping at the first failure")
     p.add_argument("--baseline", default=None, help="strategy spec for paired differences")
     p.add_argument("--preset", default=d.preset, help=f"advertiser profiles: {', '.join(PRESETS)} (default %(default)s)")
     p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (default %(default)s)")
@@ -50,22 +59,37 @@ def register(subparsers) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from aigb.eval.evaluate import evaluate
+    from aigb.eval.evaluate import EvaluationStopped, evaluate
 
     market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
-    results = evaluate(args.strategy, periods=args.periods, slots=args.slots, seeds=args.seeds, market=market,
-                       workers=args.workers, out_dir=args.out, baseline=args.baseline, progress=not args.quiet)
+    try:
+        results = evaluate(args.strategy, periods=args.periods, slots=args.slots, seeds=args.seeds, market=market,
+                           workers=args.workers, out_dir=args.out, baseline=args.baseline, progress=not args.quiet,
+                           keep_going=args.keep_going, force=args.force)
+    except EvaluationStopped as err:
+        print(f"aigb evaluate: error: {err}", file=sys.stderr)
+        return 1
     c = results.config
-    print(f"{len(c.strategies)} strategies x {len(c.seeds)} seed(s) x {len(c.periods)} period(s) x {len(c.slots)} slot(s), "
+    slots = f"slot(s) {','.join(map(str, c.slots))}" if len(c.slots) <= 8 else f"{len(c.slots)} slots"
+    print(f"{len(c.strategies)} strategies x {len(c.seeds)} seed(s) x {len(c.periods)} period(s) x {slots}, "
           f"preset {market.preset}, {market.n_pv:,} PVs; {results.wall_s:.1f} s")
     print(results.format())
     print(f"wrote {results.table.num_rows} rows to {results.out_dir / 'results.parquet'}")
-    return 0
+    return _exit_status(results.summary)
+
+
+def _exit_status(summary) -> int:
+    errors = sum(s.n_errors for s in summary.strategies)
+    if errors:
+        print(f"aigb: {errors} row(s) hold errors (column err); the table covers the {summary.campaigns} campaign(s) "
+              "every strategy completed", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def cmd_compare(args) -> int:
     from aigb.eval.evaluate import combine_results
     from aigb.eval.metrics import format_summary
 
-    print(format_summary(combine_results(args.results, baseline=args.baseline)))
-    return 0
+    summary = combine_results(args.results, baseline=args.baseline)
+    print(format_summary(summary))
+    return _exit_status(summary)

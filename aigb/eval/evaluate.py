@@ -14,36 +14,51 @@ Work is split into one task per (seed, period, slot) that plays all strategies t
 (``aigb.eval.rollout.run_campaign``), run over processes; rows are ordered by strategy, then task,
 so the table is bit-for-bit the same for any number of workers. ``out_dir`` receives
 ``results.parquet`` (configuration in its metadata) and ``config.json``, both written atomically.
+
+Nothing is lost to a crash. ``out_dir`` is checked for writing before the first rollout; the rows
+of every campaign that all strategies completed are appended to ``out_dir/rows.partial.jsonl`` as
+it finishes (one fsynced line per campaign; JSON keeps every float exactly); a re-run with the same
+settings resumes from them and ends with the table an uninterrupted run writes, and the journal is
+removed once ``results.parquet`` is written. An ``out_dir`` that already holds results, or a
+partial run of other settings, is refused unless ``force`` (which starts over).
+
+Errors. A campaign where a strategy fails (raises, returns invalid bids) stops the evaluation
+after the campaigns in flight finish (``EvaluationStopped``; completed campaigns stay in the
+journal) unless ``keep_going``, which plays every campaign and reports the failures as error rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import multiprocessing as mp
+import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 import aigb
-from aigb.data.parquet import atomic_output, file_metadata, write_table_atomic
+from aigb.data.parquet import OutputPathError, atomic_output, ensure_writable_dir, file_metadata, read_table, write_table_atomic
 from aigb.eval.metrics import Summary, format_summary, summarize
 from aigb.eval.rollout import campaign_task
+from aigb.seeding import EVAL_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
 from aigb.strategies.registry import strategy_factory
 from aigb.types import ConfigError, MarketConfig, check_market_version
+from aigb.workers import worker_pool
 
-__all__ = ["EVAL_FIRST_PERIOD", "EvalConfig", "EvalResults", "evaluate", "resolve_periods", "resolve_slots", "RESULT_SCHEMA",
-           "load_results", "combine_results"]
+__all__ = ["EVAL_FIRST_PERIOD", "EvalConfig", "EvalResults", "EvaluationStopped", "evaluate", "resolve_periods",
+           "resolve_slots", "RESULT_SCHEMA", "RESULTS_FILE", "CONFIG_FILE", "JOURNAL_FILE", "load_results", "combine_results"]
 
-EVAL_FIRST_PERIOD = 1_000_000
-"""First evaluation period; training and data generation use periods below it."""
+RESULTS_FILE, CONFIG_FILE = "results.parquet", "config.json"
+JOURNAL_FILE = "rows.partial.jsonl"
+"""Rows of the campaigns finished so far, while an evaluation runs (see the module docstring)."""
+_OLD_RESULT_FILES = (RESULTS_FILE, CONFIG_FILE, "ticks.parquet", "plans.parquet")  # what --force replaces
 
 _F, _I = pa.float64(), pa.int64()
 RESULT_SCHEMA = pa.schema([
@@ -113,20 +128,33 @@ def resolve_periods(periods: int | Sequence[int]) -> tuple[int, ...]:
     return out
 
 
+class EvaluationStopped(RuntimeError):
+    """A strategy failed on a campaign and ``keep_going`` was off; the message names the
+    strategy, the campaign and where the completed campaigns' rows are kept."""
+
+
 def resolve_slots(slots, n_advertisers: int) -> tuple[int, ...]:
-    """``"all"``; ``K`` (an int or a digit string): K slots spread evenly over the advertisers
-    (so every category is represented); or explicit slot indices."""
+    """The advertiser slots to play.
+
+    Text (the command line's ``--slots``): ``"all"``; advertiser indices ``"7"`` or ``"0,7,12"``;
+    ``"spread:K"``, K slots spread evenly over the advertisers (so every category is represented).
+    Python values: a sequence of indices, or an int K meaning ``"spread:K"``.
+    """
     if isinstance(slots, str):
         text = slots.strip()
         if text == "all":
             return tuple(range(n_advertisers))
-        if text.isdigit():
-            slots = int(text)
+        if text.startswith("spread:"):
+            count = text.partition(":")[2].strip()
+            if not count.isdigit():
+                raise ConfigError(f"slots: expected 'spread:K' with a count K, got {text!r}")
+            slots = int(count)
         else:
             try:
                 slots = [int(s) for s in text.split(",")]
             except ValueError:
-                raise ConfigError(f"slots: expected 'all', a count K or indices like '0,7,12', got {text!r}") from None
+                raise ConfigError(f"slots: expected 'all', advertiser indices like '7' or '0,7,12', or 'spread:K' "
+                                  f"for K slots spread over the advertisers, got {text!r}") from None
     if isinstance(slots, (int, np.integer)) and not isinstance(slots, bool):
         k = int(slots)
         if not 1 <= k <= n_advertisers:
@@ -139,10 +167,104 @@ def resolve_slots(slots, n_advertisers: int) -> tuple[int, ...]:
     return out
 
 
+def _settings(config: dict) -> dict:
+    """A configuration as read back from JSON, without what does not change rows (the aigb version)."""
+    return {k: v for k, v in json.loads(json.dumps(config)).items() if k != "aigb_version"}
+
+
+def _differences(there, now, prefix: str = "") -> list[str]:
+    if isinstance(there, dict) and isinstance(now, dict):
+        return [d for k in sorted(set(there) | set(now)) for d in _differences(there.get(k), now.get(k), f"{prefix}{k}.")]
+    return [] if there == now else [f"{prefix.rstrip('.')}: {there!r} there, {now!r} now"]
+
+
+def _prepare_out(out: Path, config: EvalConfig, force: bool) -> dict[int, list[dict]]:
+    """Check ``out`` before any rollout; return the journal's completed campaigns (task -> rows)."""
+    ensure_writable_dir(out)
+    journal = out / JOURNAL_FILE
+    if force:
+        for name in (*_OLD_RESULT_FILES, JOURNAL_FILE):
+            (out / name).unlink(missing_ok=True)
+        return {}
+    if (out / RESULTS_FILE).exists() or (out / CONFIG_FILE).exists():
+        raise ConfigError(f"out_dir: {out} already holds an evaluation ({RESULTS_FILE}); use another directory, "
+                          f"or --force (force=True) to replace it")
+    if not journal.exists():
+        return {}
+    done, valid_bytes = {}, 0
+    with open(journal, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    for n, line in enumerate(lines[:-1]):  # the part after the last newline was cut by a crash
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            break
+        if n == 0:
+            if entry.get("kind") != "aigb-evaluation-rows":
+                raise ConfigError(f"out_dir: {journal} is not an aigb evaluation journal; use another directory or --force")
+            diffs = _differences(_settings(entry.get("config") or {}), _settings(config.to_dict()))
+            if diffs:
+                raise ConfigError(
+                    f"out_dir: {out} holds a partial evaluation of other settings ({'; '.join(diffs[:3])}"
+                    f"{' ...' if len(diffs) > 3 else ''}); re-run those settings to resume it, use another "
+                    "directory, or --force (force=True) to start over")
+        else:
+            done[int(entry["task"])] = entry["rows"]
+        valid_bytes += len(line) + 1
+    try:
+        with open(journal, "r+b") as fh:  # drop a line cut short by a crash before appending to it
+            fh.truncate(valid_bytes)
+    except OSError as err:
+        raise OutputPathError(f"{journal}: cannot write ({err.strerror or err})") from None
+    return done
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+class _Journal:
+    """Append-only rows of finished campaigns, one fsynced JSON line each."""
+
+    def __init__(self, path: Path, config: EvalConfig):
+        self.path = path
+        fresh = not path.exists() or path.stat().st_size == 0
+        try:
+            self._fh = open(path, "a", encoding="utf-8")
+        except OSError as err:
+            raise OutputPathError(f"{path}: cannot write ({err.strerror or err})") from None
+        if fresh:
+            self._write({"kind": "aigb-evaluation-rows", "config": config.to_dict()})
+
+    def _write(self, entry: dict) -> None:
+        try:
+            self._fh.write(json.dumps(entry, default=_json_default) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as err:
+            raise OutputPathError(f"{self.path}: cannot write ({err.strerror or err})") from None
+
+    def add(self, task: int, rows: list[dict]) -> None:
+        self._write({"task": task, "rows": rows})
+
+    def close(self) -> None:
+        # Every line was flushed and fsynced when written; after a failed write the buffer may
+        # still hold it, and the error already raised is the one to report.
+        with contextlib.suppress(OSError):
+            self._fh.close()
+
+
 def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slots="all", seeds: Sequence[int] = (0,),
              market: MarketConfig = MarketConfig(), population: PopulationConfig = PopulationConfig(),
-             workers: int = 1, out_dir=None, baseline: str | None = None, progress: bool = True) -> EvalResults:
-    """Evaluate ``strategies`` (spec strings) paired on the same campaigns; see the module docstring."""
+             workers: int = 1, out_dir=None, baseline: str | None = None, progress: bool = True,
+             keep_going: bool = False, force: bool = False) -> EvalResults:
+    """Evaluate ``strategies`` (spec strings) paired on the same campaigns; see the module docstring.
+
+    keep_going: play every campaign despite failing strategies (their rows carry the error);
+    otherwise the first failure raises ``EvaluationStopped``. force: replace what ``out_dir`` holds.
+    """
     specs = tuple(strategies)
     if not specs:
         raise ConfigError("strategies: give at least one strategy")
@@ -159,6 +281,8 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
         raise ConfigError(f"workers: must be >= 1, got {workers}")
     config = EvalConfig(specs, resolve_periods(periods), resolve_slots(slots, market.n_advertisers), seeds_t,
                         market, population, baseline)
+    out = None if out_dir is None else Path(out_dir)
+    results: dict[int, list[dict]] = {} if out is None else _prepare_out(out, config, force)
     for spec in specs:
         # Build each once here: files a strategy derives on first use (the OnlineLP prior) are
         # made once, before workers race to make them.
@@ -166,34 +290,64 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
 
     tasks = [(i, specs, market, population, s, p, a)
              for i, (s, p, a) in enumerate((s, p, a) for s in config.seeds for p in config.periods for a in config.slots)]
-    results: dict[int, list[dict]] = {}
-    bar = tqdm(total=len(tasks), desc="evaluate", unit="campaign", disable=not progress)
+    todo = [t for t in tasks if t[0] not in results]
+    journal = None if out is None else _Journal(out / JOURNAL_FILE, config)
+    failed: list[dict] = []
+
+    def finished(i: int, rows: list[dict]) -> None:
+        results[i] = rows
+        errors = [r for r in rows if r["error"] is not None]
+        if errors:
+            failed.append(errors[0])   # not journaled: a re-run plays the campaign again
+        elif journal is not None:
+            journal.add(i, rows)
+        bar.update(1)
+
+    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="evaluate", unit="campaign", disable=not progress)
     start = time.perf_counter()
-    if int(workers) == 1:
-        for t in tasks:
-            i, rows = campaign_task(t)
-            results[i] = rows
-            bar.update(1)
-    else:
-        # spawn: workers start clean (no inherited threads or torch state), on every platform alike.
-        with ProcessPoolExecutor(max_workers=int(workers), mp_context=mp.get_context("spawn")) as pool:
-            for fut in as_completed([pool.submit(campaign_task, t) for t in tasks]):
-                i, rows = fut.result()
-                results[i] = rows
-                bar.update(1)
+    try:
+        if int(workers) == 1:
+            for t in todo:
+                finished(*campaign_task(t))
+                if failed and not keep_going:
+                    break
+        else:
+            # Spawned workers that exit with this process (aigb.workers).
+            with worker_pool(int(workers)) as pool:
+                futures = [pool.submit(campaign_task, t) for t in todo]
+                try:
+                    for fut in as_completed(futures):
+                        if fut.cancelled():
+                            continue
+                        finished(*fut.result())
+                        if failed and not keep_going:
+                            for f in futures:  # campaigns already running finish and are kept
+                                f.cancel()
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    finally:
+        bar.close()
+        if journal is not None:
+            journal.close()
     wall = time.perf_counter() - start
-    bar.close()
+    if failed and not keep_going:
+        row = failed[0]
+        kept = f"; the rows of the {len(results) - len(failed)} campaigns completed so far are kept in {out / JOURNAL_FILE} " \
+               "and a re-run resumes" if out is not None else ""
+        raise EvaluationStopped(
+            f"{row['error']} (seed {row['seed']}, period {row['period']}, advertiser {row['advertiser']}){kept}; "
+            "--keep-going (keep_going=True) plays every campaign and reports failures as error rows")
 
     ordered = [results[i][k] for k in range(len(specs)) for i in range(len(tasks))]
     table = pa.Table.from_pylist(ordered, schema=RESULT_SCHEMA)
     summary = summarize(table, baseline=baseline)
-    out = None
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_table_atomic(table, out / "results.parquet", file_metadata("evaluation", config.to_dict()))
-        with atomic_output(out / "config.json") as tmp:
+    if out is not None:
+        write_table_atomic(table, out / RESULTS_FILE, file_metadata("evaluation", config.to_dict()))
+        with atomic_output(out / CONFIG_FILE) as tmp:
             tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+        (out / JOURNAL_FILE).unlink(missing_ok=True)
     return EvalResults(table, summary, config, wall, out)
 
 
@@ -206,13 +360,16 @@ _CAMPAIGN_FIELDS = ("periods", "slots", "market", "population", "eval_first_peri
 def load_results(directory) -> tuple[pa.Table, dict]:
     """(rows, configuration) of an evaluation's output directory."""
     directory = Path(directory)
-    path, config_path = directory / "results.parquet", directory / "config.json"
+    path, config_path = directory / RESULTS_FILE, directory / CONFIG_FILE
     for f in (path, config_path):
         if not f.is_file():
             raise FileNotFoundError(f"{directory}: no {f.name}; is this an `aigb evaluate --out` directory?")
-    config = json.loads(config_path.read_text())
+    try:
+        config = json.loads(config_path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{config_path}: not valid JSON ({err})") from None
     check_market_version((config.get("market") or {}).get("market_version"), str(config_path))
-    table = pq.read_table(path)
+    table = read_table(path, check_version=False)  # page checksums verified: a damaged file is named
     missing = [n for n in RESULT_SCHEMA.names if n not in table.column_names]
     if missing:
         raise ValueError(f"{path}: missing result columns {missing}")

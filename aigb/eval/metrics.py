@@ -7,7 +7,11 @@ bootstrap with a fixed seed, so a summary is a pure function of its rows. Rows o
 draws: read them as the variation over the evaluated campaigns, and compare strategies through the
 paired differences, which cancel what the campaigns share.
 
-Rows with an ``error`` are counted and left out of every statistic.
+Same campaigns for everyone: every statistic is taken over the campaigns (seed, period,
+advertiser) that *every* strategy of the table completed. A campaign where one strategy failed (a
+row with an ``error``), or that one strategy did not play (results of other seeds combined), is
+left out for all of them, so strategies are never compared on different campaigns and a paired
+difference equals the difference of the two means. Failed rows are counted per strategy.
 """
 
 from __future__ import annotations
@@ -96,7 +100,9 @@ class StrategySummary:
     n_rows: int
     """Campaigns evaluated."""
     n_errors: int
-    """Campaigns that failed (left out of everything below)."""
+    """Campaigns that failed."""
+    n_campaigns: int
+    """Campaigns the statistics below are over: those every strategy of the table completed."""
     score: MeanCI
     """Realised score per campaign."""
     expected_score: MeanCI
@@ -127,7 +133,7 @@ class StrategySummary:
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """strategy minus baseline over the campaigns both completed."""
+    """strategy minus baseline over the campaigns every strategy completed."""
 
     strategy: str
     """The compared strategy."""
@@ -146,6 +152,10 @@ class Summary:
     strategies: tuple[StrategySummary, ...]
     paired: tuple[PairedDifference, ...]
     confidence: float
+    campaigns: int = 0
+    """Campaigns every strategy completed (what every statistic is over)."""
+    campaigns_played: int = 0
+    """Distinct campaigns in the rows, completed or not."""
 
 
 def _columns(rows, keys: Sequence[str]) -> dict[str, np.ndarray]:
@@ -185,7 +195,11 @@ def summarize(rows, *, baseline: str | None = None, confidence: float = 0.95) ->
     names = list(dict.fromkeys(cols["strategy"].tolist()))
     if baseline is not None and baseline not in names:
         raise ValueError(f"baseline: {baseline!r} is not among the evaluated strategies {names}")
-    ok_all = np.array([e is None for e in cols["error"]])
+    ok_all = np.array([e is None for e in cols["error"]], dtype=bool)
+    key = [tuple(k) for k in zip(cols["seed"].tolist(), cols["period"].tolist(), cols["advertiser"].tolist())]
+    completed = [{key[i] for i in np.flatnonzero((cols["strategy"] == name) & ok_all)} for name in names]
+    common = set.intersection(*completed) if completed else set()
+    in_common = np.array([k in common for k in key], dtype=bool)
     score, exp_score = _f(cols["score"]), _f(cols["expected_score"])
     oracle, bound = _f(cols["oracle_score"]), _f(cols["bound_score"])
     cpa, target = _f(cols["realized_cpa"]), _f(cols["target_cpa"])
@@ -194,7 +208,7 @@ def summarize(rows, *, baseline: str | None = None, confidence: float = 0.95) ->
     out = []
     for name in names:
         sel = cols["strategy"] == name
-        ok = sel & ok_all
+        ok = sel & ok_all & in_common
         pos = ok & (oracle > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio, ratio_exp = score / oracle, exp_score / oracle
@@ -202,7 +216,7 @@ def summarize(rows, *, baseline: str | None = None, confidence: float = 0.95) ->
         n_ok = int(ok.sum())
         tol = BOUND_TOLERANCE * np.maximum(np.abs(bound), 1.0)
         out.append(StrategySummary(
-            strategy=name, n_rows=int(sel.sum()), n_errors=int((sel & ~ok_all).sum()),
+            strategy=name, n_rows=int(sel.sum()), n_errors=int((sel & ~ok_all).sum()), n_campaigns=n_ok,
             score=mean_ci(score[ok], confidence), expected_score=mean_ci(exp_score[ok], confidence),
             oracle_score=mean_ci(oracle[ok], confidence),
             pct_oracle=mean_ci(ratio[pos], confidence), pct_oracle_expected=mean_ci(ratio_exp[pos], confidence),
@@ -217,19 +231,19 @@ def summarize(rows, *, baseline: str | None = None, confidence: float = 0.95) ->
         ))
     paired = []
     if baseline is not None:
-        key = [tuple(k) for k in zip(cols["seed"].tolist(), cols["period"].tolist(), cols["advertiser"].tolist())]
-        base_idx = {key[i]: i for i in np.flatnonzero((cols["strategy"] == baseline) & ok_all)}
+        base_idx = {key[i]: i for i in np.flatnonzero((cols["strategy"] == baseline) & ok_all & in_common)}
         for name in names:
             if name == baseline:
                 continue
-            pairs = [(i, base_idx[key[i]]) for i in np.flatnonzero((cols["strategy"] == name) & ok_all) if key[i] in base_idx]
+            pairs = [(i, base_idx[key[i]]) for i in np.flatnonzero((cols["strategy"] == name) & ok_all & in_common)
+                     if key[i] in base_idx]
             i, j = (np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64))
             paired.append(PairedDifference(
                 strategy=name, baseline=baseline,
                 score=mean_ci(score[i] - score[j], confidence),
                 expected_score=mean_ci(exp_score[i] - exp_score[j], confidence),
                 win_rate=float(np.mean(score[i] > score[j])) if pairs else math.nan))
-    return Summary(tuple(out), tuple(paired), confidence)
+    return Summary(tuple(out), tuple(paired), confidence, campaigns=len(common), campaigns_played=len(set(key)))
 
 
 def _pct(x: float) -> str:
@@ -242,10 +256,17 @@ def format_summary(summary: Summary) -> str:
     head = (f"{'strategy':<28} {'n':>5} {'err':>4} {'score':>14} {'exp. score':>14} {'oracle':>8} "
             f"{'% oracle':>14} {'% orc (exp)':>14} {'% orc sum':>10} {'CPA viol':>8} {'budget':>7} "
             f"{'exhaust':>7} {'@tick':>6} {'oscill':>7}")
-    lines = [f"per campaign, mean ±{c}% CI half-width", head, "-" * len(head)]
+    n_strategies = len(summary.strategies)
+    lines = [f"per campaign, mean ±{c}% CI half-width over the {summary.campaigns} campaign(s) "
+             f"{'all ' + str(n_strategies) + ' strategies' if n_strategies > 1 else 'the strategy'} completed"]
+    left_out = summary.campaigns_played - summary.campaigns
+    if left_out:
+        lines.append(f"LEFT OUT: {left_out} of {summary.campaigns_played} campaign(s), where a strategy failed "
+                     f"({sum(s.n_errors for s in summary.strategies)} error row(s), column err) or did not play")
+    lines += [head, "-" * len(head)]
     for s in summary.strategies:
         lines.append(
-            f"{s.strategy[:28]:<28} {s.n_rows:>5} {s.n_errors:>4} {s.score.fmt():>14} {s.expected_score.fmt():>14} "
+            f"{s.strategy[:28]:<28} {s.n_campaigns:>5} {s.n_errors:>4} {s.score.fmt():>14} {s.expected_score.fmt():>14} "
             f"{s.oracle_score.fmt(nd=2).split(' ')[0]:>8} {s.pct_oracle.fmt(100, 1):>14} {s.pct_oracle_expected.fmt(100, 1):>14} "
             f"{_pct(s.pct_oracle_sum.mean):>10} {_pct(s.cpa_violation_rate):>8} {_pct(s.budget_utilisation.mean):>7} "
             f"{_pct(s.exhausted_share):>7} {s.exhaustion_tick.fmt(nd=1).split(' ')[0]:>6} {s.spend_oscillation.fmt(nd=2).split(' ')[0]:>7}")

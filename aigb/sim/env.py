@@ -25,14 +25,23 @@ class InvalidBids(ValueError):
 
 
 def validate_bids(bids, n_pv: int, who: str = "strategy") -> np.ndarray:
-    """Bids as float64 (n_pv,); negative bids become 0 (the market's rule); wrong shape or NaN/inf raise."""
+    """Bids as float64 (n_pv,); a wrong shape, NaN, infinite or negative bids raise ``InvalidBids``.
+
+    The one rule for a strategy's bids (``aigb.strategies.base``): finite and >= 0. The evaluation
+    (through ``BiddingEnv.step``) and ``check_strategy`` both apply it, so a strategy that passes
+    the checker never fails the evaluation on its bids' values and vice versa.
+    """
     arr = np.asarray(bids, dtype=np.float64)
     if arr.shape != (n_pv,):
         raise InvalidBids(f"{who}: bids must have shape ({n_pv},) (one per PV of the tick), got {arr.shape}")
     bad = ~np.isfinite(arr)
     if bad.any():
         raise InvalidBids(f"{who}: {int(bad.sum())} bids are NaN or infinite (first at PV {int(np.flatnonzero(bad)[0])})")
-    return np.maximum(arr, 0.0)
+    negative = arr < 0
+    if negative.any():
+        raise InvalidBids(f"{who}: {int(negative.sum())} bids are negative (first at PV {int(np.flatnonzero(negative)[0])}); "
+                          "bid 0 for no bid")
+    return arr
 
 
 @dataclass
@@ -54,8 +63,8 @@ class BiddingEnv:
     """One advertiser slot bids per PV against the rule-bidder population.
 
     Observation: ``Observation`` (this tick's PVs, own history, v1 features).
-    Action: bids, (n_pv,) array for the tick's PVs; negative bids count as 0; NaN, inf or a wrong
-        shape raise ``InvalidBids``.
+    Action: bids, (n_pv,) array for the tick's PVs, finite and >= 0; a negative, NaN or infinite
+        bid or a wrong shape raises ``InvalidBids`` (``validate_bids``).
     Reward: conversions won in the tick; ``info`` carries cost, exposed p_value (the dense reward),
         expected conversions and the per-PV results (and, with ``record_competitors``, the other
         advertisers' top bids per PV and the own p_value, for the hindsight oracle).

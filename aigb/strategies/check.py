@@ -3,7 +3,8 @@
 It plays a tiny market and checks, naming the strategy, the campaign and the tick of any failure:
 
 * the factory returns a ``Strategy`` with a non-empty ``name``;
-* every tick's bids have shape ``(n_pv,)`` (including ticks without PVs), are finite and >= 0;
+* every tick's bids pass ``aigb.sim.env.validate_bids`` (shape ``(n_pv,)``, including ticks
+  without PVs, finite and >= 0): the rule the evaluation applies;
 * determinism: two fresh instances given the same campaign and seed bid identically;
 * reset: an instance that has played another campaign first bids exactly like a fresh one;
 * a market whose ticks are mostly empty (a handful of PVs per period) is played without error.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aigb.sim.env import BiddingEnv
+from aigb.sim.env import BiddingEnv, InvalidBids, validate_bids
 from aigb.sim.population import PopulationConfig
 from aigb.strategies.base import Episode, Strategy, StrategyFactory, strategy_seed
 from aigb.types import MarketConfig
@@ -44,14 +45,10 @@ def play_bids(strategy: Strategy, market: MarketConfig, seed: int, period: int, 
     strategy.reset(obs.campaign, market.n_ticks, strategy_seed(seed, period, advertiser))
     out, done = [], False
     while not done:
-        bids = np.asarray(strategy.bid(obs), dtype=np.float64)
-        n_pv = obs.p_value.size
-        if bids.shape != (n_pv,):
-            raise StrategyCheckError(f"{where}: tick {obs.tick}: bids have shape {bids.shape}, expected ({n_pv},)")
-        if not np.all(np.isfinite(bids)):
-            raise StrategyCheckError(f"{where}: tick {obs.tick}: {int((~np.isfinite(bids)).sum())} bids are NaN or infinite")
-        if np.any(bids < 0):
-            raise StrategyCheckError(f"{where}: tick {obs.tick}: {int((bids < 0).sum())} bids are negative")
+        try:
+            bids = validate_bids(strategy.bid(obs), obs.p_value.size, who=f"{where}: tick {obs.tick}")
+        except InvalidBids as err:
+            raise StrategyCheckError(str(err)) from None
         out.append(bids.copy())
         obs, _, done, _, _ = env.step(bids)
     return out

@@ -10,7 +10,14 @@ Competition code is an object with attributes ``budget``, ``cpa``, ``category`` 
 does: it sets the campaign's attributes and calls ``reset()`` per campaign, passes the histories as
 lists with one array per past tick (layouts in ../shared/DESIGN.md §3), decrements
 ``remaining_budget`` by each tick's paid cost, and bids 0 without asking the object once the
-remaining budget is below the market's minimum (the competition harness does the same).
+remaining budget is below the market's minimum (the competition harness does the same). A negative
+bid from competition code is taken as no bid (0): in the auction it is below the reserve and wins
+nothing; aigb's own strategies must bid >= 0 (``aigb.sim.env.validate_bids``).
+
+Trust boundary: a ``neurips2024:file.py:ClassName`` or ``neurips2024:module:ClassName`` spec
+imports that file or module, running its top-level code inside the aigb process as soon as the spec
+is checked (``aigb evaluate`` checks every spec before the first rollout) and again in each worker
+process, with the user's permissions. Name only code you would run with ``python file.py``.
 
 History layouts, per past tick t (n = that tick's PVs):
 * ``historyPValueInfo[t]``       (n, 2) float64: pValue, pValueSigma
@@ -88,7 +95,9 @@ class CompetitionStrategy(Strategy):
         h = self._history
         bids = self.bidder.bidding(obs.tick, obs.p_value.astype(np.float64), obs.p_value_sigma.astype(np.float64),
                                    h["pvalue"], h["bid"], h["auction"], h["impression"], h["lwc"])
-        return validate_bids(bids, n_pv, who=f"{self.name} at tick {obs.tick}")
+        # Negative competition bids mean "no bid" (module docstring); NaN and wrong shapes stay errors.
+        bids = np.asarray(bids, dtype=np.float64)
+        return validate_bids(np.where(bids < 0, 0.0, bids), n_pv, who=f"{self.name} at tick {obs.tick}")
 
 
 def load_competition_class(target: str):

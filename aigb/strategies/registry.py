@@ -11,6 +11,8 @@ A spec is ``NAME`` or ``NAME:ARGUMENTS``:
   options, ``diffbid:runs/diffbid/best.pt?w=1.2&return=0.9`` (``aigb.strategies.diffbid``);
 * ``neurips2024:module.path:ClassName`` or ``neurips2024:file.py:ClassName`` wraps a competition
   class (instantiated without arguments) in ``aigb.strategies.neurips2024.CompetitionStrategy``.
+  Trust boundary: checking such a spec imports the file or module, i.e. runs its code in this
+  process (and in every worker) with the user's permissions.
 
 ``strategy_factory(spec)`` checks the spec (names, parameters, paths) without building anything,
 so a typo fails before an evaluation starts; the factory it returns builds a fresh strategy per
@@ -255,7 +257,8 @@ register("oracle", _oracle, check=lambda mode, reference: _oracle(None, mode, re
          params={"mode": Param(_text, "uniform", "uniform, lp or slots"),
                  "reference": Param(_text, "pid", "spec of the reference strategy (must come last)", greedy=True)})
 register("neurips2024", _competition, check=_check_competition, takes_path=True,
-         help="competition-interface class: neurips2024:module.path:ClassName or neurips2024:file.py:ClassName")
+         help="competition-interface class: neurips2024:module.path:ClassName or neurips2024:file.py:ClassName "
+              "(runs that file's code in the aigb process: name only code you trust)")
 for _algo in LEARNED_ALGOS:
     if _algo != "diffbid":
         register(_algo, _learned(_algo), check=_check_checkpoint(_algo), takes_path=True,

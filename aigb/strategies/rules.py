@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import aigb
-from aigb.data.parquet import atomic_output
+from aigb.data.parquet import OutputPathError, atomic_output, ensure_writable_dir
 from aigb.seeding import rng
 from aigb.sim.env import Observation
 from aigb.sim.period import PeriodSim
@@ -280,5 +280,10 @@ def default_lp_prior(market: MarketConfig, population: PopulationConfig = Popula
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"onlinelp-prior-{digest}.npz"
     if not path.is_file():
+        try:  # checked before the fit, which simulates PRIOR_PERIODS periods
+            ensure_writable_dir(path.parent)
+        except OutputPathError as err:
+            raise OutputPathError(f"OnlineLP prior cache: {err}; set AIGB_CACHE_DIR to a writable directory, or use "
+                                  "onlinelp:prior=PATH (a saved prior) or onlinelp:prior=none") from None
         fit_lp_prior(market, population=population).save(path)
     return LPPrior.load(path), path

@@ -13,7 +13,7 @@ def _parser():
 
 
 def test_evaluate_command_prints_the_table_and_writes_results(tmp_path, capsys):
-    args = _parser().parse_args(["evaluate", "--strategy", "fixed", "pid", "--periods", "1", "--slots", "2",
+    args = _parser().parse_args(["evaluate", "--strategy", "fixed", "pid", "--periods", "1", "--slots", "spread:2",
                                  "--n-pv", "3000", "--n-ticks", "8", "--n-advertisers", "8",
                                  "--out", str(tmp_path), "--baseline", "pid", "--quiet"])
     assert args.func(args) == 0
@@ -30,7 +30,7 @@ def test_evaluate_command_rejects_unknown_strategies(tmp_path):
 
 
 def test_compare_command_prints_one_paired_table(tmp_path, capsys):
-    common = ["--periods", "1", "--slots", "2", "--n-pv", "3000", "--n-ticks", "8", "--n-advertisers", "8", "--quiet"]
+    common = ["--periods", "1", "--slots", "spread:2", "--n-pv", "3000", "--n-ticks", "8", "--n-advertisers", "8", "--quiet"]
     for name, out in (("fixed", "a"), ("pid", "b")):
         args = _parser().parse_args(["evaluate", "--strategy", name, "--out", str(tmp_path / out), *common])
         assert args.func(args) == 0

@@ -1,14 +1,18 @@
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aigb.data.parquet import read_metadata
+from aigb.data.parquet import read_metadata, write_table_atomic
 from aigb.eval.evaluate import (
-    EVAL_FIRST_PERIOD, RESULT_SCHEMA, combine_results, evaluate, resolve_periods, resolve_slots,
+    EVAL_FIRST_PERIOD, JOURNAL_FILE, RESULT_SCHEMA, EvaluationStopped, combine_results, evaluate, resolve_periods,
+    resolve_slots,
 )
-from aigb.eval.rollout import ROW_FIELDS
+from aigb.eval.rollout import rollout, run_campaign
+from aigb.eval.traces import TRACE_FIELDS
+from aigb.sim.population import PopulationConfig
 from aigb.strategies import registry
 from aigb.strategies.registry import UnknownStrategyError
 from aigb.types import ConfigError, MarketConfig
@@ -28,8 +32,18 @@ def _cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("AIGB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "aigb-cache"))
 
 
-def test_schema_lists_the_row_fields():
-    assert tuple(RESULT_SCHEMA.names) == ROW_FIELDS
+def test_rollout_rows_fit_the_result_schema_without_losing_a_field(tmp_path):
+    """Completed and failed rows of real rollouts store every field they carry (traces go to their
+    own files) and read back unchanged."""
+    rows = run_campaign(("fixed", "oracle:mode=slots"), MARKET, PopulationConfig(), 0, EVAL_FIRST_PERIOD, 3)
+    rows.append(rollout(RaisesAt(2), "raises-at-2", MARKET, 0, EVAL_FIRST_PERIOD, 3))
+    for row in rows:
+        assert set(row) - set(TRACE_FIELDS) == set(RESULT_SCHEMA.names), row["strategy"]
+    stored = pq.read_table(write_table_atomic(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA),
+                                              tmp_path / "rows.parquet")).to_pylist()
+    for row, back in zip(rows, stored):
+        np.testing.assert_equal({k: row[k] for k in RESULT_SCHEMA.names}, back)
+    assert rows[-1]["error"].startswith("raises-at-2 raised at tick 2")
 
 
 def test_small_evaluation_respects_the_bound_and_writes_self_describing_files(tmp_path):
@@ -66,7 +80,7 @@ def test_a_failing_strategy_keeps_the_others(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     registry.register("raise5", lambda market: RaisesAt(5))
     kwargs = dict(periods=1, slots=2, market=MARKET, progress=False)
-    res = evaluate(["fixed", "raise5"], **kwargs)
+    res = evaluate(["fixed", "raise5"], keep_going=True, **kwargs)
     t = res.table.to_pydict()
     errors = [e for s, e in zip(t["strategy"], t["error"]) if s == "raise5"]
     assert len(errors) == 2 and all(e.startswith("raise5 raised at tick 5") for e in errors)
@@ -100,9 +114,10 @@ def test_resolve_periods_and_slots():
         resolve_periods(0)
     assert resolve_slots("all", 4) == (0, 1, 2, 3)
     assert resolve_slots(4, 48) == (0, 16, 31, 47)
-    assert resolve_slots("3", 48) == (0, 24, 47)
+    assert resolve_slots("spread:3", 48) == (0, 24, 47)
+    assert resolve_slots("7", 48) == (7,)  # one advertiser, not a count
     assert resolve_slots("5,9", 48) == (5, 9)
-    for bad in ("x,y", 0, [1, 1], [48]):
+    for bad in ("x,y", 0, [1, 1], [48], "48", "spread:0", "spread:x", "spread:49"):
         with pytest.raises(ConfigError, match="slots"):
             resolve_slots(bad, 48)
 
@@ -140,3 +155,51 @@ def test_combining_refuses_unpaired_or_overlapping_evaluations(tmp_path):
         combine_results([tmp_path / "a"], baseline="pid")
     with pytest.raises(FileNotFoundError, match="no results.parquet"):
         combine_results([tmp_path / "missing"])
+
+
+class FailsOn(RaisesAt):
+    """Raises at tick 2 of one advertiser's campaigns; counts the campaigns it is reset for."""
+
+    resets: list = []
+
+    def __init__(self, advertiser):
+        super().__init__(2)
+        self.advertiser, self.name = advertiser, "fails"
+
+    def reset(self, campaign, n_ticks, seed):
+        FailsOn.resets.append(campaign.advertiser)
+        self.tick = 2 if campaign.advertiser == self.advertiser else -1
+        super().reset(campaign, n_ticks, seed)
+
+
+def test_a_failure_stops_the_evaluation_keeping_finished_campaigns_for_a_resume(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register("fails3", lambda market: FailsOn(3))
+    kwargs = dict(periods=1, slots=[0, 3, 5], market=MARKET, progress=False)
+    FailsOn.resets.clear()
+    with pytest.raises(EvaluationStopped, match=r"fails3 raised at tick 2.*advertiser 3\).*1 campaigns completed.*re-run resumes"):
+        evaluate(["fixed", "fails3"], out_dir=tmp_path / "e", **kwargs)
+    assert FailsOn.resets == [0, 3]  # stopped at the failure, advertiser 5 never played
+    lines = (tmp_path / "e" / JOURNAL_FILE).read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])["task"] == 0  # header + advertiser 0; the failed one is not kept
+    assert not (tmp_path / "e" / "results.parquet").exists()
+    FailsOn.resets.clear()
+    resumed = evaluate(["fixed", "fails3"], out_dir=tmp_path / "e", keep_going=True, **kwargs)
+    assert FailsOn.resets == [3, 5]  # advertiser 0 came from the journal
+    whole = evaluate(["fixed", "fails3"], out_dir=tmp_path / "whole", keep_going=True, **kwargs)
+    assert_same_rows(resumed.table, whole.table)
+    assert_same_rows(pq.read_table(tmp_path / "e" / "results.parquet"), whole.table)
+    assert [s.n_errors for s in resumed.summary.strategies] == [0, 1] and resumed.summary.campaigns == 2
+
+
+def test_evaluation_and_checker_apply_one_bid_rule(monkeypatch):
+    from aigb.strategies.check import StrategyCheckError, check_strategy
+    from tests.strategies.test_registry import _Negative
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register("negative", lambda market: _Negative())
+    res = evaluate(["negative"], periods=1, slots=[0], market=MARKET, progress=False, keep_going=True)
+    (error,) = res.table.column("error").to_pylist()
+    assert "negative returned invalid bids at tick 0" in error and "bids are negative" in error
+    with pytest.raises(StrategyCheckError, match="bids are negative"):
+        check_strategy(lambda market: _Negative())

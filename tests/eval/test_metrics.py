@@ -7,12 +7,19 @@ from scipy import stats
 from aigb.eval.metrics import format_summary, mean_ci, ratio_of_sums_ci, summarize
 
 
-def test_mean_ci_matches_the_t_interval():
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_mean_ci_matches_scipys_t_interval(confidence):
+    x = np.random.default_rng(3).gamma(2.0, 3.0, size=37)
+    ci = mean_ci(x, confidence)
+    low, high = stats.t.interval(confidence, x.size - 1, loc=x.mean(), scale=stats.sem(x))
+    assert ci.n == 37 and ci.mean == pytest.approx(x.mean(), rel=1e-12)
+    assert (ci.low, ci.high) == pytest.approx((low, high), rel=1e-10)
+
+
+def test_mean_ci_edge_cases():
+    # Student's t table: t_{0.975, 4} = 2.7764; sd of 1..5 = sqrt(2.5).
     ci = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])
-    half = stats.t.ppf(0.975, 4) * np.std([1, 2, 3, 4, 5], ddof=1) / math.sqrt(5)
-    assert ci.mean == 3.0 and ci.n == 5
-    assert (ci.low, ci.high) == pytest.approx((3.0 - half, 3.0 + half))
-    assert half == pytest.approx(1.9632, abs=1e-4)
+    assert (ci.high - ci.low) / 2 == pytest.approx(2.7764 * math.sqrt(2.5) / math.sqrt(5), abs=1e-4)
     assert mean_ci([2.0, math.nan]).n == 1 and math.isnan(mean_ci([2.0]).low)
     assert math.isnan(mean_ci([]).mean)
     wide = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0], confidence=0.99)
@@ -46,21 +53,37 @@ def _rows():
     return rows
 
 
-def test_summary_on_known_rows():
+def test_summary_compares_every_strategy_on_the_campaigns_all_completed():
+    # "b" failed on campaign 2, so campaign 2 is left out for "a" too: both means are over
+    # campaigns 0 and 1 (a: 1, 2; b: 2, 2.5), not a over three and b over two.
     s = summarize(_rows(), baseline="a")
     a, b = s.strategies
     assert (a.n_rows, a.n_errors, b.n_rows, b.n_errors) == (3, 0, 3, 1)
-    assert a.score.mean == 2.0 and b.score.mean == 2.25
-    assert a.pct_oracle.mean == pytest.approx(0.5) and a.pct_oracle_sum.mean == pytest.approx(6 / 12)
-    assert a.cpa_violation_rate == pytest.approx(1 / 3) and b.cpa_violation_rate == pytest.approx(1 / 2)
-    assert a.exhausted_share == pytest.approx(2 / 3) and a.exhaustion_tick.mean == 35.0
+    assert (s.campaigns, s.campaigns_played, a.n_campaigns, b.n_campaigns) == (2, 3, 2, 2)
+    assert a.score.mean == 1.5 and b.score.mean == 2.25 and a.score.n == b.score.n == 2
+    assert a.pct_oracle.mean == pytest.approx((1 / 4 + 2 / 4) / 2) and a.pct_oracle_sum.mean == pytest.approx(3 / 8)
+    assert a.cpa_violation_rate == pytest.approx(1 / 2) and b.cpa_violation_rate == pytest.approx(1 / 2)
+    assert a.exhausted_share == pytest.approx(1 / 2) and a.exhaustion_tick.mean == 40.0
     assert b.exhausted_share == pytest.approx(1 / 2) and b.exhaustion_tick.mean == 40.0
     assert a.bound_violations == 0 and a.budget_slack_rows == 0
     (p,) = s.paired
-    assert p.strategy == "b" and p.score.n == 2 and p.score.mean == pytest.approx(0.75)  # (1 + 0.5) / 2
-    assert p.win_rate == 1.0
+    assert p.strategy == "b" and p.score.n == 2 and p.win_rate == 1.0
+    # Same campaigns on both sides: the paired difference is the difference of the headline means.
+    assert p.score.mean == pytest.approx(b.score.mean - a.score.mean)
     text = format_summary(s)
-    assert "paired differences vs a" in text and "b" in text
+    assert "over the 2 campaign(s) all 2 strategies completed" in text
+    assert "LEFT OUT: 1 of 3 campaign(s)" in text and "1 error row(s)" in text
+    assert "paired differences vs a" in text
+    row_b = next(line for line in text.splitlines() if line.startswith("b "))
+    assert row_b.split()[1:3] == ["2", "1"]  # n campaigns, err
+
+
+def test_summary_leaves_out_campaigns_a_strategy_did_not_play():
+    rows = [r for r in _rows() if r["strategy"] == "a"]
+    rows += [{**r, "strategy": "c", "seed": 1} for r in rows] + [{**rows[0], "strategy": "c"}]
+    s = summarize(rows)
+    assert (s.campaigns, s.campaigns_played) == (1, 6)  # a: seed 0 x 3, c: seed 1 x 3 and seed 0 adv 0
+    assert [x.score.mean for x in s.strategies] == [1.0, 1.0]
 
 
 def test_bound_violations_are_counted():

@@ -130,17 +130,16 @@ def test_invalid_bids_message_names_the_first_bad_pv():
         validate_bids([0.1, 0.2, 0.3, np.nan, np.inf], 5)
 
 
-def test_negative_bids_are_clipped_to_zero():
-    np.testing.assert_array_equal(validate_bids([-1.0, 0.0, 2.0], 3), [0.0, 0.0, 2.0])
-    negative = BiddingEnv(SMALL, seed=3, keep_pv_history=True)
-    zero = BiddingEnv(SMALL, seed=3)
-    obs, _ = negative.reset()
-    zero.reset()
-    after, reward, _, _, info = negative.step(-np.ones(obs.p_value.size))
-    _, _, _, _, info_zero = zero.step(np.zeros(obs.p_value.size))
-    assert reward == 0.0 and info["stats"]["cost"] == 0.0 and not info["pv"]["won"].any()
-    np.testing.assert_array_equal(negative.sim.history["cost"], zero.sim.history["cost"])
-    np.testing.assert_array_equal(after.pv_history[0]["bid"], 0.0)
+def test_negative_bids_are_invalid_bids():
+    # One rule with check_strategy (tests/strategies/test_registry.py): bids must be >= 0.
+    with pytest.raises(InvalidBids, match="1 bids are negative .first at PV 0"):
+        validate_bids([-1.0, 0.0, 2.0], 3)
+    np.testing.assert_array_equal(validate_bids([0.0, -0.0, 2.0], 3), [0.0, 0.0, 2.0])
+    env = BiddingEnv(SMALL, seed=3)
+    obs, _ = env.reset()
+    with pytest.raises(InvalidBids, match="negative"):
+        env.step(-np.ones(obs.p_value.size))
+    assert env.sim.tick == 0  # nothing was played
 
 
 def test_keep_pv_history_shapes():

@@ -121,3 +121,17 @@ def test_registry_loads_a_competition_file_and_it_passes_the_checker(tmp_path):
     check_strategy(strategy_factory(spec))
     with pytest.raises(ConfigError, match="no attribute 'Missing'"):
         strategy_factory(f"neurips2024:{path}:Missing")
+
+
+class NegativeBidder(RecordingBidder):
+    def bidding(self, timeStepIndex, pValues, *history):
+        bids = 1.5 * self.cpa * pValues
+        bids[::2] = -1.0  # "no bid" in competition code
+        return bids
+
+
+def test_negative_competition_bids_are_no_bids():
+    env, _ = _play(NegativeBidder())
+    bids = [h["bid"] for h in env._pv_history]
+    assert all((b[::2] == 0).all() for b in bids)
+    assert any((b[1::2] > 0).any() for b in bids)
