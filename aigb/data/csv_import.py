@@ -7,6 +7,10 @@ period) and the per-tick trajectory file. Outputs:
     out_dir/trajectories/<stem>.parquet             AUCTIONNET_TRAJECTORY_SCHEMA
     out_dir/quarantine/<stem>.bad.csv               skipped rows (line, reason, raw), skip_bad only
 
+Outputs are named by the source file's base name and record the source's resolved path; an
+import refuses to replace outputs that came from another file of the same base name (e.g.
+``a/period-3.csv`` after ``b/period-3.csv``): re-importing the same file replaces its outputs.
+
 Every output appears atomically. Bad rows (wrong number of fields, unparsable or missing value,
 failed validation, invalid UTF-8) stop the import with an error naming the file and the 1-based
 line (header = line 1), unless ``skip_bad`` is set, in which case they are counted and
@@ -40,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from aigb.data.parquet import AtomicParquetWriter, atomic_output, file_metadata
+from aigb.data.parquet import AtomicParquetWriter, CorruptFileError, atomic_output, file_metadata, read_metadata
 from aigb.data.schema import (
     AUCTIONNET_TRAJECTORY_CSV_COLUMNS,
     AUCTIONNET_TRAJECTORY_SCHEMA,
@@ -479,6 +483,8 @@ def _import_pieces(src: Path, pieces: Iterator[bytes], out_dir: Path, *, skip_ba
     except pa.ArrowInvalid as err:
         raise CsvImportError(f"{src}: line 1: cannot read the header: {err}") from None
     layout = _detect_layout(src, names)
+    source_path = str(src.resolve())
+    _check_same_source(out_dir, layout, stem, src, source_path)
     quarantine_path = out_dir / "quarantine" / f"{stem}.bad.csv"
     config = {"skip_bad": skip_bad, "block_size": block_size}
     writers: dict[int | None, AtomicParquetWriter] = {}
@@ -490,10 +496,10 @@ def _import_pieces(src: Path, pieces: Iterator[bytes], out_dir: Path, *, skip_ba
             if period not in writers:
                 if period is None:
                     path = out_dir / layout.subdir / f"{stem}.parquet"
-                    meta = file_metadata(layout.kind, config, None, source=src.name)
+                    meta = file_metadata(layout.kind, config, None, source=src.name, source_path=source_path)
                 else:
                     path = out_dir / layout.subdir / f"period={period}" / f"{stem}.parquet"
-                    meta = file_metadata(layout.kind, config, None, source=src.name, period=period)
+                    meta = file_metadata(layout.kind, config, None, source=src.name, source_path=source_path, period=period)
                 writers[period] = stack.enter_context(AtomicParquetWriter(path, layout.schema, meta))
             return writers[period]
 
@@ -524,6 +530,27 @@ def _import_pieces(src: Path, pieces: Iterator[bytes], out_dir: Path, *, skip_ba
         outputs = tuple(w.path for w in writers.values())
     _remove_stale(out_dir, layout, stem, outputs, quarantine_path if quarantine.count == 0 else None)
     return FileReport(src, layout.kind, written, quarantine.count, blank, outputs, quarantine_path if quarantine.count else None)
+
+
+def _existing_outputs(out_dir: Path, layout: _Layout, stem: str) -> list[Path]:
+    if layout.kind == "impressions":
+        return sorted((out_dir / layout.subdir).glob(f"period=*/{stem}.parquet"))
+    path = out_dir / layout.subdir / f"{stem}.parquet"
+    return [path] if path.exists() else []
+
+
+def _check_same_source(out_dir: Path, layout: _Layout, stem: str, src: Path, source_path: str) -> None:
+    """Refuse to replace outputs imported from another file with the same base name."""
+    for old in _existing_outputs(out_dir, layout, stem):
+        try:
+            found = read_metadata(old).get("source_path")
+        except (CorruptFileError, ValueError):
+            found = None  # a damaged output is replaced
+        # Outputs of imports before source paths were recorded cannot tell; they are replaced.
+        if found is not None and found != source_path:
+            raise CsvImportError(
+                f"{src}: {old} holds the import of another file with the same name, {found}; import {src} into "
+                "another directory, rename it, or delete the earlier output to replace it")
 
 
 def _write(batch: pa.RecordBatch, layout: _Layout, writer_for: Callable[[int | None], AtomicParquetWriter]) -> None:

@@ -337,3 +337,17 @@ def test_quoted_value_over_line_ends_is_refused(tmp_path):
     with pytest.raises(CsvImportError, match=r"q\.csv: lines 2-14: a quoted value runs over several lines"):
         import_csv(src, tmp_path / "out", skip_bad=True)
     assert files_under(tmp_path / "out") == []
+
+
+def test_another_file_with_the_same_name_does_not_replace_an_import(tmp_path):
+    first, second = tmp_path / "a" / "period-7.csv", tmp_path / "b" / "period-7.csv"
+    for path, n_pv in ((first, 4), (second, 6)):
+        path.parent.mkdir()
+        write_lines(path, IMPRESSION_HEADER, impression_lines(n_pv))
+    out = tmp_path / "out"
+    (target,) = import_csv(first, out).outputs
+    assert read_metadata(target)["source_path"] == str(first.resolve())
+    with pytest.raises(CsvImportError, match=f"{second}: {target} holds the import of another file with the same name, {first.resolve()}"):
+        import_csv(second, out)
+    assert pq.read_table(target).num_rows == 4 * 4
+    assert import_csv(first, out).outputs == (target,)  # the same file again replaces its own outputs
