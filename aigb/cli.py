@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from aigb.data import commands as data_commands
     from aigb.eval import commands as eval_commands
+    from aigb.eval import guidance as guidance_commands
     from aigb.export import commands as export_commands
     from aigb.report import commands as report_commands
     from aigb import demo
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     eval_commands.register(sub)
     report_commands.register(sub)
+    guidance_commands.register(sub)
     export_commands.register(sub)
     demo.register(sub)
     return parser

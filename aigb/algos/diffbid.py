@@ -21,7 +21,10 @@ action from the recent states and the next one,
 Serving (``DiffBidPlanner``): at tick t the realised rows 0..t are in-painted, DDIM samples the
 rest (K steps, eta 0, initial noise x temperature, one seeded generator per (campaign seed, tick)),
 and the IDM turns s_{t+1} of the plan into the tick's action. The denoiser and condition network
-used for planning are exponential moving averages of the trained ones.
+used for planning are exponential moving averages of the trained ones. Without retraining, the
+samples can be steered toward an objective on the plan (``plan_objectives``, training-free
+guidance: ``aigb.diffusion.guidance``), and N candidates sampled as one batch can be ranked by a
+learned evaluator (``plan_evaluator``), the plan's own claimed score, and/or the objective.
 
 The generic pieces (schedule, denoisers, condition embedding, completer loss, samplers) live in
 ``aigb.diffusion``; this file holds what is specific to bidding.
@@ -44,11 +47,13 @@ from aigb.algos.device import resolve_device
 from aigb.algos.plan_features import (
     PLAN_VERSION, RobustScaler, efficiency_rank, make_plan_view, whole_trajectories,
 )
-from aigb.diffusion import DENOISERS, ConditionEmbedding, CosineSchedule, cfg_eps_fn, completer_loss, ddim_sample
+from aigb.diffusion import (
+    DENOISERS, ConditionEmbedding, CosineSchedule, TFGConfig, TFGGuidance, best_of_n, cfg_eps_fn, completer_loss, ddim_sample,
+)
 from aigb.seeding import torch_seed
 
 __all__ = ["DiffBidConfig", "DiffBid", "DiffBidPlanner", "PlanStep", "InverseDynamics", "PLAN_BATCH_FIELDS",
-           "EFFICIENCY_LEVELS"]
+           "EFFICIENCY_LEVELS", "SELECTIONS"]
 
 EFFICIENCY_LEVELS = np.linspace(0.0, 1.0, 101)
 """Levels at which the checkpoint stores the training campaigns' score efficiency, so a return
@@ -80,6 +85,12 @@ class DiffBidConfig:
     """Width of the condition embedding (context + outcome)."""
     diffusion_steps: int = 100
     """Training diffusion steps of the cosine schedule (Nichol & Dhariwal 2021)."""
+    known_input: bool = True
+    """Give the denoiser each row's known (realised) flag as an input. Without it a small completer
+    must tell the clean prefix from noise by its values and barely uses it: on a toy of lines, the
+    completion error fell from 0.54 to 0.19 RMS (DDIM) with the flag (tests/diffusion); on the
+    default dataset, a DiffBid without it planned a next budget share of -0.09 from a realised 0.52
+    at 1,500 updates."""
     next_row_weight: float = 1.0
     """Loss weight of the first unknown row, the state the inverse dynamics acts on (CleanDiffuser's
     Decision Diffuser pipeline uses 10); 1 weighs every unknown row alike."""
@@ -210,9 +221,9 @@ class DiffBid(TorchAlgorithm):
         p, c, o, i = len(v.channels), len(v.context_names), len(v.outcome_names), len(v.tick_info_names)
         if cfg.denoiser == "transformer":
             denoiser = DENOISERS["transformer"](self.horizon, p, emb_dim=cfg.emb_dim, d_model=cfg.d_model,
-                                                n_layers=cfg.n_layers, n_heads=cfg.n_heads)
+                                                n_layers=cfg.n_layers, n_heads=cfg.n_heads, known_input=cfg.known_input)
         else:
-            denoiser = DENOISERS["unet"](self.horizon, p, emb_dim=cfg.emb_dim, dim=cfg.unet_dim)
+            denoiser = DENOISERS["unet"](self.horizon, p, emb_dim=cfg.emb_dim, dim=cfg.unet_dim, known_input=cfg.known_input)
         cond = ConditionEmbedding(c, o, emb_dim=cfg.emb_dim, drop_prob=cfg.condition_dropout)
         return nn.ModuleDict({
             "cond": cond, "denoiser": denoiser,
@@ -425,6 +436,14 @@ class PlanStep:
     """(T + 1, P) the plan in plan units (``channels``), rows 0..t the realised prefix."""
     unit: np.ndarray
     """(T + 1, P) the same in the scaled units the model works in."""
+    candidate: int = 0
+    """Which of the N candidate plans was kept (0 without search)."""
+
+
+SELECTIONS = ("evaluator", "plan", "objective")
+"""How a search ranks its candidates: the learned evaluator's predicted score efficiency, the
+efficiency the plan's last row claims, or the objective alone; with an objective, log f is added
+to the log efficiency (the score as if the objective were a multiplicative penalty)."""
 
 
 class DiffBidPlanner:
@@ -435,12 +454,20 @@ class DiffBidPlanner:
     target_util, steps (DDIM K), temperature, eta, device ('auto' | 'cpu' | 'cuda'), seed (of
     ``act``; ``plan`` takes it per call). Holds frozen copies of the networks, so training that
     continues afterwards does not change it.
+
+    Serving-time objectives and search (none by default; the plain planner is unchanged):
+    guide: objective terms (``plan_objectives.parse_guide`` text or terms); tfg: the TFGConfig that
+    steers each DDIM step toward the objective's log f (zero strength: plain sampling, bit for
+    bit); n_candidates: plans sampled per tick as one batch (one denoiser call on N x 2 rows with
+    CFG), the best kept by ``select`` (``SELECTIONS``), which with "evaluator" needs ``evaluator``
+    (a ``plan_evaluator.PlanEvaluator``). N = 1 is plain sampling.
     """
 
     def __init__(self, algo: DiffBid, *, guidance: float | None = None, target_return: float | None = None,
                  target_cpa: float | None = None, target_util: float | None = None, steps: int | None = None,
                  temperature: float | None = None, eta: float | None = None, device: str | torch.device = "cpu",
-                 seed: int = 0) -> None:
+                 seed: int = 0, guide=None, tfg: TFGConfig | None = None, n_candidates: int = 1,
+                 select: str = "evaluator", evaluator=None) -> None:
         cfg = algo.config
         chosen = {"guidance": cfg.guidance if guidance is None else guidance,
                   "target_return": cfg.target_return if target_return is None else target_return,
@@ -467,15 +494,68 @@ class DiffBidPlanner:
         targets = {"return": self.config.target_return, "cpa": self.config.target_cpa, "util": self.config.target_util}
         self.outcome = torch.tensor([[targets[n] for n in self.view.outcome_names]], dtype=torch.float32, device=self.device)
         self._embeddings: tuple | None = None   # (context key, context, conditional and null embeddings)
+        self._init_search(guide, tfg, n_candidates, select, evaluator)
+
+    def _init_search(self, guide, tfg, n_candidates, select, evaluator) -> None:
+        from aigb.algos.plan_objectives import PlanObjective
+
+        self.objective = None if guide is None else PlanObjective(guide, self.channels, self.plan_scaler, self.n_ticks)
+        if tfg is not None and not isinstance(tfg, TFGConfig):
+            raise TypeError(f"tfg must be a TFGConfig, got {type(tfg).__name__}")
+        if tfg is not None and tfg.active and self.objective is None:
+            raise ValueError("guide: guidance strengths need an objective to follow (guide=...)")
+        self.tfg = tfg
+        self._guided = self.objective is not None and tfg is not None and tfg.active
+        if isinstance(n_candidates, bool) or int(n_candidates) != n_candidates or n_candidates < 1:
+            raise ValueError(f"n: candidates per tick must be an integer >= 1, got {n_candidates!r}")
+        self.n_candidates = int(n_candidates)
+        if select not in SELECTIONS:
+            raise ValueError(f"select: must be one of {', '.join(SELECTIONS)}, got {select!r}")
+        self.select = select
+        self.evaluator = evaluator
+        if self.n_candidates > 1:
+            if select == "evaluator" and evaluator is None:
+                raise ValueError("select: ranking candidates by the evaluator needs one (aigb fit-evaluator)")
+            if select == "objective" and self.objective is None:
+                raise ValueError("select: ranking candidates by the objective needs guide=...")
+            if select == "plan" and not {"budget_left", "value_delivered"} <= set(self.channels):
+                raise ValueError(f"select: 'plan' reads the budget and value channels, absent from {self.channels}")
+        if evaluator is not None:
+            if tuple(evaluator.channels) != self.channels:
+                raise ValueError(f"evaluator: its plan channels {evaluator.channels} differ from the planner's {self.channels}")
+            evaluator.to(self.device)
 
     def options(self) -> dict[str, Any]:
         """The serving options in force (for logs and reports)."""
         c = self.config
-        return {"guidance": c.guidance, "target_return": c.target_return, "target_cpa": c.target_cpa,
-                "target_util": c.target_util, "steps": c.sampling_steps, "temperature": c.temperature, "eta": c.eta,
-                "device": str(self.device)}
+        out = {"guidance": c.guidance, "target_return": c.target_return, "target_cpa": c.target_cpa,
+               "target_util": c.target_util, "steps": c.sampling_steps, "temperature": c.temperature, "eta": c.eta,
+               "device": str(self.device), "n_candidates": self.n_candidates}
+        if self.objective is not None:
+            out["guide"] = self.objective.text
+        if self.tfg is not None:
+            out["tfg"] = {k: getattr(self.tfg, k) for k in self.tfg.__dataclass_fields__}
+        if self.n_candidates > 1:
+            out["select"] = self.select
+        return out
 
-    @torch.inference_mode()
+    def _candidate_scores(self, x0: torch.Tensor, t: int, context_plan: torch.Tensor) -> torch.Tensor:
+        """x0 (N, H, P) scaled candidates -> (N,) scores, higher is better (``SELECTIONS``)."""
+        from aigb.algos.plan_objectives import planned_efficiency
+
+        score = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
+        if self.select == "evaluator":
+            eff = self.evaluator.predict_efficiency(self.plan_scaler.from_unit(x0), t, context_plan).to(x0.device)
+            score = score + eff.clamp_min(1e-6).log()
+        elif self.select == "plan":
+            plan = self.plan_scaler.from_unit(x0)
+            b, v = (plan[..., self.channels.index(name)] for name in ("budget_left", "value_delivered"))
+            score = score + planned_efficiency(b, v, self.n_ticks).double().clamp_min(1e-6).log()
+        if self.objective is not None:
+            score = score + self.objective(x0, t).double()
+        return score
+
+    @torch.no_grad()   # not inference_mode: guidance takes gradients of the objective inside
     def plan(self, states: np.ndarray, *, seed: int) -> PlanStep:
         """Plan the rest of the day from the v1 states of ticks 0..t (rows of ``states``) and act."""
         states = np.asarray(states, dtype=np.float32)
@@ -498,16 +578,27 @@ class DiffBidPlanner:
         _, context, emb_cond, emb_null = self._embeddings
         generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, "diffbid/plan", t))
         c = self.config
-        # Guidance with w != 0, 1 runs the conditional and unconditional branches as one batch of 2.
-        eps_fn = cfg_eps_fn(self.denoiser, emb_cond, emb_null, c.guidance)
+        n = self.n_candidates
+        if n > 1:   # N candidates in one batch: every tensor of the single plan repeated N times
+            known_x, known_mask = known_x.expand(n, -1, -1), known_mask.expand(n, -1)
+            emb_cond, emb_null = emb_cond.expand(n, -1), emb_null.expand(n, -1)
+        # Guidance with w != 0, 1 runs the conditional and unconditional branches as one batch of 2N.
+        eps_fn = cfg_eps_fn(self.denoiser, emb_cond, emb_null, c.guidance, known=known_mask)
         x0 = ddim_sample(eps_fn, self.schedule, tuple(known_x.shape), steps=c.sampling_steps,
                          eta=c.eta, temperature=c.temperature, known_x=known_x, known_mask=known_mask,
-                         generator=generator, clip_x0=c.clip_x0 or None)                  # (1, H, P)
+                         generator=generator, clip_x0=c.clip_x0 or None,
+                         guidance=TFGGuidance(self.objective.at(t), self.tfg) if self._guided else None)   # (N, H, P)
+        chosen = 0
+        if n > 1:
+            context_plan = torch.from_numpy(self.view.context(states)).to(dev)              # (C,) plan units
+            best = best_of_n(x0[:, None], lambda plans: self._candidate_scores(plans, t, context_plan))
+            x0, chosen = best.plan, int(best.index[0])                                   # (1, H, P)
         rows = transition_rows(x0, torch.tensor([t], device=dev))                        # (1, 4, P)
         info = torch.from_numpy(self.info_scaler.to_unit(self.view.tick_info(states)[-1:])).to(dev)   # (1, I)
         a = float(self.bounds.from_unit(self.idm(rows, context, info))[0])
         unit = x0[0].float().cpu().numpy()
-        return PlanStep(tick=t, action=float(self.bounds.clip(a)), plan=self.plan_scaler.from_unit(unit), unit=unit)
+        return PlanStep(tick=t, action=float(self.bounds.clip(a)), plan=self.plan_scaler.from_unit(unit), unit=unit,
+                        candidate=chosen)
 
     def act(self, states, actions, rewards) -> float:
         states, _, _ = validate_history(states, actions, rewards, self.feature_dim)

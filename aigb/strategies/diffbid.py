@@ -12,6 +12,24 @@ that change the planner without retraining:
     eta          DDIM stochasticity (>= 0)
     device       auto | cpu | cuda (auto: the GPU when torch sees one)
 
+Objectives after training (``aigb.algos.plan_objectives``; training-free guidance,
+``aigb.diffusion.guidance``) and decision-time search:
+
+    guide        objective terms, e.g. cpa:0.9,util:0.95 or cap:0.5@24 (CPA <= 0.9 C, spend >= 95 %
+                 of the budget, at most half of it before tick 24; also exhaust@TAU, smooth, *WEIGHT)
+    preset       guidance method: mpgd (default: mean guidance, no gradient through the denoiser),
+                 dps, lgd, freedom, ugd, or tfg (all of TFG's corrections)
+    strength     auto (the strengths ``aigb tune-guidance`` found for this checkpoint and these
+                 options; the default when no strength, rho or mu is given) or a number: the
+                 preset's strength(s)
+    rho mu gamma TFG's variance and mean strengths and implicit-dynamics scale, overriding the preset's
+    iters recur  mean-guidance steps and recurrences per DDIM step; clip: per-sample gradient clip
+    n            candidate plans per tick, sampled as one batch (1: plain sampling)
+    select       how candidates are ranked: evaluator (default; the learned plan evaluator, see
+                 ``aigb fit-evaluator``), plan (the score the plan claims) or objective; an
+                 objective's log f is added to the first two
+    evaluator    the evaluator file (default: evaluator.pt beside the checkpoint)
+
 Left out, an option keeps the value stored in the checkpoint's config. At every tick the strategy
 re-plans the rest of the day with the realised states in-painted (``aigb.algos.diffbid``) and
 keeps the plan: ``strategy.plans[t]`` is tick t's ``PlanStep`` (plan rows in plan units, the
@@ -21,6 +39,8 @@ Parsing the spec needs no torch; building the strategy does.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -28,14 +48,25 @@ from typing import Any
 
 import numpy as np
 
+from aigb.algos.plan_objectives import parse_guide
 from aigb.features import FEATURE_VERSION
 from aigb.sim.env import Observation
 from aigb.strategies.base import AlphaStrategy
 from aigb.types import ConfigError, Campaign
 
-__all__ = ["DIFFBID_OPTIONS", "parse_diffbid_spec", "check_diffbid_spec", "load_diffbid_strategy", "DiffBidStrategy"]
+__all__ = ["DIFFBID_OPTIONS", "GUIDANCE_PRESETS", "parse_diffbid_spec", "check_diffbid_spec", "load_diffbid_strategy",
+           "DiffBidStrategy", "guidance_config", "tuning_key", "tuned_strengths_path", "read_tuned_strengths",
+           "write_tuned_strengths", "evaluator_path"]
 
 DEVICES = ("auto", "cpu", "cuda")
+GUIDANCE_PRESETS = ("mpgd", "dps", "lgd", "freedom", "ugd", "tfg")
+"""aigb.diffusion.guidance.PRESETS, and "tfg": every correction at once."""
+DEFAULT_GAMMA = 0.001
+"""Implicit-dynamics scale of lgd and tfg when none is given: TFG's beam-search start."""
+SELECTIONS = ("evaluator", "plan", "objective")
+# Options that tune the strengths, or only say where things run or live: not part of the key of a tuning.
+_NOT_IN_TUNING_KEY = ("strength", "rho", "mu", "gamma", "device", "evaluator")
+_NEEDS_GUIDE = ("preset", "strength", "rho", "mu", "gamma", "iters", "recur", "clip")
 
 
 def _number(low: float | None = None, high: float | None = None, *, strict_low: bool = False) -> Callable[[str], float]:
@@ -65,6 +96,37 @@ def _device(text: str) -> str:
     return text
 
 
+def _integer(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise ValueError(f"must be an integer >= {low}")
+        return value
+    return parse
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+    return parse
+
+
+def _strength(text: str) -> float | str:
+    return "auto" if text == "auto" else _number(0.0)(text)
+
+
+def _guide(text: str) -> str:
+    return ",".join(t.label for t in parse_guide(text))       # canonical, ValueError names the bad term
+
+
+def _path(text: str) -> str:
+    if not text:
+        raise ValueError("must be a file path")
+    return text
+
+
 DIFFBID_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "w": ("guidance", _number(0.0), "guidance weight (>= 0)"),
     "return": ("target_return", _number(0.0, 1.0), "return rank to plan for, in [0, 1]"),
@@ -74,8 +136,21 @@ DIFFBID_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "temperature": ("temperature", _number(0.0, strict_low=True), "sampling noise scale (> 0)"),
     "eta": ("eta", _number(0.0), "DDIM stochasticity (>= 0)"),
     "device": ("device", _device, "auto, cpu or cuda"),
+    "guide": ("guide", _guide, "objective terms, e.g. cpa:0.9,util:0.95,cap:0.5@24"),
+    "preset": ("preset", _choice(GUIDANCE_PRESETS), f"guidance method: {', '.join(GUIDANCE_PRESETS)}"),
+    "strength": ("strength", _strength, "auto or a guidance strength >= 0"),
+    "rho": ("rho", _number(0.0), "variance-guidance strength (>= 0)"),
+    "mu": ("mu", _number(0.0), "mean-guidance strength (>= 0)"),
+    "gamma": ("gamma", _number(0.0), "implicit-dynamics scale (>= 0)"),
+    "iters": ("n_iter", _integer(0), "mean-guidance steps per DDIM step"),
+    "recur": ("n_recur", _integer(1), "recurrences per DDIM step"),
+    "clip": ("grad_clip", _number(0.0, strict_low=True), "per-sample clip of the objective's gradient (> 0)"),
+    "n": ("n_candidates", _integer(1), "candidate plans per tick"),
+    "select": ("select", _choice(SELECTIONS), f"candidate ranking: {', '.join(SELECTIONS)}"),
+    "evaluator": ("evaluator", _path, "plan evaluator file"),
 }
-"""Spec option -> (planner keyword, parser, help)."""
+"""Spec option -> (keyword, parser, help). The guidance and search keywords are turned into the
+planner's ``tfg``, ``n_candidates``, ``select`` and ``evaluator`` by ``load_diffbid_strategy``."""
 
 
 def parse_diffbid_spec(text: str) -> tuple[str, dict[str, Any]]:
@@ -100,14 +175,140 @@ def parse_diffbid_spec(text: str) -> tuple[str, dict[str, Any]]:
             options[keyword] = parse(value.strip())
         except (TypeError, ValueError) as err:
             raise ConfigError(f"diffbid: option {key}: cannot use {value!r} ({err})") from None
+    _check_combination(given, options, text)
     return path, options
 
 
+def _check_combination(given: set[str], options: dict[str, Any], text: str) -> None:
+    for key in _NEEDS_GUIDE:
+        if key in given and "guide" not in given:
+            raise ConfigError(f"diffbid: option {key} steers toward an objective; give one with guide=... in {text!r}")
+    if options.get("strength") == "auto":
+        for key in ("rho", "mu", "gamma"):
+            if key in given:
+                raise ConfigError(f"diffbid: option {key}: strength=auto tunes rho, mu and gamma; give either, not both, in {text!r}")
+    n = options.get("n_candidates", 1)
+    for key in ("select", "evaluator"):
+        if key in given and n < 2:
+            raise ConfigError(f"diffbid: option {key} ranks candidate plans; it needs n >= 2 in {text!r}")
+    if options.get("select") == "objective" and "guide" not in given:
+        raise ConfigError(f"diffbid: option select: 'objective' needs guide=... in {text!r}")
+
+
+def _strength_given(options: dict[str, Any]) -> bool:
+    return any(k in options for k in ("strength", "rho", "mu"))
+
+
+def _auto(options: dict[str, Any]) -> bool:
+    """strength=auto, given or implied (a guide with no strength, rho or mu)."""
+    return "guide" in options and (options.get("strength") == "auto" or not _strength_given(options))
+
+
+def evaluator_path(path: str, options: dict[str, Any]) -> Path | None:
+    """The evaluator file a search needs (None when it needs none)."""
+    if options.get("n_candidates", 1) < 2 or options.get("select", "evaluator") != "evaluator":
+        return None
+    from aigb.algos.plan_evaluator import DEFAULT_EVALUATOR_NAME
+
+    return Path(options["evaluator"]) if "evaluator" in options else Path(path).parent / DEFAULT_EVALUATOR_NAME
+
+
+# --- strength=auto: tunings stored beside the checkpoint ----------------------------------------
+def _file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tuning_key(path: str, options: dict[str, Any]) -> dict[str, Any]:
+    """What a tuning of guidance strengths is valid for: the checkpoint's bytes and every serving
+    option as given, except the strengths themselves, the device and the evaluator's path. The
+    objective's terms are sorted, so their order does not matter."""
+    inverse = {keyword: key for key, (keyword, _, _) in DIFFBID_OPTIONS.items()}
+    kept = {}
+    for keyword, value in options.items():
+        key = inverse[keyword]
+        if key in _NOT_IN_TUNING_KEY:
+            continue
+        kept[key] = ",".join(sorted(value.split(","))) if key == "guide" else value
+    kept.setdefault("preset", "mpgd")
+    return {"checkpoint_sha256": _file_sha256(path), "options": dict(sorted(kept.items()))}
+
+
+def tuned_strengths_path(path: str, options: dict[str, Any]) -> Path:
+    """``DIR/STEM.guidance/HASH.json`` beside checkpoint ``DIR/STEM.pt``: one file per tuning key."""
+    key = json.dumps(tuning_key(path, options), sort_keys=True)
+    p = Path(path)
+    return p.parent / f"{p.stem}.guidance" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def read_tuned_strengths(path: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The stored tuning for this checkpoint and options; ConfigError naming the command otherwise."""
+    file = tuned_strengths_path(path, options)
+    if not file.is_file():
+        spec = "diffbid:" + path + "?" + "&".join(f"{k}={v}" for k, v in tuning_key(path, options)["options"].items())
+        raise ConfigError(f"diffbid: strength=auto: no tuned strengths for this checkpoint and options (looked for {file}); "
+                          f"run `aigb tune-guidance '{spec}'` first, or give strength=NUMBER")
+    entry = json.loads(file.read_text())
+    if entry.get("key") != tuning_key(path, options):
+        raise ConfigError(f"diffbid: strength=auto: {file} was tuned for another checkpoint or options; re-run aigb tune-guidance")
+    return entry
+
+
+def write_tuned_strengths(path: str, options: dict[str, Any], entry: dict[str, Any]) -> Path:
+    """Store a tuning (atomically: a reader sees the old file or the new one, never a part)."""
+    from aigb.data.parquet import atomic_output
+
+    file = tuned_strengths_path(path, options)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(file) as tmp:
+        tmp.write_text(json.dumps({**entry, "key": tuning_key(path, options)}, indent=2, sort_keys=True) + "\n")
+    return file
+
+
+def guidance_config(options: dict[str, Any], tuned: dict[str, Any] | None = None):
+    """The TFGConfig of parsed spec options (None without guide=). ``tuned`` (a stored tuning's
+    "config") supplies the strengths under strength=auto; a number sets the preset's strength(s):
+    rho for dps, lgd and freedom, mu for mpgd, both for ugd and tfg; rho, mu and gamma given
+    explicitly override."""
+    if "guide" not in options:
+        return None
+    import dataclasses
+
+    from aigb.diffusion.guidance import PRESETS, TFGConfig
+
+    if _auto(options):
+        if tuned is None:
+            raise ValueError("strength=auto needs the stored tuning (read_tuned_strengths)")
+        return TFGConfig(**tuned)
+    s = options.get("strength", 0.0)
+    preset = options.get("preset", "mpgd")
+    if preset == "lgd":
+        config = PRESETS["lgd"](s, DEFAULT_GAMMA)
+    elif preset == "ugd":
+        config = PRESETS["ugd"](s, s)
+    elif preset == "tfg":
+        config = TFGConfig(rho=s, mu=s, gamma=DEFAULT_GAMMA, eps_bsz=4)
+    else:   # dps, freedom, mpgd: one strength
+        config = PRESETS[preset](s)
+    overrides = {k: options[k] for k in ("rho", "mu", "gamma", "n_iter", "n_recur", "grad_clip") if k in options}
+    return dataclasses.replace(config, **overrides)
+
+
 def check_diffbid_spec(text: str) -> None:
-    """Check a spec's options and that its checkpoint exists, without loading torch."""
-    path, _ = parse_diffbid_spec(text)
+    """Check a spec's options and that its checkpoint (and the evaluator and stored tuning the
+    options need) exist, without loading torch."""
+    path, options = parse_diffbid_spec(text)
     if not Path(path).exists():
         raise ConfigError(f"diffbid: no checkpoint at {path!r}")
+    evaluator = evaluator_path(path, options)
+    if evaluator is not None and not evaluator.is_file():
+        raise ConfigError(f"diffbid: n={options['n_candidates']} ranks candidates by the plan evaluator, none at {str(evaluator)!r}; "
+                          f"fit one (aigb fit-evaluator --data DIR --out {evaluator}) or give select=plan or select=objective")
+    if _auto(options):
+        read_tuned_strengths(path, options)
 
 
 def load_diffbid_strategy(text: str, name: str | None = None) -> "DiffBidStrategy":
@@ -115,15 +316,36 @@ def load_diffbid_strategy(text: str, name: str | None = None) -> "DiffBidStrateg
     from aigb.algos.checkpoint import load_algorithm, read_checkpoint
 
     path, options = parse_diffbid_spec(text)
+    check_diffbid_spec(text)
     found = read_checkpoint(path).get("algo")
     if found != "diffbid":
         raise ValueError(f"{path}: checkpoint holds a {found!r} policy, not 'diffbid'")
     algo = load_algorithm(path, expected_feature_version=FEATURE_VERSION)
+    return DiffBidStrategy(planner_of(algo, path, options), name or f"diffbid:{text}")
+
+
+def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
+    """The planner of parsed spec options for a loaded checkpoint; ``tfg`` replaces the strengths
+    the options give (``aigb tune-guidance`` tries its candidates this way)."""
+    from aigb.algos.plan_evaluator import PlanEvaluator
+
+    planner_keys = {"guidance", "target_return", "target_cpa", "target_util", "steps", "temperature", "eta", "device"}
+    kwargs = {"device": "auto", **{k: v for k, v in options.items() if k in planner_keys}}
     try:
-        planner = algo.policy(**{"device": "auto", **options})
+        if "guide" in options:
+            kwargs["guide"] = options["guide"]
+            if tfg is None:
+                tfg = guidance_config(options, read_tuned_strengths(path, options)["config"] if _auto(options) else None)
+            kwargs["tfg"] = tfg
+        if options.get("n_candidates", 1) > 1:
+            kwargs["n_candidates"] = options["n_candidates"]
+            kwargs["select"] = options.get("select", "evaluator")
+            evaluator = evaluator_path(path, options)
+            if evaluator is not None:
+                kwargs["evaluator"] = PlanEvaluator.load(evaluator, channels=tuple(algo.view.channels))
+        return algo.policy(**kwargs)
     except ValueError as err:   # ConfigError from an option the checkpoint's config refuses (e.g. steps)
         raise ConfigError(f"diffbid: {err}") from None
-    return DiffBidStrategy(planner, name or f"diffbid:{text}")
 
 
 class DiffBidStrategy(AlphaStrategy):
