@@ -60,14 +60,15 @@ def _reference_plan(algo, states, seed, emb_kind, w=None):
     context = torch.from_numpy(algo.context_scaler.to_unit(algo.view.context(states)))[None]
     cond, den = algo.nets["ema_cond"].eval(), algo.nets["ema_denoiser"].eval()
     outcome = torch.tensor([[algo.config.target_return, algo.config.target_cpa, algo.config.target_util]])
+    kw = {"known": known_mask} if den.known_input else {}   # the realised rows' flags (known_input)
     with torch.no_grad():
         e_c, e_u = cond(context, outcome), cond(context, None)
         if emb_kind == "cond":
-            eps_fn = lambda x, k: den(x, k, e_c)  # noqa: E731
+            eps_fn = lambda x, k: den(x, k, e_c, **kw)  # noqa: E731
         elif emb_kind == "null":
-            eps_fn = lambda x, k: den(x, k, e_u)  # noqa: E731
+            eps_fn = lambda x, k: den(x, k, e_u, **kw)  # noqa: E731
         else:
-            eps_fn = lambda x, k: cfg_combine(den(x, k, e_c), den(x, k, e_u), w)  # noqa: E731
+            eps_fn = lambda x, k: cfg_combine(den(x, k, e_c, **kw), den(x, k, e_u, **kw), w)  # noqa: E731
         g = torch.Generator().manual_seed(torch_seed(seed, "diffbid/plan", t))
         c = planner.config
         return ddim_sample(eps_fn, algo.schedule, (1, algo.horizon, len(MARKET_CHANNELS)), steps=c.sampling_steps,
@@ -123,9 +124,10 @@ class _GarbageOnKnownRows(torch.nn.Module):
     def __init__(self, inner, prefix, unknown_too=False):
         super().__init__()
         self.inner, self.prefix, self.unknown_too = inner, torch.as_tensor(prefix), unknown_too
+        self.known_input = inner.known_input   # the loss hands it the known flags like the inner one
 
-    def forward(self, x_t, t, emb):
-        out = self.inner(x_t, t, emb)
+    def forward(self, x_t, t, emb, **known):
+        out = self.inner(x_t, t, emb, **known)
         rows = torch.arange(out.shape[1])[None]
         bad = rows <= self.prefix[:, None]
         if self.unknown_too:
