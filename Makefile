@@ -2,16 +2,23 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# TORCH_INDEX: the index torch is installed from. PyPI's Linux torch wheels are CUDA builds
+# (several GB); PyTorch's CPU index, the default, serves the CPU build. pip also searches the extra
+# indexes and find-links of its own configuration (`pip config list`), so a CPU wheel kept there
+# installs offline once the CPU index fails to answer (about 10 s of retries). `make setup
+# TORCH_INDEX=` uses pip's configuration alone: on Linux that is PyPI's CUDA build, unless a local
+# 2.13.0+cpu wheel is found (its +cpu label sorts above PyPI's plain 2.13.0).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 $(BIN)/aigb: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch first: a bare `torch` requirement would pull the multi-GB CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[learn,dev]'
 	touch $(BIN)/aigb
 
-.PHONY: setup demo test test-all bench
+.PHONY: setup demo test test-all bench benchmark-full
 setup: $(BIN)/aigb
 
 # The whole pipeline at demo size (data, training, evaluation, report) into demo/; re-running resumes.
@@ -26,3 +33,7 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python benchmarks/sim_throughput.py
+
+# The full benchmark (hours): default dataset, full training, the standard evaluation, table and report.
+benchmark-full: setup
+	bash benchmarks/full_benchmark.sh

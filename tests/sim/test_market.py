@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import aigb.sim
-from aigb.sim.market import DENSE_RANGES, SPARSE_RANGES, campaigns_for
+from aigb.sim.market import SPARSE_RANGES, campaigns_for
 from aigb.sim.period import PeriodSim, campaign_outcomes
 from aigb.sim.population import KINDS, PopulationConfig, RuleBidders
 from aigb.sim.traffic import day_profile, period_traffic, tick_p_values
@@ -131,13 +131,16 @@ def test_conversion_noise_truncation_bounds(period):
 
 # --- presets ------------------------------------------------------------------------------------
 
-def test_sparse_preset_is_the_reference_table():
-    table = json.loads(REFERENCE_FILE.read_text())["advertisers"]
+def test_sparse_preset_is_auctionnets_table():
+    # Entries of AuctionNet's published sparse advertiser table, written out here (not read from
+    # market_reference.json, the file the code reads): a damaged or edited table fails.
     campaigns = campaigns_for(MarketConfig())
-    assert len(campaigns) == len(table) == 48
-    for c, row in zip(campaigns, table):
-        assert (c.advertiser, c.category, c.budget, c.target_cpa) == (
-            row["advertiser"], row["category"], row["budget"], row["target_cpa"])
+    assert len(campaigns) == 48
+    for advertiser, category, budget, cpa in ((0, 0, 2900, 100), (1, 0, 4350, 70), (46, 5, 2000, 130), (47, 5, 2050, 120)):
+        c = campaigns[advertiser]
+        assert (c.advertiser, c.category, c.budget, c.target_cpa) == (advertiser, category, budget, cpa)
+    assert sum(c.budget for c in campaigns) == 150_000
+    assert [c.category for c in campaigns] == [k for k in range(6) for _ in range(8)]
     budgets = np.array([c.budget for c in campaigns])
     cpas = np.array([c.target_cpa for c in campaigns])
     assert budgets.min() >= SPARSE_RANGES["budget"][0] and budgets.max() <= SPARSE_RANGES["budget"][1]
@@ -175,12 +178,13 @@ def test_random_preset_differs_across_periods_and_stays_in_range():
     assert tables[0] != tables[1] and tables[1] != tables[2]
     assert campaigns_for(config, seed=1, period=1) == tables[1]
     assert campaigns_for(config, seed=2, period=1) != tables[1]
-    for table in tables:
-        budgets = np.array([c.budget for c in table])
-        cpas = np.array([c.target_cpa for c in table])
-        assert ((budgets >= SPARSE_RANGES["budget"][0]) & (budgets <= SPARSE_RANGES["budget"][1])).all()
-        assert ((cpas >= SPARSE_RANGES["target_cpa"][0]) & (cpas <= SPARSE_RANGES["target_cpa"][1])).all()
-    assert DENSE_RANGES["budget"] == (450.0, 11850.0)
+    budgets = np.array([[c.budget for c in table] for table in tables])  # (3, 48)
+    cpas = np.array([[c.target_cpa for c in table] for table in tables])
+    # AuctionNet's sparse ranges, written out: budgets 2,000-4,850, target CPAs 60-130.
+    assert budgets.min() >= 2000 and budgets.max() <= 4850 and cpas.min() >= 60 and cpas.max() <= 130
+    # Drawn over the whole range, not clustered: 144 uniform draws reach both ends' tenths.
+    assert budgets.min() < 2000 + 285 and budgets.max() > 4850 - 285
+    assert cpas.min() < 60 + 7 and cpas.max() > 130 - 7
 
 
 def test_smaller_markets_keep_valid_categories():
