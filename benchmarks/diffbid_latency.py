@@ -1,6 +1,8 @@
-"""DiffBid decision latency: milliseconds per tick for one campaign, by DDIM step count.
+"""DiffBid decision latency: milliseconds per tick for one campaign, by DDIM step count, and the
+cost of serving-time objectives (guidance) and decision-time search (N candidates).
 
     python benchmarks/diffbid_latency.py [--checkpoint runs/diffbid/best.pt] [--steps 5,10,20] [--threads 1]
+        [--candidates 1,4,16] [--guide cpa:0.9] [--evaluator runs/diffbid/evaluator.pt]
 
 Each decision is ``DiffBidPlanner.plan``: plan features of the realised prefix, in-painted DDIM
 sampling with classifier-free guidance (conditional and unconditional branches in one batch of 2;
@@ -9,6 +11,12 @@ without a checkpoint the default config is timed untrained. The states are one c
 states, played in the market with a fixed-rate rule. Figures are printed, not asserted; the last
 line is the JSON summary. Wall and CPU time are both reported: on a shared machine the CPU time
 (process time, one torch thread) is the steadier figure.
+
+The second table times search and guidance at the config's K and w: N candidate plans per tick
+sampled as one batch (one denoiser call on N x 2 rows per DDIM step), ranked by the plan evaluator
+when one is given (else by the plan's claimed score, ``select=plan``), each unguided, with mean
+guidance (MPGD: no gradient through the denoiser) and with variance guidance (DPS: one backward
+pass through it per step) toward ``--guide``.
 """
 
 from __future__ import annotations
@@ -63,6 +71,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n-pv", type=int, default=100_000, help="PVs of the period that makes the states")
+    parser.add_argument("--candidates", default="1,4,16", help="candidate plans per tick N to time (search)")
+    parser.add_argument("--guide", default="cpa:0.9", help="objective of the guided rows")
+    parser.add_argument("--evaluator", default=None, help="a plan evaluator file (aigb fit-evaluator); default: rank by the plan")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     algo = load_algorithm(args.checkpoint) if args.checkpoint else make_algorithm("diffbid", FEATURE_DIM, seed=0)
@@ -83,10 +94,37 @@ def main() -> None:
             results.append(row)
             print(f"{k:>3} {w:>5.2f} {row['median_ms']:>10.2f} {row['mean_ms']:>9.2f} {row['p95_ms']:>8.2f} {row['max_ms']:>8.2f} "
                   f"{row['cpu_median_ms']:>14.2f}")
+    search = time_search(algo, states, args)
     print(json.dumps({"benchmark": "diffbid_latency", "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "device": args.device, "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
                       "checkpoint": args.checkpoint, "config": {"denoiser": algo.config.denoiser, "d_model": algo.config.d_model,
-                                                                "n_layers": algo.config.n_layers}, "results": results}))
+                                                                "n_layers": algo.config.n_layers}, "results": results,
+                      "search": search}))
+
+
+def time_search(algo, states: np.ndarray, args) -> list[dict]:
+    """Milliseconds per tick by candidates N and guidance (none, MPGD, DPS), at the config's K and w."""
+    from aigb.algos.plan_evaluator import PlanEvaluator
+    from aigb.diffusion import PRESETS
+
+    evaluator = PlanEvaluator.load(args.evaluator, channels=tuple(algo.view.channels)) if args.evaluator else None
+    select = "evaluator" if evaluator is not None else "plan"
+    print(f"search and guidance at K = {algo.config.sampling_steps}, w = {algo.config.guidance}; candidates ranked by "
+          f"{select}; guide {args.guide}")
+    print(f"{'N':>3} {'guidance':>9} {'median ms':>10} {'p95 ms':>8} {'CPU median ms':>14}")
+    rows = []
+    for n in (int(s) for s in args.candidates.split(",")):
+        for label, tfg in (("none", None), ("mpgd", PRESETS["mpgd"](0.2)), ("dps", PRESETS["dps"](0.2))):
+            planner = algo.policy(device=args.device, n_candidates=n, select=select, evaluator=evaluator,
+                                  guide=None if tfg is None else args.guide, tfg=tfg)
+            time_planner(planner, states[:4], 1)                          # warm-up
+            ms, cpu = time_planner(planner, states, args.repeats)
+            row = {"candidates": n, "guidance": label, "select": select if n > 1 else None,
+                   "median_ms": round(statistics.median(ms), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
+                   "cpu_median_ms": round(statistics.median(cpu), 2), "decisions": len(ms)}
+            rows.append(row)
+            print(f"{n:>3} {label:>9} {row['median_ms']:>10.2f} {row['p95_ms']:>8.2f} {row['cpu_median_ms']:>14.2f}", flush=True)
+    return rows
 
 
 if __name__ == "__main__":

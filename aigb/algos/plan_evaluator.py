@@ -14,7 +14,7 @@ campaigns' quantiles, so a search can weigh it against an objective's f (``log(e
 
 It is a separate file beside a DiffBid checkpoint (``aigb fit-evaluator``), with its own scalers,
 so it neither changes nor depends on the planner's checkpoint: one evaluator serves any planner of
-the same plan features. Training is a few thousand Adam steps of a small MLP: about a minute on a CPU.
+the same plan features. Training is 2,000 Adam steps of a small MLP: about a minute on a CPU.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ DEFAULT_EVALUATOR_NAME = "evaluator.pt"
 
 @dataclass(frozen=True)
 class PlanEvaluatorConfig:
-    """Hyper-parameters of the plan evaluator (measured on a 40-period set: see the README)."""
+    """Hyper-parameters of the plan evaluator (measured on a 40-period set of 200k-PV days: held-out
+    rank R^2 0.56 after 2,000 updates, 0.53 after 4,000; about a minute on one shared CPU thread)."""
 
     hidden_dims: tuple[int, ...] = (256, 256)
     """Hidden widths of the MLP."""
@@ -54,7 +55,7 @@ class PlanEvaluatorConfig:
     """Adam learning rate (cosine decay to 10 % over ``steps``)."""
     weight_decay: float = 1e-4
     """AdamW decoupled weight decay."""
-    steps: int = 4000
+    steps: int = 2000
     """Updates."""
     batch_size: int = 512
     """(campaign, tick) samples per update."""
