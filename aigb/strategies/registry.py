@@ -279,4 +279,5 @@ def _check_diffbid(text):
 
 
 register("diffbid", _diffbid, check=_check_diffbid, takes_path=True,
-         help="DiffBid planner: diffbid:PATH[?w=1.2&return=0.9&cpa=1&util=1&steps=10&temperature=0.5&eta=0&device=auto]")
+         help="DiffBid planner: diffbid:PATH[?w=1.2&return=0.9&cpa=1&util=1&steps=10&temperature=0.5&eta=0&device=auto"
+              "&guide=cpa:0.9,cap:0.5@24&preset=mpgd&strength=auto&n=16&select=evaluator]")
