@@ -216,8 +216,6 @@ def _diffbid_params(strategy) -> tuple[str, dict, dict]:
     if unknown:
         raise ConfigError(f"source: this exporter does not know DiffBid's serving option(s) {sorted(unknown)}")
     den = planner.denoiser
-    if getattr(den, "known_input", False):
-        raise ConfigError("source: denoisers with known-row flags (known_input) have no export yet")
     kind = type(den).__name__
     if kind == "TransformerDenoiser":
         net = {"d_model": den.d_model, "n_heads": den.blocks[0].n_heads, "n_layers": len(den.blocks)}
@@ -229,6 +227,8 @@ def _diffbid_params(strategy) -> tuple[str, dict, dict]:
         denoiser = "unet"
     else:
         raise ConfigError(f"source: no export for denoiser {kind}")
+    # The planner hands the denoiser the realised rows' mask when it takes one (aigb.diffusion.cfg_eps_fn).
+    net["known_input"] = bool(getattr(den, "known_input", False))
     if planner.feature_dim != len(FEATURE_NAMES):
         raise ConfigError(f"source: the planner reads {planner.feature_dim} features, the export rebuilds {len(FEATURE_NAMES)}")
     c = planner.config

@@ -2,6 +2,7 @@
 
 import pytest
 
+from aigb.export.exporter import export_neurips2024
 from aigb.types import Campaign, MarketConfig
 
 torch = pytest.importorskip("torch")
@@ -22,7 +23,8 @@ def tight_campaign(budget: float = 150.0) -> Campaign:
 
 
 # Small networks on the v1 features, trained a few updates: enough for actions that move with the
-# state. The DT needs a tick table for 48-tick days; DiffBid plans 48-tick days of market plans.
+# state. The DT needs a tick table for 48-tick days; DiffBid plans 48-tick days of market plans,
+# its transformer with the realised-row flags (the default), its U-Net without.
 TINY = {
     "bc": {"hidden_dims": (32, 32), "batch_size": 32},
     "iql": {"hidden_dims": (32, 32), "batch_size": 32},
@@ -30,7 +32,7 @@ TINY = {
     "dt": {"context_len": 4, "embed_dim": 16, "n_layers": 1, "n_heads": 2, "max_ticks": 48, "batch_size": 8, "warmup_steps": 2},
     "diffbid": {"d_model": 16, "n_layers": 1, "n_heads": 2, "emb_dim": 16, "diffusion_steps": 20, "sampling_steps": 3,
                 "idm_hidden_dims": (32, 32), "warmup_steps": 2, "batch_size": 16},
-    "diffbid-unet": {"denoiser": "unet", "unet_dim": 4, "emb_dim": 8, "diffusion_steps": 20, "sampling_steps": 1,
+    "diffbid-unet": {"denoiser": "unet", "known_input": False, "unet_dim": 4, "emb_dim": 8, "diffusion_steps": 20, "sampling_steps": 1,
                      "idm_hidden_dims": (16, 16), "warmup_steps": 2, "batch_size": 8},
 }
 
@@ -78,3 +80,37 @@ def lp_prior_path(tmp_path_factory):
     from aigb.strategies.rules import fit_lp_prior
 
     return fit_lp_prior(MARKET, periods=1).save(tmp_path_factory.mktemp("prior") / "prior.npz")
+
+
+EXPORT_SEED = 7
+SOURCES = {   # key -> source (checkpoint paths and the prior filled in by the fixtures)
+    "fixed": "fixed:rate=5",
+    "pid": "pid:gain=1.5,rate=2",
+    "onlinelp": "onlinelp:cap=1.5,prior=none",
+    "onlinelp-prior": "onlinelp:cap=2,prior={prior}",
+    "bc": "{bc}",                                    # a bare checkpoint path
+    "iql": "iql:{iql}",
+    "cql": "{cql}",
+    "dt": "dt:{dt}",
+    "diffbid": "diffbid:{diffbid}?w=1.5&return=0.7&steps=2&temperature=0.8&eta=0.5",
+    "diffbid-unet": "{diffbid-unet}",
+}
+KINDS = {"fixed": "rule", "pid": "rule", "onlinelp": "rule", "onlinelp-prior": "rule", "bc": "state_policy",
+         "iql": "state_policy", "cql": "state_policy", "dt": "dt", "diffbid": "diffbid", "diffbid-unet": "diffbid"}
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory, checkpoints, lp_prior_path):
+    """key -> (spec of the aigb strategy, exported folder), exported on first use."""
+    done = {}
+    root = tmp_path_factory.mktemp("exports")
+
+    def get(key):
+        if key not in done:
+            source = SOURCES[key].format(prior=lp_prior_path, **{k: str(v) for k, v in checkpoints.items()})
+            # The prior's row of the slot played, as the aigb OnlineLP picks it there.
+            report = export_neurips2024(source, root / key, market=MARKET, seed=EXPORT_SEED,
+                                        advertiser=SLOT if key == "onlinelp-prior" else None)
+            done[key] = (report.spec, report.out, report)
+        return done[key]
+    return get

@@ -10,40 +10,7 @@ from aigb.export.exporter import ExportMismatch, export_neurips2024, load_export
 from aigb.export.harness import play_competition, play_env
 from aigb.strategies.registry import make_strategy
 from aigb.types import ConfigError, MarketConfig
-from tests.export.conftest import MARKET, PERIOD, SEED, SLOT, tight_campaign
-
-EXPORT_SEED = 7
-SOURCES = {
-    "fixed": "fixed:rate=5",
-    "pid": "pid:gain=1.5,rate=2",
-    "onlinelp": "onlinelp:cap=1.5,prior=none",
-    "onlinelp-prior": "onlinelp:cap=2,prior={prior}",
-    "bc": "{bc}",                                    # a bare checkpoint path
-    "iql": "iql:{iql}",
-    "cql": "{cql}",
-    "dt": "dt:{dt}",
-    "diffbid": "diffbid:{diffbid}?w=1.5&return=0.7&steps=2&temperature=0.8&eta=0.5",
-    "diffbid-unet": "{diffbid-unet}",
-}
-KINDS = {"fixed": "rule", "pid": "rule", "onlinelp": "rule", "onlinelp-prior": "rule", "bc": "state_policy",
-         "iql": "state_policy", "cql": "state_policy", "dt": "dt", "diffbid": "diffbid", "diffbid-unet": "diffbid"}
-
-
-@pytest.fixture(scope="session")
-def exports(tmp_path_factory, checkpoints, lp_prior_path):
-    """key -> (spec of the aigb strategy, exported folder), exported on first use."""
-    done = {}
-    root = tmp_path_factory.mktemp("exports")
-
-    def get(key):
-        if key not in done:
-            source = SOURCES[key].format(prior=lp_prior_path, **{k: str(v) for k, v in checkpoints.items()})
-            # The prior's row of the slot played, as the aigb OnlineLP picks it there.
-            report = export_neurips2024(source, root / key, market=MARKET, seed=EXPORT_SEED,
-                                        advertiser=SLOT if key == "onlinelp-prior" else None)
-            done[key] = (report.spec, report.out, report)
-        return done[key]
-    return get
+from tests.export.conftest import EXPORT_SEED, KINDS, MARKET, PERIOD, SEED, SLOT, SOURCES, tight_campaign
 
 
 @pytest.mark.parametrize("key", sorted(SOURCES))
@@ -115,6 +82,9 @@ def test_params_describe_the_export(exports):
     assert planner["guidance"] == 1.5 and planner["outcome"]["return"] == 0.7 and planner["sampling_steps"] == 2
     assert planner["temperature"] == 0.8 and planner["eta"] == 0.5 and len(planner["timesteps"]) == 2
     assert params["feature_version"] == "v1" and params["n_ticks"] == 48
+    assert planner["net"]["known_input"] is True        # the denoiser sees the realised rows' flags
+    unet = json.loads((exports("diffbid-unet")[1] / "params.json").read_text())["planner"]
+    assert unet["denoiser"] == "unet" and unet["net"]["known_input"] is False
     rule = json.loads((exports("onlinelp-prior")[1] / "params.json").read_text())["rule"]
     assert rule["lp_prior"]["advertiser"] == SLOT and rule["lp_prior"]["n_pv"] == MARKET.n_pv
     assert not (exports("pid")[1] / "weights.pt").exists()

@@ -8,8 +8,9 @@ a = log(alpha / C). The noise comes from a ``torch.Generator`` seeded by aigb's 
 
 The serving options (guidance w, return / CPA / utilisation targets, DDIM steps, temperature,
 eta, clip) are fixed at export and read from ``params.json``; the denoiser (transformer or
-temporal U-Net), condition embedding and inverse dynamics are aigb's exponential-moving-average
-weights, called through the ``torch.nn.functional`` operations aigb's modules call.
+temporal U-Net, which may also see each row's realised flag), condition embedding and inverse
+dynamics are aigb's exponential-moving-average weights, called through the ``torch.nn.functional``
+operations aigb's modules call.
 
 This file is copied into exported folders: numpy, torch and the standard library only.
 """
@@ -133,10 +134,21 @@ def condition(w: Weights, context: torch.Tensor, outcome) -> torch.Tensor:
     return mlp(w.sub("mix"), (0, 2), torch.cat([c, o], dim=-1), activation=F.mish)
 
 
-def transformer_eps(w: Weights, p: dict, x_t: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+def with_known_flags(p: dict, x_t: torch.Tensor, known) -> torch.Tensor:
+    """x_t (B, H, D), plus each row's known (realised) flag as one more feature when the net takes it."""
+    if not p.get("known_input", False):
+        return x_t
+    if known is None:
+        flags = torch.zeros(x_t.shape[0], x_t.shape[1], 1, device=x_t.device, dtype=x_t.dtype)
+    else:
+        flags = known.to(device=x_t.device, dtype=x_t.dtype).expand(x_t.shape[0], x_t.shape[1])[..., None]
+    return torch.cat([x_t, flags], dim=-1)
+
+
+def transformer_eps(w: Weights, p: dict, x_t: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, known=None) -> torch.Tensor:
     d, heads = int(p["d_model"]), int(p["n_heads"])
     c = step_embedding(w.sub("step"), t, d) + linear(w.sub("cond"), emb)                  # (B, d)
-    rows = linear(w.sub("row_in"), x_t) + c[:, None, :]                                   # (B, H, d)
+    rows = linear(w.sub("row_in"), with_known_flags(p, x_t, known)) + c[:, None, :]       # (B, H, d)
     h = torch.cat([c[:, None, :], rows], dim=1) + w["position.value"][None]               # (B, H+1, d)
     for i in range(int(p["n_layers"])):
         blk = w.sub("blocks.%d" % i)
@@ -169,12 +181,12 @@ def _residual(w: Weights, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     return _conv_block(w.sub("conv2"), h) + skip
 
 
-def unet_eps(w: Weights, p: dict, x_t: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+def unet_eps(w: Weights, p: dict, x_t: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, known=None) -> torch.Tensor:
     horizon, n_levels = int(p["horizon"]), len(p["dim_mults"])
     e = step_embedding(w.sub("step"), t, int(p["dim"])) + linear(w.sub("cond"), emb)
     multiple = 2 ** (n_levels - 1)
     padded = math.ceil(horizon / multiple) * multiple
-    h = F.pad(x_t.transpose(1, 2), (0, padded - horizon))                                 # (B, D, H')
+    h = F.pad(with_known_flags(p, x_t, known).transpose(1, 2), (0, padded - horizon))     # (B, D [+1], H')
     skips = []
     for i in range(n_levels):
         h = _residual(w.sub("down.%d.1" % i), _residual(w.sub("down.%d.0" % i), h, e), e)
@@ -221,18 +233,20 @@ class DiffBidPlanner:
     def _abar(self, t: int) -> float:
         return 1.0 if t < 0 else self.alpha_bar[t]
 
-    def _eps_fn(self, emb_cond: torch.Tensor, emb_null: torch.Tensor):
+    def _eps_fn(self, emb_cond: torch.Tensor, emb_null: torch.Tensor, known: torch.Tensor):
+        """Classifier-free guidance: eps_u + w (eps_c - eps_u), both branches as one batch of 2."""
         p, w = self.p, self.w.sub("denoiser")
         net = transformer_eps if p["denoiser"] == "transformer" else unet_eps
         g = float(p["guidance"])
         if g == 1:
-            return lambda x, t: net(w, p["net"], x, t, emb_cond)
+            return lambda x, t: net(w, p["net"], x, t, emb_cond, known)
         if g == 0:
-            return lambda x, t: net(w, p["net"], x, t, emb_null)
+            return lambda x, t: net(w, p["net"], x, t, emb_null, known)
         emb = torch.cat([emb_cond, emb_null], dim=0)
+        known2 = torch.cat([known, known], dim=0)
 
         def eps_fn(x, t):
-            eps_c, eps_u = net(w, p["net"], torch.cat([x, x], dim=0), torch.cat([t, t], dim=0), emb).chunk(2, dim=0)
+            eps_c, eps_u = net(w, p["net"], torch.cat([x, x], dim=0), torch.cat([t, t], dim=0), emb, known2).chunk(2, dim=0)
             return torch.lerp(eps_u, eps_c, torch.as_tensor(g, dtype=eps_c.dtype, device=eps_c.device))
         return eps_fn
 
@@ -286,7 +300,8 @@ class DiffBidPlanner:
                 self._embeddings = (key, context, condition(cond, context, self.outcome), condition(cond, context, None))
             _, context, emb_cond, emb_null = self._embeddings
             generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, "diffbid/plan", t))
-            x0 = self._ddim(self._eps_fn(emb_cond, emb_null), (1, self.horizon, n_channels), known_x, known_mask, generator)
+            x0 = self._ddim(self._eps_fn(emb_cond, emb_null, known_mask), (1, self.horizon, n_channels), known_x, known_mask,
+                            generator)
             offsets = torch.arange(-2, 2, device=dev)
             idx = (torch.tensor([t], device=dev)[:, None] + offsets[None]).clamp_min(0)       # (1, 4)
             rows = torch.gather(x0, 1, idx[..., None].expand(-1, -1, n_channels))              # (1, 4, P)
