@@ -97,6 +97,10 @@ class DiffBidConfig:
     condition_dropout: float = 0.25
     """Probability that a training sample's outcome condition is replaced by the null embedding
     (Decision Diffuser 0.25, AIGB 0.2); the context is never dropped."""
+    cpa_condition_scale: float = 1.0
+    """The CPA condition E = min(1, (k C / CPA)^2) is computed against k x C. A model trained with
+    k = 0.8 plans for CPAs within 0.8 C when asked for E = 1: the retrained reference that serving-time
+    guidance toward the same target (``guide=cpa:0.8``) is compared with; 1 is the campaign's own C."""
     idm_hidden_dims: tuple[int, ...] = (256, 256, 256)
     """Hidden widths of the inverse-dynamics MLP (AIGB baseline: 3 x 256)."""
     lr: float = 3e-4
@@ -149,6 +153,8 @@ class DiffBidConfig:
         require(len(dims) >= 1 and all(isinstance(d, (int, np.integer)) and d >= 1 for d in dims), "idm_hidden_dims",
                 f"must be a non-empty tuple of integers >= 1, got {self.idm_hidden_dims!r}")
         object.__setattr__(self, "idm_hidden_dims", tuple(int(d) for d in dims))
+        require(math.isfinite(self.cpa_condition_scale) and self.cpa_condition_scale > 0, "cpa_condition_scale",
+                f"must be a finite number > 0, got {self.cpa_condition_scale}")
         require(0.0 <= self.condition_dropout < 1.0, "condition_dropout", f"must lie in [0, 1), got {self.condition_dropout}")
         require_positive(self, "lr", "idm_lr", "grad_clip", "temperature", "next_row_weight")
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
@@ -277,7 +283,7 @@ class DiffBid(TorchAlgorithm):
             "plan": self.view.plan(days),                                                # (N, T+1, P)
             "context": self.view.context(days),                                          # (N, C)
             "tick_info": self.view.tick_info(obs),                                       # (N, T, I)
-            "outcome": self.view.outcomes(terminal, rank),                               # (N, O)
+            "outcome": self.view.outcomes(terminal, rank, cpa_scale=self.config.cpa_condition_scale),   # (N, O)
             "action": tr["action"],                                                      # (N, T)
             "efficiency": tr["efficiency"],
             # Ticks 0..k-1 of a campaign can act; from its exhaustion on the market zeroes the bids,

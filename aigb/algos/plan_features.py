@@ -127,12 +127,13 @@ class MarketPlan:
         x = np.asarray(states, dtype=np.float64)
         return _column(x, "budget_left") * _column(x, "budget") >= MarketConfig().min_remaining_budget
 
-    def outcomes(self, terminal: np.ndarray, rank: np.ndarray) -> np.ndarray:
-        """terminal (N, F) states after the day, rank (N,) efficiency ranks -> (N, 3) = (R, E, U)."""
+    def outcomes(self, terminal: np.ndarray, rank: np.ndarray, cpa_scale: float = 1.0) -> np.ndarray:
+        """terminal (N, F) states after the day, rank (N,) efficiency ranks -> (N, 3) = (R, E, U);
+        E against cpa_scale x C (1: the campaign's own target)."""
         x = np.asarray(terminal, dtype=np.float64)
         spend, conversions = _column(x, "spend"), _column(x, "conversions")
         budget, cpa = _column(x, "budget"), _column(x, "target_cpa")
-        e = cpa_penalty(spend, conversions, cpa)
+        e = cpa_penalty(spend, conversions, cpa_scale * cpa)
         u = np.clip(spend / budget, 0.0, 1.0)
         return np.stack([rank, e, u], axis=-1).astype(np.float32)
 
@@ -166,7 +167,7 @@ class RawPlan:
     def can_act(self, states: np.ndarray) -> np.ndarray:
         return np.ones(np.shape(states)[:-1], dtype=bool)
 
-    def outcomes(self, terminal: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    def outcomes(self, terminal: np.ndarray, rank: np.ndarray, cpa_scale: float = 1.0) -> np.ndarray:
         return np.asarray(rank, dtype=np.float32)[:, None]
 
 

@@ -151,3 +151,22 @@ def test_realised_days_and_compliance():
     assert out["cap:0.5@24"]["violation"] == pytest.approx(0.05)
     assert out["cpa:1"]["met"] == 0.5 and out["cpa:1"]["measure"] == pytest.approx((2.25 + 1.8) / 2 / 2)
     assert out["all"]["met"] == 0.5
+
+
+def test_a_cpa_condition_against_a_scaled_target_for_the_retrained_reference():
+    import numpy as np
+
+    from aigb.algos.diffbid import DiffBidConfig
+    from aigb.algos.plan_features import MarketPlan
+    from aigb.algos.registry import config_from_dict
+    from aigb.features import FEATURE_NAMES
+
+    terminal = np.zeros((1, len(FEATURE_NAMES)))
+    for name, value in (("spend", 90.0), ("conversions", 50.0), ("budget", 100.0), ("target_cpa", 2.0)):
+        terminal[0, FEATURE_NAMES.index(name)] = value                               # CPA 1.8 = 0.9 C
+    view = MarketPlan(len(FEATURE_NAMES), T)
+    assert view.outcomes(terminal, np.array([0.5]))[0, 1] == pytest.approx(1.0)
+    assert view.outcomes(terminal, np.array([0.5]), cpa_scale=0.8)[0, 1] == pytest.approx((1.6 / 1.8) ** 2)
+    assert config_from_dict(DiffBidConfig, {}).cpa_condition_scale == 1.0             # configs saved before it load
+    with pytest.raises(ValueError, match="cpa_condition_scale"):
+        DiffBidConfig(cpa_condition_scale=0.0)
