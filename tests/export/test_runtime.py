@@ -182,3 +182,28 @@ def test_weights_load_without_weights_only_through_the_tensors_only_unpickler(tm
     torch.save({"a": torch.zeros(1), "b": collections.Counter("ab")}, evil / "weights.pt")
     with pytest.raises(pickle.UnpicklingError, match="collections.Counter"):
         bundle.load_tensors(str(evil))
+
+
+def test_the_folder_drops_into_a_harness_package(pid_export, tmp_path):
+    """Copied into a competition kit's package tree, it imports as a package (and its player.py as a member)."""
+    import shutil
+
+    strategy_dir = tmp_path / "bidding_train_env" / "strategy"
+    strategy_dir.mkdir(parents=True)
+    for d in (tmp_path / "bidding_train_env", strategy_dir):
+        (d / "__init__.py").write_text("")
+    shutil.copytree(pid_export, strategy_dir / "aigb_export")
+    code = (
+        "import numpy as np\n"
+        "from bidding_train_env.strategy.aigb_export import PlayerBiddingStrategy as A\n"
+        "from bidding_train_env.strategy.aigb_export.player import PlayerBiddingStrategy as B\n"
+        "assert A is B, (A, B)\n"
+        "data = np.load('bidding_train_env/strategy/aigb_export/selftest.npz')\n"
+        "budget, cpa, category = data['campaign']\n"
+        "p = A(budget=budget, name='aigb', cpa=cpa, category=int(category))\n"
+        "n = data['offsets'][1]\n"
+        "bids = p.bidding(0, data['historyPValueInfo'][:n, 0].astype(float), data['historyPValueInfo'][:n, 1].astype(float), [], [], [], [], [])\n"
+        "assert np.array_equal(bids, data['returned'][:n])\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr

@@ -54,7 +54,8 @@ def load_tensors(folder: str) -> dict:
     import torch
 
     path = os.path.join(folder, "weights.pt")
-    key = (os.path.abspath(path), os.path.getmtime(path))
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
     if key not in _CACHE:
         try:
             tensors = torch.load(path, map_location="cpu", weights_only=True)

@@ -22,6 +22,7 @@ standard library only.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -59,8 +60,10 @@ def _prior_for_campaign(prior: dict, category: int, target_cpa: float, advertise
 
 
 def _learned_decider(folder: str, params: dict, device: str):
-    """The (cached) network of a learned export."""
-    key = (os.path.abspath(folder), params["kind"], device)
+    """The network of a learned export, built once per process (a re-export in place is rebuilt)."""
+    weights = os.path.join(folder, "weights.pt")
+    key = (os.path.abspath(folder), os.stat(weights).st_mtime_ns, os.stat(weights).st_size,
+           json.dumps(params, sort_keys=True), device)
     if key not in _DECIDERS:
         tensors = load_tensors(folder)
         if params["kind"] == "state_policy":
