@@ -40,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--advertiser", type=int, default=None,
                    help="OnlineLP with a prior: the advertiser slot whose prior row to use (default: the mean row of "
                         "the campaign's category, as the competition's interface names no slot)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                   help="where an exported learned strategy runs by default (default %(default)s)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                   help="where an exported learned strategy runs by default (default: a diffbid spec's device= option, "
+                        "else cpu); the export is checked on the CPU")
     p.add_argument("--preset", default=d.preset, help=f"market the strategy is built for: {', '.join(PRESETS)} (default %(default)s)")
     p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (OnlineLP's prior) (default %(default)s)")
     p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")

@@ -206,7 +206,7 @@ def _diffbid_params(strategy) -> tuple[str, dict, dict]:
     planner = strategy.planner
     # Serving-time objectives (training-free guidance) and candidate search have no export yet:
     # refused rather than exported as plain sampling.
-    options = planner.options()
+    options = {k: v for k, v in planner.options().items() if k != "device"}   # the export's own device instead
     searched = int(options.get("n_candidates", 1)) > 1
     if getattr(planner, "objective", None) is not None or getattr(planner, "_guided", False) or searched:
         raise ConfigError("source: DiffBid's serving-time guidance (guide=, preset=, strength=, ...) and candidate "
@@ -252,11 +252,23 @@ def _diffbid_params(strategy) -> tuple[str, dict, dict]:
     return "diffbid", {"planner": params}, tensors
 
 
+def _split_device(spec: str) -> tuple[str, str | None]:
+    """A diffbid spec without its device option, and that option (the check always plans on the CPU)."""
+    name, _, text = spec.partition(":")
+    if name != "diffbid":
+        return spec, None
+    path, _, query = text.partition("?")
+    items = [i for i in query.split("&") if i]
+    device = next((i.partition("=")[2].strip() for i in items if i.partition("=")[0].strip() == "device"), None)
+    rest = [i for i in items if i.partition("=")[0].strip() != "device"] + ["device=cpu"]
+    return f"diffbid:{path}?{'&'.join(rest)}", device
+
+
 def _native_and_params(spec: str, market: MarketConfig, seed: int, advertiser: int | None):
-    """The aigb strategy of ``spec`` and (kind, parameters, tensors) of its export."""
+    """The aigb strategy of ``spec`` (on the CPU) and (kind, parameters, tensors) of its export."""
     from aigb.strategies.rules import OnlineLP, _RuleStrategy
 
-    strategy = make_strategy(spec, market)
+    strategy = make_strategy(_split_device(spec)[0], market)
     if isinstance(strategy, _RuleStrategy):
         if isinstance(strategy, OnlineLP) and strategy.prior is not None:
             _pin_prior_row(strategy, advertiser)
@@ -336,7 +348,7 @@ def _check(stage: Path, native, market: MarketConfig, seed: int, advertiser: int
 
 
 def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = MarketConfig(), seed: int = 0,
-                       advertiser: int | None = None, device: str = "cpu") -> ExportReport:
+                       advertiser: int | None = None, device: str | None = None) -> ExportReport:
     """Export ``source`` (checkpoint path or strategy spec) into the folder ``out``.
 
     market: the market the strategy is built for (ticks per day; OnlineLP's default prior and PV count).
@@ -344,18 +356,20 @@ def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = M
         the aigb strategy reset with this seed bids as the export does.
     advertiser: OnlineLP with a prior: use this advertiser slot's prior row (default: the mean row
         of the campaign's category; the competition's interface names no slot).
-    device: where an exported DiffBid plans ('cpu', 'cuda' or 'auto'); the check runs on the CPU.
+    device: where an exported network runs by default ('cpu', 'cuda' or 'auto'; None: a diffbid
+        spec's device option, else 'cpu'); the check runs on the CPU.
     Raises ConfigError (bad source or option), ExportMismatch (the check failed; nothing written).
     """
     from aigb.export.runtime import history as runtime_history
 
     if tuple(runtime_history.FEATURE_NAMES) != tuple(FEATURE_NAMES) or runtime_history.FEATURE_VERSION != FEATURE_VERSION:
         raise RuntimeError("aigb.export.runtime.history has drifted from aigb.features; update both together")
-    if device not in ("cpu", "cuda", "auto"):
-        raise ConfigError(f"device: must be cpu, cuda or auto, got {device!r}")
+    spec = resolve_source(source)
+    device = device or _split_device(spec)[1] or "cpu"
+    if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
+        raise ConfigError(f"device: must be cpu, cuda, cuda:N or auto, got {device!r}")
     if advertiser is not None and int(advertiser) < 0:
         raise ConfigError(f"advertiser: must be >= 0, got {advertiser}")
-    spec = resolve_source(source)
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "params.json").is_file())):
         raise ConfigError(f"--out: {out} exists and is not an empty folder or an earlier export; choose another")

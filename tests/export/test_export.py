@@ -90,6 +90,13 @@ def test_params_describe_the_export(exports):
     assert not (exports("pid")[1] / "weights.pt").exists()
 
 
+def test_a_diffbid_device_option_becomes_the_exports_device_and_the_check_runs_on_the_cpu(checkpoints, tmp_path):
+    report = export_neurips2024(f"diffbid:{checkpoints['diffbid']}?device=cuda&steps=1", tmp_path / "d", market=MARKET)
+    params = json.loads((tmp_path / "d" / "params.json").read_text())
+    assert params["device"] == "cuda" and "device" not in params["planner"]["options"]
+    assert report.max_bid_difference == 0.0 and report.spec.endswith("?device=cuda&steps=1")
+
+
 def test_onlinelp_prior_without_a_slot_uses_the_category_mean(lp_prior_path, tmp_path):
     report = export_neurips2024(f"onlinelp:prior={lp_prior_path}", tmp_path / "lp", market=MARKET)
     assert report.max_bid_difference == 0.0   # checked against aigb's OnlineLP given the same row
