@@ -22,7 +22,10 @@ what each algorithm reaches; the full benchmark is the README's recipe.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
+import os
+import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -205,7 +208,7 @@ def _train_all(out: Path, runs: list[AlgoRun], size: DemoSize, progress: bool, s
             f"validating {size.validations}x on {len(size.validation_slots)} campaign(s)")
         calls = {r.algo: _StageCall(run_stage, out, f"train-{r.algo}", settings[r.algo],
                                     _StageCall(_train_one, r, str(out / "data"), str(out / "runs" / r.algo), validation,
-                                               max(1, r.steps // size.validations)), _quiet) for r in todo}
+                                               math.ceil(r.steps / size.validations)), _quiet) for r in todo}
         bar = tqdm(total=sum(r.steps for r in todo), desc="train", unit="update", disable=not progress)
         if size.workers == 1:   # here, one after the other
             for r in todo:
@@ -322,11 +325,15 @@ def run_demo(out_dir="demo", *, size: str | DemoSize = "demo", algos: tuple[Algo
     ran += ["report"] if did else []
     text = (out / "report" / "leaderboard.txt").read_text().rstrip("\n")
     seconds = time.perf_counter() - start
+    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
     say("")
     say(f"leaderboard ({size.eval_periods * size.eval_slots} held-out campaigns per strategy, paired vs {BASELINE}):")
     say(text)
     say("")
-    say(f"report: {out / 'report' / 'report.html'}   ({seconds:.0f} s in all; stages run now: {', '.join(ran) or 'none, all were done'})")
+    say(f"report: {out / 'report' / 'report.html'}")
+    say(f"{seconds:.0f} s wall, {cpu:.0f} s CPU (load average {os.getloadavg()[2]:.1f} over the last 15 min); "
+        f"stages run now: {', '.join(ran) or 'none, all were done before'}")
     return DemoResult(out, out / "report" / "report.html", text, tuple(skipped), tuple(ran), seconds)
 
 
