@@ -250,6 +250,18 @@ def _nothing() -> dict:
     raise AssertionError("a finished stage has a marker: run_stage does not call this")
 
 
+def _validation_reference(size: DemoSize) -> dict:
+    """The fixed rule's validation score: what the learning curves are read against."""
+    from aigb.eval.rollout import rollout
+    from aigb.eval.training import VALIDATION_FIRST_PERIOD, VALIDATION_SEED
+    from aigb.strategies.registry import strategy_factory
+
+    _, market = _markets(size)
+    scores = [rollout(strategy_factory("fixed")(market), "fixed", market, VALIDATION_SEED, VALIDATION_FIRST_PERIOD, a)
+              ["expected_score"] for a in size.validation_slots]
+    return {"fixed": sum(scores) / len(scores)}
+
+
 def _learning_lines(outcomes: dict) -> list[str]:
     lines = []
     for algo, o in outcomes.items():
@@ -292,7 +304,11 @@ def run_demo(out_dir="demo", *, size: str | DemoSize = "demo", algos: tuple[Algo
 
     trained, did_train = _train_all(out, runs, size, progress, say)
     ran += did_train
-    say("learning (validation on held-out campaigns, expected-conversion score per campaign):")
+    reference, did = run_stage(out, "validation-reference", {"size": size.to_dict()},
+                               lambda: _validation_reference(size), say)
+    ran += ["validation-reference"] if did else []
+    say(f"learning (validation: expected-conversion score per campaign on {len(size.validation_slots)} held-out "
+        f"campaigns, where the fixed rule scores {reference['fixed']:.1f}):")
     for line in _learning_lines(trained):
         say(line)
 

@@ -54,6 +54,7 @@ def fake_pipeline(monkeypatch):
     monkeypatch.setattr(aigb.eval.evaluate, "evaluate", evaluate)
     monkeypatch.setattr(aigb.report, "build_report", build_report)
     monkeypatch.setattr(aigb.strategies.rules, "default_lp_prior", lambda market: None)
+    monkeypatch.setattr(demo, "_validation_reference", lambda size: calls.append("reference") or {"fixed": 1.0})
     return calls
 
 
@@ -61,8 +62,8 @@ def test_the_demo_resumes_where_it_stopped(tmp_path, fake_pipeline):
     algos = (AlgoRun("iql", 30), AlgoRun("bc", 20), AlgoRun("not-an-algorithm", 10))
     said = []
     first = run_demo(tmp_path, size=SMALL, algos=algos, progress=False, say=said.append)
-    assert fake_pipeline == ["data", "train-iql", "train-bc", "evaluate", "report"]
-    assert first.ran == ("data", "train-iql", "train-bc", "evaluate", "report")
+    assert fake_pipeline == ["data", "train-iql", "train-bc", "reference", "evaluate", "report"]
+    assert first.ran == ("data", "train-iql", "train-bc", "validation-reference", "evaluate", "report")
     assert first.skipped and "not-an-algorithm" in first.skipped[0] and any("skipped not-an-algorithm" in s for s in said)
     assert first.leaderboard == "the leaderboard" and str(first.report).endswith("report.html")
     # Interrupted after training bc: its marker gone, everything else done.
