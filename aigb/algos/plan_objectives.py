@@ -282,7 +282,9 @@ def realised_day(row: Mapping[str, Any], *, expected: bool = False):
 
 def objective_compliance(rows: Sequence[Mapping[str, Any]], terms: Sequence[ObjectiveTerm] | str) -> dict[str, dict[str, float]]:
     """Per term, over completed rows: the share of campaigns that meet it, the mean measure and
-    the mean violation (in the measure's units); "all" is the share meeting every one-sided term."""
+    the mean violation (in the measure's units); "all" is the share meeting every one-sided term.
+    A campaign without conversions has no CPA: it meets every cpa term and is left out of their
+    mean measure, as in the evaluation's CPA-violation rate (``aigb.eval.metrics``)."""
     import torch
 
     terms = parse_guide(terms) if isinstance(terms, str) else tuple(terms)
@@ -296,10 +298,13 @@ def objective_compliance(rows: Sequence[Mapping[str, Any]], terms: Sequence[Obje
         if t.tick is not None and t.tick > n_ticks:
             raise ValueError(f"term {t.label!r}: tick {t.tick} is beyond these days of {n_ticks} ticks")
         measure, violation = term_measure(t, b, v, n_ticks), term_violation(t, b, v, n_ticks)
+        if t.kind == "cpa":
+            no_cpa = v[:, -1] <= 0
+            measure, violation = measure.masked_fill(no_cpa, math.nan), violation.masked_fill(no_cpa, 0.0)
         met = violation <= 1e-12
         if t.kind != "smooth":
             all_met &= met
         out[t.label] = {"met": float(met.double().mean()) if t.kind != "smooth" else math.nan,
-                        "measure": float(measure.mean()), "violation": float(violation.mean()), "campaigns": int(b.shape[0])}
+                        "measure": float(measure.nanmean()), "violation": float(violation.mean()), "campaigns": int(b.shape[0])}
     out["all"] = {"met": float(all_met.double().mean()), "campaigns": int(b.shape[0])}
     return out

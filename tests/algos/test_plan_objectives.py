@@ -146,6 +146,9 @@ def test_realised_days_and_compliance():
     assert b.shape == (49,) and float(b[0]) == 1.0 and float(b[-1]) == pytest.approx(0.1)
     assert float(v[-1]) == pytest.approx(50 * 2 / 100) and math.isnan(float(v[0]))
     out = objective_compliance([early, even, row(1.0, [0.0] * 48, 0, error="boom")], "cap:0.5@24,cpa:1")
+    # No conversions, no CPA: met, and out of the mean measure (the evaluation's convention).
+    none = objective_compliance([even, row(100.0, [1.0] * 48, conversions=0)], "cpa:1")["cpa:1"]
+    assert none["met"] == 1.0 and none["measure"] == pytest.approx(0.9) and none["campaigns"] == 2
     assert out["cap:0.5@24"]["met"] == 0.5 and out["cap:0.5@24"]["campaigns"] == 2
     assert out["cap:0.5@24"]["measure"] == pytest.approx((0.6 + 0.45) / 2)
     assert out["cap:0.5@24"]["violation"] == pytest.approx(0.05)
