@@ -13,7 +13,7 @@ from aigb.diffusion.guidance import (
 )
 from aigb.diffusion.layers import build_seeded, seeded_init_
 from aigb.diffusion.sampling import (
-    DDIMStep, cfg_combine, cfg_eps_fn, ddim_sample, ddim_timesteps, ddpm_sample, inpaint,
+    DDIMStep, cfg_combine, cfg_eps_fn, ddim_sample, ddim_timesteps, ddpm_sample, inpaint, x0_model_eps_fn,
 )
 from aigb.diffusion.schedule import CosineSchedule
 from aigb.diffusion.training import completer_loss, prefix_mask, random_prefix_mask
@@ -21,7 +21,7 @@ from aigb.diffusion.training import completer_loss, prefix_mask, random_prefix_m
 __all__ = [
     "CosineSchedule", "ConditionEmbedding", "TransformerDenoiser", "TemporalUNet", "DENOISERS", "check_denoiser",
     "completer_loss", "prefix_mask", "random_prefix_mask",
-    "cfg_combine", "cfg_eps_fn", "inpaint", "ddim_timesteps", "ddim_sample", "ddpm_sample", "DDIMStep",
+    "cfg_combine", "cfg_eps_fn", "x0_model_eps_fn", "inpaint", "ddim_timesteps", "ddim_sample", "ddpm_sample", "DDIMStep",
     "TFGConfig", "TFGGuidance", "PRESETS", "dps", "lgd", "freedom", "mpgd", "ugd",
     "beam_search_strengths", "SearchResult", "best_of_n", "BestOfN",
     "build_seeded", "seeded_init_",

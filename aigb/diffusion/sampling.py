@@ -82,6 +82,21 @@ def cfg_eps_fn(denoiser: nn.Module, emb_cond: torch.Tensor, emb_uncond: torch.Te
     return eps_fn
 
 
+def x0_model_eps_fn(x0_fn: EpsFn, schedule: CosineSchedule) -> EpsFn:
+    """The ``eps_fn`` of a model that predicts x0: eps = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t).
+
+    The samplers recover x0_hat from it exactly (up to rounding), so an x0 model samples with the
+    same DDIM/DDPM code; CFG may be applied to the x0 outputs before (the map is affine in x0).
+    """
+    abar = schedule.alpha_bar
+
+    def eps_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ab = abar.to(x_t.device)[t].to(x_t.dtype)[:, None, None]                          # (B, 1, 1)
+        return (x_t - ab.sqrt() * x0_fn(x_t, t)) / (1.0 - ab).sqrt()
+
+    return eps_fn
+
+
 def inpaint(x: torch.Tensor, known_x: torch.Tensor | None, known_mask: torch.Tensor | None) -> torch.Tensor:
     """x (B, H, D) with the rows where known_mask (B, H) is True replaced by known_x (B, H, D)."""
     if known_mask is None or known_x is None:

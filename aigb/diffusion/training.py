@@ -37,8 +37,14 @@ def random_prefix_mask(batch: int, horizon: int, generator: torch.Generator, low
 
 
 def completer_loss(denoiser: nn.Module, schedule: CosineSchedule, x0: torch.Tensor, emb: torch.Tensor, known: torch.Tensor,
-                   generator: torch.Generator, weight: torch.Tensor | None = None) -> torch.Tensor:
+                   generator: torch.Generator, weight: torch.Tensor | None = None, prediction: str = "eps") -> torch.Tensor:
     """Mean squared noise-prediction error over the unknown rows, with known rows clean in x_t.
+
+    prediction: what the denoiser outputs, "eps" (the noise; DDPM's parameterisation) or "x0" (the
+    clean sample; Diffuser's choice for planning): the loss compares the output with that target.
+    An eps model's x0 estimate at high noise is (x_t - sqrt(1 - abar) eps) / sqrt(abar), which
+    multiplies its error by up to 1 / sqrt(abar) (~2,000 at the cosine schedule's last step); an
+    x0 model predicts the clean plan directly at every noise level.
 
     x0: (B, H, D) float32 clean plans; emb: (B, E) condition embedding; known: (B, H) bool;
     generator: source of t ~ U{0..n_steps-1} (B,) and noise ~ N(0, I) (B, H, D), in that order.
@@ -50,6 +56,8 @@ def completer_loss(denoiser: nn.Module, schedule: CosineSchedule, x0: torch.Tens
     if x0.dim() != 3:
         raise ValueError(f"x0 must have shape (B, H, D), got {tuple(x0.shape)}")
     b, h, d = x0.shape
+    if prediction not in ("eps", "x0"):
+        raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
     if known.shape != (b, h) or known.dtype != torch.bool:
         raise ValueError(f"known must be a bool tensor of shape ({b}, {h}), got {known.dtype} {tuple(known.shape)}")
     t = torch.randint(0, schedule.n_steps, (b,), generator=generator, device=generator.device).to(x0.device)
@@ -62,7 +70,8 @@ def completer_loss(denoiser: nn.Module, schedule: CosineSchedule, x0: torch.Tens
     row_w = (~known).to(x0.dtype)                                                         # (B, H)
     if weight is not None:
         row_w = row_w * torch.as_tensor(weight, dtype=x0.dtype, device=x0.device).expand(b, h)
-    err = (eps_hat - noise).square().mean(dim=-1)                                         # (B, H)
+    target = noise if prediction == "eps" else x0
+    err = (eps_hat - target).square().mean(dim=-1)                                        # (B, H)
     # Masking by multiplication would let a NaN/inf output on a known row leak in (0 * inf).
     err = torch.where(row_w > 0, err, torch.zeros((), dtype=err.dtype, device=err.device))
     return (err * row_w).sum() / row_w.sum().clamp_min(torch.finfo(x0.dtype).tiny)

@@ -13,7 +13,7 @@ from aigb.algos.registry import make_algorithm
 from aigb.data.dataset import TrajectoryDataset
 from aigb.data.generate import generate_dataset
 from aigb.data.trajectories import trajectory_columns
-from aigb.diffusion import cfg_combine, ddim_sample
+from aigb.diffusion import cfg_combine, ddim_sample, x0_model_eps_fn
 from aigb.features import FEATURE_DIM, FEATURE_NAMES
 from aigb.seeding import rng, torch_seed
 from aigb.sim.env import BiddingEnv
@@ -69,6 +69,8 @@ def _reference_plan(algo, states, seed, emb_kind, w=None):
             eps_fn = lambda x, k: den(x, k, e_u, **kw)  # noqa: E731
         else:
             eps_fn = lambda x, k: cfg_combine(den(x, k, e_c, **kw), den(x, k, e_u, **kw), w)  # noqa: E731
+        if algo.config.prediction == "x0":   # the network predicts the plan; the sampler takes the implied noise
+            eps_fn = x0_model_eps_fn(eps_fn, algo.schedule)
         g = torch.Generator().manual_seed(torch_seed(seed, "diffbid/plan", t))
         c = planner.config
         return ddim_sample(eps_fn, algo.schedule, (1, algo.horizon, len(MARKET_CHANNELS)), steps=c.sampling_steps,
