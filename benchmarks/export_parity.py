@@ -72,11 +72,17 @@ def main() -> None:
         for spec, per_slot in runs:
             t0 = time.time()
             exported = {}
-            for seed, period, slot in campaigns:
-                key = slot if per_slot else None
-                if key not in exported:
-                    folder = Path(tmp) / f"{spec.split(':')[0]}-{key}"
-                    exported[key] = export_neurips2024(spec, folder, market=market, seed=args.seed, advertiser=key)
+            try:
+                for seed, period, slot in campaigns:
+                    key = slot if per_slot else None
+                    if key not in exported:
+                        folder = Path(tmp) / f"{spec.split(':')[0]}-{key}"
+                        exported[key] = export_neurips2024(spec, folder, market=market, seed=args.seed, advertiser=key)
+            except (ValueError, OSError) as err:    # e.g. a checkpoint replaced by a training run meanwhile
+                line = f"{spec:<32} skipped: {err}"
+                lines.append(line)
+                print(line, flush=True)
+                continue
             report = next(iter(exported.values()))
             diff = adapter_diff = score_gap = 0.0
             env_scores, harness_scores = [], []

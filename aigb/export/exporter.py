@@ -241,6 +241,7 @@ def _diffbid_params(strategy) -> tuple[str, dict, dict]:
         tensors[f"{name}.half"] = torch.from_numpy(scaler.half.copy())
     params = {
         "view": planner.view.kind, "n_ticks": int(planner.n_ticks), "denoiser": denoiser, "net": net,
+        "prediction": getattr(c, "prediction", "eps"),
         "idm_layers": _mlp_layers(planner.idm.net, "inverse dynamics"),
         "outcome_names": list(planner.view.outcome_names),
         "outcome": {n: float(targets[n]) for n in planner.view.outcome_names},

@@ -24,7 +24,8 @@ def tight_campaign(budget: float = 150.0) -> Campaign:
 
 # Small networks on the v1 features, trained a few updates: enough for actions that move with the
 # state. The DT needs a tick table for 48-tick days; DiffBid plans 48-tick days of market plans,
-# its transformer with the realised-row flags (the default), its U-Net without.
+# its transformer predicting the clean plan with the realised-row flags (the defaults), its U-Net
+# predicting the noise without them.
 TINY = {
     "bc": {"hidden_dims": (32, 32), "batch_size": 32},
     "iql": {"hidden_dims": (32, 32), "batch_size": 32},
@@ -32,7 +33,7 @@ TINY = {
     "dt": {"context_len": 4, "embed_dim": 16, "n_layers": 1, "n_heads": 2, "max_ticks": 48, "batch_size": 8, "warmup_steps": 2},
     "diffbid": {"d_model": 16, "n_layers": 1, "n_heads": 2, "emb_dim": 16, "diffusion_steps": 20, "sampling_steps": 3,
                 "idm_hidden_dims": (32, 32), "warmup_steps": 2, "batch_size": 16},
-    "diffbid-unet": {"denoiser": "unet", "known_input": False, "unet_dim": 4, "emb_dim": 8, "diffusion_steps": 20, "sampling_steps": 1,
+    "diffbid-unet": {"denoiser": "unet", "known_input": False, "prediction": "eps", "unet_dim": 4, "emb_dim": 8, "diffusion_steps": 20, "sampling_steps": 1,
                      "idm_hidden_dims": (16, 16), "warmup_steps": 2, "batch_size": 8},
 }
 

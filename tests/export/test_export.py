@@ -82,9 +82,9 @@ def test_params_describe_the_export(exports):
     assert planner["guidance"] == 1.5 and planner["outcome"]["return"] == 0.7 and planner["sampling_steps"] == 2
     assert planner["temperature"] == 0.8 and planner["eta"] == 0.5 and len(planner["timesteps"]) == 2
     assert params["feature_version"] == "v1" and params["n_ticks"] == 48
-    assert planner["net"]["known_input"] is True        # the denoiser sees the realised rows' flags
+    assert planner["net"]["known_input"] is True and planner["prediction"] == "x0"   # aigb's defaults
     unet = json.loads((exports("diffbid-unet")[1] / "params.json").read_text())["planner"]
-    assert unet["denoiser"] == "unet" and unet["net"]["known_input"] is False
+    assert unet["denoiser"] == "unet" and unet["net"]["known_input"] is False and unet["prediction"] == "eps"
     rule = json.loads((exports("onlinelp-prior")[1] / "params.json").read_text())["rule"]
     assert rule["lp_prior"]["advertiser"] == SLOT and rule["lp_prior"]["n_pv"] == MARKET.n_pv
     assert not (exports("pid")[1] / "weights.pt").exists()

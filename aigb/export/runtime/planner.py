@@ -1,7 +1,8 @@
 """aigb's DiffBid planner as functions of plain weight tensors: plan the day, act by inverse dynamics.
 
 At tick t the realised plan rows 0..t (computed from the v1 states of ticks 0..t) are in-painted,
-DDIM samples the rest of the day with classifier-free guidance (eps = eps_u + w (eps_c - eps_u)),
+DDIM samples the rest of the day with classifier-free guidance (eps = eps_u + w (eps_c - eps_u);
+for a denoiser that predicts the clean plan, the same mix of its outputs and the noise they imply),
 and the inverse-dynamics MLP turns rows t-2..t+1 of the plan into the tick's action
 a = log(alpha / C). The noise comes from a ``torch.Generator`` seeded by aigb's named stream
 ("diffbid/plan", t) under the strategy's seed, so plans and bids equal aigb's for the same seed.
@@ -250,6 +251,19 @@ class DiffBidPlanner:
             return torch.lerp(eps_u, eps_c, torch.as_tensor(g, dtype=eps_c.dtype, device=eps_c.device))
         return eps_fn
 
+    def _model_fn(self, emb_cond: torch.Tensor, emb_null: torch.Tensor, known: torch.Tensor):
+        """The noise prediction the sampler takes: the net's own (prediction 'eps'), or for a net that
+        predicts the clean plan (guidance mixed on its outputs) the noise that plan implies."""
+        out = self._eps_fn(emb_cond, emb_null, known)
+        if self.p.get("prediction", "eps") != "x0":
+            return out
+        abar = self.w["schedule.alpha_bar"]
+
+        def eps_fn(x_t, t):
+            ab = abar.to(x_t.device)[t].to(x_t.dtype)[:, None, None]
+            return (x_t - ab.sqrt() * out(x_t, t)) / (1.0 - ab).sqrt()
+        return eps_fn
+
     def _ddim(self, eps_fn, shape, known_x, known_mask, generator) -> torch.Tensor:
         p = self.p
         temperature, eta = float(p["temperature"]), float(p["eta"])
@@ -300,8 +314,8 @@ class DiffBidPlanner:
                 self._embeddings = (key, context, condition(cond, context, self.outcome), condition(cond, context, None))
             _, context, emb_cond, emb_null = self._embeddings
             generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, "diffbid/plan", t))
-            x0 = self._ddim(self._eps_fn(emb_cond, emb_null, known_mask), (1, self.horizon, n_channels), known_x, known_mask,
-                            generator)
+            x0 = self._ddim(self._model_fn(emb_cond, emb_null, known_mask), (1, self.horizon, n_channels), known_x,
+                            known_mask, generator)
             offsets = torch.arange(-2, 2, device=dev)
             idx = (torch.tensor([t], device=dev)[:, None] + offsets[None]).clamp_min(0)       # (1, 4)
             rows = torch.gather(x0, 1, idx[..., None].expand(-1, -1, n_channels))              # (1, 4, P)
