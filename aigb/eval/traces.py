@@ -62,7 +62,8 @@ def tick_traces(strategy, history: Mapping[str, np.ndarray], advertiser: int) ->
 
 def write_traces(rows: Sequence[Mapping], out_dir) -> list[Path]:
     """Write ``ticks.parquet`` (rows with ``tick_alpha``) and ``plans.parquet`` (rows with plans)
-    into ``out_dir``; a file with nothing to hold is not written. Returns the paths written."""
+    into ``out_dir``; a file with nothing to hold is not written, and one an earlier evaluation left
+    there is removed, so the traces always belong to the results beside them. Returns the paths written."""
     ticks = {name: [] for name in TICKS_SCHEMA.names}
     plans = {name: [] for name in PLANS_SCHEMA.names}
     for row in rows:
@@ -81,8 +82,10 @@ def write_traces(rows: Sequence[Mapping], out_dir) -> list[Path]:
     out_dir = Path(out_dir)
     written = []
     for name, columns, schema in ((TICKS_FILE, ticks, TICKS_SCHEMA), (PLANS_FILE, plans, PLANS_SCHEMA)):
+        path = out_dir / name
         if columns["strategy"]:
-            path = out_dir / name
             write_table_atomic(pa.table(columns, schema=schema), path, file_metadata("evaluation-traces"))
             written.append(path)
+        else:
+            path.unlink(missing_ok=True)
     return written

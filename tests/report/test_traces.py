@@ -41,9 +41,13 @@ def test_tick_alpha_is_the_bid_multiplier_the_market_saw(tmp_path):
     assert ticks["tick_alpha"] == [row["tick_alpha"]] and ticks["seed"] == [0] and ticks["period"] == [1_000_000]
 
 
-def test_nothing_to_write_writes_nothing(tmp_path):
+def test_nothing_to_write_writes_nothing_and_leaves_no_stale_traces(tmp_path):
     assert write_traces([], tmp_path) == []
     assert not any(tmp_path.iterdir())
+    (tmp_path / PLANS_FILE).write_bytes(b"from an earlier evaluation")
+    row = rollout(FixedRate(0.8), "fixed", MARKET, 0, 1_000_000, 2)
+    assert write_traces([row], tmp_path) == [tmp_path / TICKS_FILE]
+    assert not (tmp_path / PLANS_FILE).exists()
 
 
 @pytest.mark.parametrize("length", ["n_ticks", "n_ticks + 1"])
