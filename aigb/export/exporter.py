@@ -120,7 +120,7 @@ def resolve_source(source: str) -> str:
 # ----------------------------------------------------------------------------- parameters
 
 
-def _base_params(spec: str, strategy, market: MarketConfig, seed: int, device: str) -> dict:
+def _base_params(spec: str, market: MarketConfig, seed: int, device: str) -> dict:
     return {
         "format": "aigb.export.neurips2024", "format_version": 1, "source": spec,
         "aigb_version": aigb.__version__, "market_version": MARKET_VERSION,
@@ -302,6 +302,15 @@ def load_exported_class(folder: str | Path):
     return load_competition_class(f"{Path(folder) / 'player.py'}:PlayerBiddingStrategy")
 
 
+def _is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier export (which a new export may replace)."""
+    try:
+        params = json.loads((folder / "params.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(params, dict) and params.get("format") == "aigb.export.neurips2024"
+
+
 def _forget_loaded(folder: Path) -> None:
     """Drop the modules the check loaded from the staging folder (they point at a path about to move)."""
     import hashlib
@@ -372,10 +381,10 @@ def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = M
     if advertiser is not None and int(advertiser) < 0:
         raise ConfigError(f"advertiser: must be >= 0, got {advertiser}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "params.json").is_file())):
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_export(out))):
         raise ConfigError(f"--out: {out} exists and is not an empty folder or an earlier export; choose another")
     native, kind, params, tensors = _native_and_params(spec, market, seed, advertiser)
-    params = {**_base_params(spec, native, market, seed, device), "kind": kind, **params}
+    params = {**_base_params(spec, market, seed, device), "kind": kind, **params}
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = out.parent / f".{out.name}.partial"
     if stage.exists():

@@ -126,6 +126,7 @@ def test_sources_without_an_export_are_refused(source, message, tmp_path):
 def test_refuses_to_overwrite_a_foreign_folder_and_replaces_an_earlier_export(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
+    (tmp_path / "mine" / "params.json").write_text('{"learning_rate": 0.1}')     # someone else's params
     with pytest.raises(ConfigError, match="not an empty folder or an earlier export"):
         export_neurips2024("fixed", tmp_path / "mine", market=MARKET)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
