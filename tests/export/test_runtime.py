@@ -207,3 +207,19 @@ def test_the_folder_drops_into_a_harness_package(pid_export, tmp_path):
         "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("key", ["dt", "diffbid"])
+def test_attention_without_torchs_fused_kernel_replays_the_period(key, exports, monkeypatch):
+    """torch 1.12 lacks scaled_dot_product_attention: the explicit softmax stands in, to rounding."""
+    import importlib.util
+
+    import torch.nn.functional as F
+
+    _, folder, _ = exports(key)
+    monkeypatch.delattr(F, "scaled_dot_product_attention")
+    spec = importlib.util.spec_from_file_location("_selftest_" + key, folder / "selftest.py")
+    selftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(selftest)
+    asked, worst, allowed = selftest.replay(str(folder))        # AssertionError beyond 1e-5 of a bid
+    assert asked > 0 and worst <= allowed
