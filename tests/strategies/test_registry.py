@@ -27,7 +27,10 @@ def _cache(tmp_path_factory, monkeypatch):
 
 def test_every_registered_rule_strategy_is_checked():
     checked = {s.partition(":")[0] for s in RULE_SPECS}
-    assert set(known_strategies()) == checked | PATH_TAKING
+    # Tests may register helper strategies of their own (named test-*, e.g. tests/report/planner.py);
+    # under xdist they share this worker's registry, and they are not the product's.
+    product = {name for name in known_strategies() if not name.startswith("test-")}
+    assert product == checked | PATH_TAKING
 
 
 @pytest.mark.parametrize("spec", RULE_SPECS)
