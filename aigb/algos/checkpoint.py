@@ -141,7 +141,8 @@ def load_algorithm(path: str | os.PathLike, expected_feature_version: str | None
     _check_feature_version(payload, path, expected_feature_version)
     cls = algorithm_class(payload["algo"])
     try:
-        config = config_from_dict(cls.config_class, json.loads(payload["config"]))
+        # Fields added after an algorithm's first checkpoints read as what those checkpoints did.
+        config = config_from_dict(cls.config_class, {**getattr(cls, "legacy_config", {}), **json.loads(payload["config"])})
         algo = cls(config, int(payload["feature_dim"]))
         # A damaged or edited file can hold weights of other shapes or miss some: torch and the
         # algorithms raise RuntimeError / KeyError / ValueError for those, never naming the file.

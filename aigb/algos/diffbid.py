@@ -215,6 +215,8 @@ class DiffBid(TorchAlgorithm):
 
     name = "diffbid"
     config_class = DiffBidConfig
+    legacy_config = {"prediction": "eps", "known_input": False}
+    """What a checkpoint that does not name these fields was trained with (they came later)."""
     batch_kind = "plans"
     _cache: tuple[object, dict] | None = None   # (dataset, its plans/contexts/outcomes), made on first use
 

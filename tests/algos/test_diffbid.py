@@ -290,3 +290,19 @@ def test_next_row_weight_weighs_the_row_the_inverse_dynamics_reads(dataset):
     # The corrupted row's share of the loss grows with its weight.
     assert losses[10.0, True] / losses[1.0, True] > 3.0
     assert losses[10.0, False] == pytest.approx(losses[1.0, False], rel=0.5)
+
+
+def test_a_checkpoint_from_before_prediction_and_known_input_loads_as_it_was_trained(dataset, tmp_path):
+    import json
+
+    old = _trained(dataset, prediction="eps", known_input=False)
+    path = save_checkpoint(tmp_path / "old.pt", old)
+    payload = torch.load(path, weights_only=True)
+    config = json.loads(payload["config"])
+    del config["prediction"], config["known_input"]       # what a checkpoint written before them holds
+    payload["config"] = json.dumps(config, sort_keys=True)
+    torch.save(payload, path)
+    loaded = load_algorithm(path)
+    assert (loaded.config.prediction, loaded.config.known_input) == ("eps", False)
+    states = _states(dataset)
+    np.testing.assert_array_equal(loaded.policy().plan(states, seed=3).unit, old.policy().plan(states, seed=3).unit)
