@@ -58,7 +58,7 @@ FIGURES = (
      "Each dotted curve is the remaining-budget plan the strategy made at one tick (the dot marks that "
      "tick; before it the plan is the realised prefix), coloured from early (dark) to late (yellow) "
      "ticks; the thick line is what it realised.",
-     "no strategy in these results recorded plans (plans.parquet; DiffBid writes them)"),
+     "no plans.parquet beside these results (the evaluation writes one when a strategy plans, e.g. DiffBid)"),
     ("delivery", "Delivery smoothness", lambda i, r: figures.fig_delivery(i),
      "Every (campaign, tick) as a point: remaining budget against remaining time, the day running left "
      "to right. Points on the diagonal spend in proportion to time; points reaching 0 % before the right "
