@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 import aigb
 from aigb.data.parquet import OutputPathError, atomic_output, ensure_writable_dir, file_metadata, read_table, write_table_atomic
 from aigb.eval.metrics import Summary, format_summary, summarize
+from aigb.eval.traces import write_traces
 from aigb.eval.rollout import campaign_task
 from aigb.seeding import EVAL_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
@@ -345,6 +346,7 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
     summary = summarize(table, baseline=baseline)
     if out is not None:
         write_table_atomic(table, out / RESULTS_FILE, file_metadata("evaluation", config.to_dict()))
+        write_traces(ordered, out)   # per-tick bid multipliers and a planner's plans, for aigb report
         with atomic_output(out / CONFIG_FILE) as tmp:
             tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
         (out / JOURNAL_FILE).unlink(missing_ok=True)

@@ -203,3 +203,15 @@ def test_evaluation_and_checker_apply_one_bid_rule(monkeypatch):
     assert "negative returned invalid bids at tick 0" in error and "bids are negative" in error
     with pytest.raises(StrategyCheckError, match="bids are negative"):
         check_strategy(lambda market: _Negative())
+
+
+def test_evaluate_writes_the_per_tick_bid_multipliers_beside_the_results(tmp_path):
+    res = evaluate(["fixed:rate=1.5"], periods=1, slots=2, market=MARKET, out_dir=tmp_path, progress=False)
+    ticks = pq.read_table(tmp_path / "ticks.parquet").to_pydict()
+    cpa = dict(zip(res.table.column("advertiser").to_pylist(), res.table.column("target_cpa").to_pylist()))
+    assert sorted(ticks["advertiser"]) == sorted(cpa)
+    for adv, alphas in zip(ticks["advertiser"], ticks["tick_alpha"]):
+        bid = np.array([a for a in alphas if a is not None and np.isfinite(a)])
+        assert bid.size > 0
+        np.testing.assert_allclose(bid / cpa[adv], 1.5, rtol=1e-6)   # the rule bids 1.5 x its CPA
+    assert not (tmp_path / "plans.parquet").exists()   # a rule strategy makes no plans
