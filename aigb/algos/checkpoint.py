@@ -34,7 +34,7 @@ from aigb.types import MARKET_VERSION, check_market_version
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "FeatureVersionMismatch",
-    "save_checkpoint", "read_checkpoint", "load_algorithm", "load_policy", "atomic_torch_save", "json_default", "one_line",
+    "save_checkpoint", "read_checkpoint", "load_algorithm", "load_policy", "atomic_torch_save", "torch_load_weights_only", "json_default", "one_line",
 ]
 
 CHECKPOINT_FORMAT = "aigb.algos.checkpoint"
@@ -99,15 +99,22 @@ def save_checkpoint(path: str | os.PathLike, algo: TorchAlgorithm, *, dataset_fi
     return atomic_torch_save(payload, path)
 
 
+def torch_load_weights_only(path: str | os.PathLike, what: str, reading: str = "cannot be read") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a missing or unreadable file raises one
+    line naming ``what`` and the path (FileNotFoundError / ValueError)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:   # torch raises several types for corrupt or foreign files
+        raise ValueError(f"{what} {path}: {reading} ({type(exc).__name__}: {exc})") from None
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate a checkpoint's payload (``weights_only=True``)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:   # torch raises several types for corrupt or foreign files
-        raise ValueError(f"checkpoint {path}: cannot be read as an aigb checkpoint ({type(exc).__name__}: {exc})") from None
+    payload = torch_load_weights_only(path, "checkpoint", "cannot be read as an aigb checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint {path}: not an aigb algorithm checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r})")
     version = payload.get("format_version")

@@ -143,13 +143,10 @@ class PlanEvaluator:
     @classmethod
     def load(cls, path: str | os.PathLike, *, channels: tuple[str, ...] | None = None) -> "PlanEvaluator":
         """Read an evaluator (``weights_only=True``); ``channels`` (the planner's) must match its own."""
+        from aigb.algos.checkpoint import torch_load_weights_only
+
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"plan evaluator {path} does not exist")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:   # torch raises several types for corrupt or foreign files
-            raise ValueError(f"plan evaluator {path}: cannot be read ({type(exc).__name__}: {exc})") from None
+        payload = torch_load_weights_only(path, "plan evaluator")
         if not isinstance(payload, dict) or payload.get("format") != EVALUATOR_FORMAT:
             raise ValueError(f"{path}: not a plan evaluator (written by `aigb fit-evaluator`)")
         check_market_version(payload.get("market_version"), f"plan evaluator {path}")
