@@ -79,9 +79,7 @@ def cmd_import_csv(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
-    from aigb.eval.training import ValidationSet, train
-
+def _overrides(args) -> dict:
     overrides = {}
     for item in args.set or []:
         key, sep, value = item.partition("=")
@@ -89,6 +87,13 @@ def cmd_train(args) -> int:
             raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
         # Values stay text: the algorithm's config parses them, naming the key on a bad value.
         overrides[key.strip()] = value
+    return overrides
+
+
+def cmd_train(args) -> int:
+    from aigb.eval.training import ValidationSet, train
+
+    overrides = _overrides(args)
     validation = None if args.no_validation else ValidationSet(periods=args.val_periods)
     result = train(args.algo, args.data, run_dir=args.out or f"runs/{args.algo}", steps=args.steps,
                    batch_size=args.batch_size, seed=args.seed, overrides=overrides, validation=validation,
@@ -98,6 +103,41 @@ def cmd_train(args) -> int:
           f"{' (stopped early)' if result.stopped_early else ''}")
     print(f"evaluate it with: aigb evaluate --strategy {args.algo}:{result.run_dir}/best.pt --out results/{args.algo}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from aigb.backends import backend_from_args
+    from aigb.eval.sweep import format_sweep, parse_grid, sweep
+    from aigb.eval.training import ValidationSet
+
+    backend = backend_from_args(args)
+    result = sweep(args.algo, args.data, parse_grid(args.grid), args.out, overrides=_overrides(args), steps=args.steps,
+                   batch_size=args.batch_size, seed=args.seed, validation=ValidationSet(periods=args.val_periods),
+                   eval_every=args.eval_every, patience=args.patience, device=args.device, workers=args.workers,
+                   backend=backend, progress=not args.quiet)
+    print(format_sweep(args.algo, list(result.rows), len(result.rows)))
+    print(f"{len(result.rows)} run(s) in {result.seconds:.0f} s; table in {result.out_dir / 'sweep.txt'}")
+    if result.best is None:
+        print("aigb sweep: no run produced a validation score", file=sys.stderr)
+        return 1
+    print(f"evaluate the best with: aigb evaluate --strategy {args.algo}:{result.best['run_dir']}/best.pt "
+          f"--out results/{args.algo}")
+    return 0
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    """Options ``aigb train`` and ``aigb sweep`` share."""
+    p.add_argument("--data", required=True, help="dataset directory written by `aigb generate`")
+    p.add_argument("--steps", type=int, default=None, help="updates (default: the algorithm's benchmarked default)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the algorithm's)")
+    p.add_argument("--seed", type=int, default=0, help="root seed (default %(default)s)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an algorithm config field")
+    p.add_argument("--eval-every", type=int, default=None, help="updates between validations (default steps/10)")
+    p.add_argument("--patience", type=int, default=4, help="validations without improvement before stopping")
+    p.add_argument("--val-periods", type=int, default=1, help="validation periods (16 slots each)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where diffbid trains: auto takes the GPU when torch sees one (default %(default)s); the other algorithms use the CPU")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,20 +167,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a learned strategy (bc, iql, cql, dt, diffbid) on a generated dataset")
     p.add_argument("algo", help="bc, iql, cql, dt or diffbid")
-    p.add_argument("--data", required=True, help="dataset directory written by `aigb generate`")
     p.add_argument("--out", default=None, help="run directory (default runs/ALGO); re-running resumes from last.pt")
-    p.add_argument("--steps", type=int, default=None, help="updates (default: the algorithm's benchmarked default)")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the algorithm's)")
-    p.add_argument("--seed", type=int, default=0, help="root seed (default %(default)s)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an algorithm config field")
-    p.add_argument("--eval-every", type=int, default=None, help="updates between validations (default steps/10)")
-    p.add_argument("--patience", type=int, default=4, help="validations without improvement before stopping")
-    p.add_argument("--val-periods", type=int, default=1, help="validation periods (16 slots each)")
     p.add_argument("--no-validation", action="store_true", help="train without validation rollouts")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where diffbid trains: auto takes the GPU when torch sees one (default %(default)s); the other algorithms use the CPU")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _train_options(p)
     p.set_defaults(func=cmd_train)
+
+    from aigb.backends import add_backend_args
+
+    p = sub.add_parser("sweep", help="train one run per point of a grid of config overrides; table of validation scores",
+                       description="One `aigb train` per point of the product of the --grid values, each validated "
+                                   "and early-stopped as aigb train does; prints and writes OUT/sweep.txt and "
+                                   "OUT/sweep.json, best validation score first, naming the best checkpoint. "
+                                   "Re-running resumes.")
+    p.add_argument("algo", help="bc, iql, cql, dt or diffbid")
+    p.add_argument("--grid", nargs="+", action="extend", required=True, metavar="KEY=V1,V2",
+                   help="config field and its values, e.g. --grid lr=1e-4,3e-4 expectile=0.7,0.8 (lists in brackets: "
+                        "hidden_dims=[64,64],[256,256])")
+    p.add_argument("--out", required=True, help="sweep directory: one run directory per point, and the tables")
+    p.add_argument("--workers", type=int, default=1, help="runs trained at once in local processes (default %(default)s)")
+    add_backend_args(p, "training runs")
+    _train_options(p)
+    p.set_defaults(func=cmd_sweep)
 
     eval_commands.register(sub)
     report_commands.register(sub)

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing as mp
 import os
 import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
+from aigb.backends import Backend, TaskRun, add_backend_args, backend_from_args
 from aigb.data.parquet import atomic_output
 from aigb.types import ConfigError, MarketConfig
 
@@ -193,7 +192,8 @@ def _steps_done(run_dir: Path) -> int:
     return 0
 
 
-def _train_all(out: Path, runs: list[AlgoRun], size: DemoSize, progress: bool, say) -> tuple[dict, list[str]]:
+def _train_all(out: Path, runs: list[AlgoRun], size: DemoSize, progress: bool, say,
+               backend: Backend = Backend()) -> tuple[dict, list[str]]:
     """The train stages: every run not done yet, ``size.workers`` at a time, one bar over all their
     updates. Returns (algorithm -> outcome, in ``runs`` order; the stages run now)."""
     from aigb.eval.training import ValidationSet
@@ -211,22 +211,20 @@ def _train_all(out: Path, runs: list[AlgoRun], size: DemoSize, progress: bool, s
                                     _StageCall(_train_one, r, str(out / "data"), str(out / "runs" / r.algo), validation,
                                                math.ceil(r.steps / size.validations)), _quiet) for r in todo}
         bar = tqdm(total=sum(r.steps for r in todo), desc="train", unit="update", disable=not progress)
-        if size.workers == 1:   # here, one after the other
+        if size.workers == 1 and backend.kind == "local":   # here, one after the other
             for r in todo:
                 bar.set_postfix_str(f"{r.algo} ({r.steps} updates)", refresh=True)
                 outcomes[r.algo] = calls[r.algo]()[0]
                 bar.update(r.steps)
-        else:
-            with ProcessPoolExecutor(max_workers=size.workers, mp_context=mp.get_context("spawn")) as pool:
-                futures = {r.algo: pool.submit(calls[r.algo]) for r in todo}
-                while not all(f.done() for f in futures.values()):
+        else:   # local worker processes, or Ray tasks
+            with TaskRun(_call, [calls[r.algo] for r in todo], backend=backend, workers=size.workers) as run:
+                while run.pending:
+                    outcomes.update({outcome["algo"]: outcome for outcome, _ in run.wait(timeout=0.5)})
                     # Workers train quietly; their progress is the last step each metrics.jsonl records.
-                    steps = {r.algo: r.steps if futures[r.algo].done() else min(r.steps, _steps_done(out / "runs" / r.algo))
+                    steps = {r.algo: r.steps if r.algo in outcomes else min(r.steps, _steps_done(out / "runs" / r.algo))
                              for r in todo}
                     bar.n = sum(steps.values())
                     bar.set_postfix_str(", ".join(f"{r.algo} {steps[r.algo]}/{r.steps}" for r in todo), refresh=True)
-                    time.sleep(0.5)
-                outcomes.update({algo: f.result()[0] for algo, f in futures.items()})
             bar.n = bar.total
             bar.set_postfix_str("all done", refresh=True)
         bar.close()
@@ -241,6 +239,11 @@ class _StageCall:
 
     def __call__(self):
         return self.fn(*self.args)
+
+
+def _call(call: "_StageCall"):
+    """What a worker process or Ray task runs: the call it is handed."""
+    return call()
 
 
 def _quiet(_message: str) -> None:
@@ -273,8 +276,17 @@ def _learning_lines(outcomes: dict) -> list[str]:
 
 
 def run_demo(out_dir="demo", *, size: str | DemoSize = "demo", algos: tuple[AlgoRun, ...] = DEMO_ALGOS,
-             progress: bool = True, say=print) -> DemoResult:
-    """Run (or resume) the demo in ``out_dir``; see the module docstring."""
+             progress: bool = True, say=print, backend: Backend | str = "local") -> DemoResult:
+    """Run (or resume) the demo in ``out_dir``; see the module docstring.
+
+    backend: 'ray' (or an ``aigb.backends.Backend``) runs generation, training and evaluation as
+    Ray tasks on one Ray connection; the stages' settings, and so their markers, are the same."""
+    backend = Backend.of(backend)
+    with backend.session():
+        return _run_demo(out_dir, size, algos, progress, say, backend)
+
+
+def _run_demo(out_dir, size, algos, progress, say, backend: Backend) -> DemoResult:
     from aigb.data.generate import generate_dataset
     from aigb.eval.evaluate import evaluate
     from aigb.report import build_report
@@ -297,13 +309,13 @@ def run_demo(out_dir="demo", *, size: str | DemoSize = "demo", algos: tuple[Algo
         say(f"data: simulating {size.data_periods} periods of the exploring market ({size.n_pv:,} PVs, "
             f"48 advertisers, random budgets and CPAs) into {out / 'data'}")
         rep = generate_dataset(out / "data", size.data_periods, 0, market=train_market, workers=size.workers,
-                               progress=progress)
+                               progress=progress, backend=backend)
         return {"periods": size.data_periods, "campaigns": size.data_periods * train_market.n_advertisers,
                 "mean_behaviour_score": rep.mean_score}
     outcome, did = run_stage(out, "data", {"size": size.to_dict(), "market": train_market.to_dict()}, data, say)
     ran += ["data"] if did else []
 
-    trained, did_train = _train_all(out, runs, size, progress, say)
+    trained, did_train = _train_all(out, runs, size, progress, say, backend)
     ran += did_train
     reference, did = run_stage(out, "validation-reference", {"size": size.to_dict()},
                                lambda: _validation_reference(size), say)
@@ -321,7 +333,8 @@ def run_demo(out_dir="demo", *, size: str | DemoSize = "demo", algos: tuple[Algo
             f"first the OnlineLP prior (fitted once per market, then cached)")
         default_lp_prior(eval_market)
         res = evaluate(specs, periods=size.eval_periods, slots=size.eval_slots, market=eval_market,
-                       workers=size.workers, out_dir=out / "eval", baseline=BASELINE, progress=progress)
+                       workers=size.workers, out_dir=out / "eval", baseline=BASELINE, progress=progress,
+                       backend=backend)
         return {"rows": res.table.num_rows, "seconds": res.wall_s}
     _, did = run_stage(out, "evaluate", {"size": size.to_dict(), "specs": specs}, evaluation, say)
     ran += ["evaluate"] if did else []
@@ -364,9 +377,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="demo", help="directory for everything (default %(default)s)")
     p.add_argument("--size", default="demo", choices=sorted(SIZES), help="demo (default) or tiny (seconds, for tests)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_backend_args(p, "data periods, training runs and evaluation campaigns")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args) -> int:
-    run_demo(args.out, size=args.size, progress=not args.quiet)
+    run_demo(args.out, size=args.size, progress=not args.quiet, backend=backend_from_args(args))
     return 0

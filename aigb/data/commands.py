@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from aigb.backends import add_backend_args, backend_from_args
 from aigb.data.dataset import dataset_info, format_dataset_info
 from aigb.data.generate import DEFAULT_MARKET, DatasetMismatchError, generate_dataset
 from aigb.features import FeatureVersionError
@@ -18,11 +19,12 @@ __all__ = ["register", "cmd_generate", "cmd_dataset_info"]
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    backend = backend_from_args(args)
     market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
     try:
         report = generate_dataset(args.out, args.periods, args.seed, market=market, impressions=args.impressions,
                                   workers=args.workers, first_period=args.first_period, progress=not args.quiet,
-                                  explore_campaigns=not args.fixed_campaigns)
+                                  explore_campaigns=not args.fixed_campaigns, backend=backend)
     except DatasetMismatchError as err:
         print(f"aigb generate: {err}", file=sys.stderr)
         return 2
@@ -60,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="dataset directory")
     p.add_argument("--impressions", action="store_true", help="also write the per-impression log (~24M rows per default period)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default %(default)s)")
+    add_backend_args(p, "periods")
     p.add_argument("--seed", type=int, default=0, help="root seed (default %(default)s)")
     p.add_argument("--first-period", type=int, default=0,
                    help="index of the first period; periods from 500,000 on are reserved for validation and "

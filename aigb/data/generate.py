@@ -36,7 +36,6 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import aigb
+from aigb.backends import Backend, TaskRun
 from aigb.data.impressions import impression_batch
 from aigb.data.parquet import (AtomicParquetWriter, CorruptFileError, atomic_output, ensure_writable_dir, file_metadata,
                                read_metadata, read_table, write_table_atomic)
@@ -56,7 +56,6 @@ from aigb.sim.market import DENSE_RANGES, SPARSE_RANGES, campaigns_for
 from aigb.sim.period import PeriodSim
 from aigb.sim.population import EXPLORE, PopulationConfig
 from aigb.types import Campaign, ConfigError, MarketConfig
-from aigb.workers import worker_pool
 
 __all__ = ["DEFAULT_MARKET", "DATASET_FILE", "DatasetMismatchError", "GenerateReport", "generate_dataset",
            "dataset_campaigns", "period_path", "dataset_identity", "dataset_fingerprint", "read_dataset_file"]
@@ -153,8 +152,20 @@ def _metadata(task: _PeriodTask, kind: str) -> dict[bytes, bytes]:
                          period=task.period, feature_version=FEATURE_VERSION, feature_dim=FEATURE_DIM)
 
 
-def _simulate_period(task: _PeriodTask) -> dict[str, Any]:
-    """Simulate one period and write its files; runs in a worker process when workers > 1."""
+class _Batches:
+    """Collects a period's impression batches where a Ray task hands them back instead of writing."""
+
+    def __init__(self):
+        self.batches = []
+
+    def write_batch(self, batch) -> None:
+        self.batches.append(batch)
+
+
+def _simulate_period(task: _PeriodTask, collect: bool = False) -> dict[str, Any]:
+    """Simulate one period; write its files (a local worker), or, with ``collect``, return them
+    as ``trajectories`` (a table) and ``impressions`` (record batches) for the caller to write
+    (a Ray task, whose node may not see ``out_dir``; ``_write_collected``)."""
     start = time.perf_counter()
     market, period = task.market, task.period
     campaigns = dataset_campaigns(market, task.seed, period, task.explore_campaigns)
@@ -165,7 +176,7 @@ def _simulate_period(task: _PeriodTask) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         writer = None
         if task.write_impressions:
-            writer = stack.enter_context(AtomicParquetWriter(
+            writer = _Batches() if collect else stack.enter_context(AtomicParquetWriter(
                 period_path(task.out_dir, IMPRESSIONS, period), IMPRESSION_SCHEMA, _metadata(task, IMPRESSIONS)))
         while not sim.done:
             record = sim.step()
@@ -175,11 +186,34 @@ def _simulate_period(task: _PeriodTask) -> dict[str, Any]:
                 writer.write_batch(batch)
                 impression_rows += batch.num_rows
     table = trajectory_table(period, campaigns, sim.history, alpha)
-    if task.write_trajectories:
+    if task.write_trajectories and not collect:
         write_table_atomic(table, period_path(task.out_dir, TRAJECTORIES, period), _metadata(task, TRAJECTORIES))
     scores = table.filter(table.column("tick").to_numpy() == 0).column("score_to_go").to_numpy()
-    return {"period": period, "trajectory_rows": table.num_rows if task.write_trajectories else 0,
-            "impression_rows": impression_rows, "scores": scores, "seconds": time.perf_counter() - start}
+    out = {"period": period, "trajectory_rows": table.num_rows if task.write_trajectories else 0,
+           "impression_rows": impression_rows, "scores": scores, "seconds": time.perf_counter() - start}
+    if collect:
+        out["trajectories"] = table if task.write_trajectories else None
+        out["impressions"] = writer.batches if writer is not None else None
+    return out
+
+
+def _collect_period(task: _PeriodTask) -> dict[str, Any]:
+    """A Ray task: one period's tables, returned (``_simulate_period`` with ``collect``)."""
+    return _simulate_period(task, collect=True)
+
+
+def _write_collected(task: _PeriodTask, result: dict[str, Any]) -> dict[str, Any]:
+    """Write the files of a collected period exactly as a local worker writes them (same
+    metadata, same batches in the same order, so the same files); return the summary alone."""
+    batches, table = result.pop("impressions"), result.pop("trajectories")
+    if batches is not None:
+        with AtomicParquetWriter(period_path(task.out_dir, IMPRESSIONS, task.period), IMPRESSION_SCHEMA,
+                                 _metadata(task, IMPRESSIONS)) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+    if table is not None:
+        write_table_atomic(table, period_path(task.out_dir, TRAJECTORIES, task.period), _metadata(task, TRAJECTORIES))
+    return result
 
 
 def read_dataset_file(out_dir: str | Path) -> dict[str, Any] | None:
@@ -256,7 +290,8 @@ def _write_dataset_file(out_dir: Path, identity: dict, seed: int) -> None:
 
 def generate_dataset(out_dir: str | Path, periods: int, seed: int, *, market: MarketConfig = DEFAULT_MARKET,
                      impressions: bool = False, workers: int = 1, first_period: int = 0, progress: bool = True,
-                     population: PopulationConfig = EXPLORE, explore_campaigns: bool = True) -> GenerateReport:
+                     population: PopulationConfig = EXPLORE, explore_campaigns: bool = True,
+                     backend: Backend | str = "local") -> GenerateReport:
     """Simulate periods ``first_period .. first_period + periods - 1`` and write their files.
 
     Args:
@@ -265,12 +300,14 @@ def generate_dataset(out_dir: str | Path, periods: int, seed: int, *, market: Ma
         seed: root seed; every period depends on (seed, period) only.
         market: the market; the default is the sparse regime with random campaigns.
         impressions: also write the per-impression log (~24M rows per default period).
-        workers: processes simulating periods in parallel (1 = in this process).
+        workers: processes simulating periods in parallel (1 = in this process); local backend only.
         first_period: index of the first period; the periods must lie below
             ``VALIDATION_FIRST_PERIOD`` (500,000), where validation and evaluation periods start.
         progress: show a progress bar over periods.
         population: the behaviour policies' distribution (default ``EXPLORE``).
         explore_campaigns: redraw the budgets and CPAs of the fixed presets per period.
+        backend: 'local', 'ray' or an ``aigb.backends.Backend``; on Ray each period is a task whose
+            tables come back to this process, which writes them (``out_dir`` need not be shared).
     Raises:
         ConfigError: a bad argument. DatasetMismatchError: ``out_dir`` holds data of another
         config, seed or feature version. OutputPathError: ``out_dir`` cannot be written.
@@ -290,6 +327,7 @@ def generate_dataset(out_dir: str | Path, periods: int, seed: int, *, market: Ma
         raise ConfigError(f"seed: must be an integer >= 0, got {seed!r}")
     if not isinstance(market, MarketConfig):
         raise ConfigError(f"market: expected a MarketConfig, got {type(market).__name__}")
+    backend = Backend.of(backend)
     start = time.perf_counter()
     out_dir, seed = Path(out_dir), int(seed)
     identity = dataset_identity(market, population, explore_campaigns)
@@ -323,25 +361,15 @@ def generate_dataset(out_dir: str | Path, periods: int, seed: int, *, market: Ma
 
     results: list[dict[str, Any]] = []
     bar = tqdm(total=len(asked), initial=len(asked) - len(tasks), desc="generate", unit="period", disable=not progress)
+    by_period = {t.period: t for t in tasks}
+    on_ray = backend.kind == "ray"
     try:
-        if workers == 1 or len(tasks) <= 1:
-            for task in tasks:
-                results.append(_simulate_period(task))
+        # Local: the workers write their periods. Ray: each period's tables come back here and
+        # are written as they arrive, so a killed run keeps every period finished so far.
+        with TaskRun(_collect_period if on_ray else _simulate_period, tasks, backend=backend, workers=workers) as run:
+            for result in run:
+                results.append(_write_collected(by_period[result["period"]], result) if on_ray else result)
                 bar.update(1)
-        else:
-            # Spawned workers that exit with this process (aigb.workers).
-            with worker_pool(min(workers, len(tasks))) as pool:
-                pending = {pool.submit(_simulate_period, t) for t in tasks}
-                try:
-                    while pending:
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            results.append(future.result())
-                            bar.update(1)
-                except BaseException:
-                    for future in pending:
-                        future.cancel()
-                    raise
     finally:
         bar.close()
         _write_dataset_file(out_dir, identity, seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from aigb.backends import add_backend_args, backend_from_args
 from aigb.strategies.registry import describe_strategies
 from aigb.types import PRESETS, MarketConfig
 
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
                         "or 'spread:K' for K slots spread evenly over the advertisers (default %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="evaluation root seeds (default %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
+    add_backend_args(p, "campaigns")
     p.add_argument("--out", required=True,
                    help="directory for results.parquet and config.json; rows are kept as campaigns finish, so re-running "
                         "the same command resumes an interrupted evaluation")
@@ -61,11 +63,12 @@ def register(subparsers) -> None:
 def cmd_evaluate(args) -> int:
     from aigb.eval.evaluate import EvaluationStopped, evaluate
 
+    backend = backend_from_args(args)
     market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
     try:
         results = evaluate(args.strategy, periods=args.periods, slots=args.slots, seeds=args.seeds, market=market,
                            workers=args.workers, out_dir=args.out, baseline=args.baseline, progress=not args.quiet,
-                           keep_going=args.keep_going, force=args.force)
+                           keep_going=args.keep_going, force=args.force, backend=backend)
     except EvaluationStopped as err:
         print(f"aigb evaluate: error: {err}", file=sys.stderr)
         return 1

@@ -11,8 +11,9 @@ prior on periods 0..7 of ``PRIOR_SEED``), and every random stream is keyed by (s
 evaluation campaign ever shares traffic with a training one, whatever seeds either side uses.
 
 Work is split into one task per (seed, period, slot) that plays all strategies there
-(``aigb.eval.rollout.run_campaign``), run over processes; rows are ordered by strategy, then task,
-so the table is bit-for-bit the same for any number of workers. ``out_dir`` receives
+(``aigb.eval.rollout.run_campaign``), run over local processes or Ray tasks (``aigb.backends``);
+rows are ordered by strategy, then task, so the table is bit-for-bit the same for any number of
+workers and either backend. ``out_dir`` receives
 ``results.parquet`` (configuration in its metadata) and ``config.json``, both written atomically.
 
 Nothing is lost to a crash. ``out_dir`` is checked for writing before the first rollout; the rows
@@ -34,7 +35,6 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 import aigb
+from aigb.backends import Backend, TaskRun
 from aigb.data.parquet import OutputPathError, atomic_output, ensure_writable_dir, file_metadata, read_table, write_table_atomic
 from aigb.eval.metrics import Summary, format_summary, summarize
 from aigb.eval.traces import write_traces
@@ -51,7 +52,6 @@ from aigb.seeding import EVAL_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
 from aigb.strategies.registry import strategy_factory
 from aigb.types import ConfigError, MarketConfig, check_market_version
-from aigb.workers import worker_pool
 
 __all__ = ["EVAL_FIRST_PERIOD", "EvalConfig", "EvalResults", "EvaluationStopped", "evaluate", "resolve_periods",
            "resolve_slots", "RESULT_SCHEMA", "RESULTS_FILE", "CONFIG_FILE", "JOURNAL_FILE", "load_results", "combine_results"]
@@ -257,11 +257,30 @@ class _Journal:
             self._fh.close()
 
 
+def _shippable(built: dict) -> dict:
+    """The built strategies that pickle (all the registered ones do); a strategy that does not
+    (a competition class loaded from a file) is left out and built in each task from its spec."""
+    from aigb.backends import require_ray
+
+    dumps = require_ray().cloudpickle.dumps
+    out = {}
+    for spec, strategy in built.items():
+        try:
+            dumps(strategy)
+        except Exception:  # noqa: BLE001 - whatever pickling raises, the spec still works
+            continue
+        out[spec] = strategy
+    return out
+
+
 def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slots="all", seeds: Sequence[int] = (0,),
              market: MarketConfig = MarketConfig(), population: PopulationConfig = PopulationConfig(),
              workers: int = 1, out_dir=None, baseline: str | None = None, progress: bool = True,
-             keep_going: bool = False, force: bool = False) -> EvalResults:
+             keep_going: bool = False, force: bool = False, backend: Backend | str = "local") -> EvalResults:
     """Evaluate ``strategies`` (spec strings) paired on the same campaigns; see the module docstring.
+
+    workers: local processes; backend: 'local', 'ray' or an ``aigb.backends.Backend`` (one Ray
+    task per campaign; the rows are the same as a local run's).
 
     keep_going: play every campaign despite failing strategies (their rows carry the error);
     otherwise the first failure raises ``EvaluationStopped``. force: replace what ``out_dir`` holds.
@@ -280,14 +299,14 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
         raise ConfigError(f"seeds: need distinct seeds >= 0, got {seeds!r}")
     if int(workers) < 1:
         raise ConfigError(f"workers: must be >= 1, got {workers}")
+    backend = Backend.of(backend)
     config = EvalConfig(specs, resolve_periods(periods), resolve_slots(slots, market.n_advertisers), seeds_t,
                         market, population, baseline)
     out = None if out_dir is None else Path(out_dir)
     results: dict[int, list[dict]] = {} if out is None else _prepare_out(out, config, force)
-    for spec in specs:
-        # Build each once here: files a strategy derives on first use (the OnlineLP prior) are
-        # made once, before workers race to make them.
-        strategy_factory(spec)(market)
+    # Build each once here: files a strategy derives on first use (the OnlineLP prior) are made
+    # once, before workers race to make them.
+    built = {spec: strategy_factory(spec)(market) for spec in specs}
 
     tasks = [(i, specs, market, population, s, p, a)
              for i, (s, p, a) in enumerate((s, p, a) for s in config.seeds for p in config.periods for a in config.slots)]
@@ -306,28 +325,15 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
 
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="evaluate", unit="campaign", disable=not progress)
     start = time.perf_counter()
+    # On Ray the strategies built above travel to the tasks once, through the object store
+    # (checkpoint weights, the OnlineLP prior); local workers build their own from the specs.
+    shared = _shippable(built) if backend.kind == "ray" else None
     try:
-        if int(workers) == 1:
-            for t in todo:
-                finished(*campaign_task(t))
+        with TaskRun(campaign_task, todo, backend=backend, workers=int(workers), shared=shared) as run:
+            for i, rows in run:
+                finished(i, rows)
                 if failed and not keep_going:
-                    break
-        else:
-            # Spawned workers that exit with this process (aigb.workers).
-            with worker_pool(int(workers)) as pool:
-                futures = [pool.submit(campaign_task, t) for t in todo]
-                try:
-                    for fut in as_completed(futures):
-                        if fut.cancelled():
-                            continue
-                        finished(*fut.result())
-                        if failed and not keep_going:
-                            for f in futures:  # campaigns already running finish and are kept
-                                f.cancel()
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
+                    run.cancel_pending()   # campaigns already running finish and are kept
     finally:
         bar.close()
         if journal is not None:

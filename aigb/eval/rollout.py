@@ -22,6 +22,7 @@ beside the results.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -143,12 +144,18 @@ def _failed(row: dict, env: BiddingEnv, message: str, tick: int) -> dict:
 
 
 def run_campaign(specs: tuple[str, ...], market: MarketConfig, population: PopulationConfig,
-                 seed: int, period: int, advertiser: int) -> list[dict]:
-    """Every strategy of ``specs`` on one campaign, in order; one row each (errors included)."""
+                 seed: int, period: int, advertiser: int, built: dict[str, Strategy] | None = None) -> list[dict]:
+    """Every strategy of ``specs`` on one campaign, in order; one row each (errors included).
+
+    built: strategies already built from their specs, still unused (a Ray task receives them
+    through the object store); each campaign plays a copy of one, the others are built here."""
     rows = []
     for spec in specs:
         try:
-            strategy = strategy_factory(spec)(market)
+            if built is not None and spec in built:
+                strategy = copy.deepcopy(built[spec])   # fresh per campaign, as a new build is
+            else:
+                strategy = strategy_factory(spec)(market)
         except Exception as err:  # noqa: BLE001 - e.g. a checkpoint that fails to load in a worker
             env = BiddingEnv(market, advertiser, seed=seed, population=population)
             env.reset(period=period)
@@ -161,8 +168,9 @@ def run_campaign(specs: tuple[str, ...], market: MarketConfig, population: Popul
     return rows
 
 
-def campaign_task(task: tuple) -> tuple[int, list[dict]]:
+def campaign_task(task: tuple, built: dict[str, Strategy] | None = None) -> tuple[int, list[dict]]:
     """``run_campaign`` on ``(index, specs, market, population, seed, period, slot)``; what a worker
-    process runs (it lives here so that workers import the simulator, not the file writers)."""
+    process or Ray task runs (it lives here so that workers import the simulator, not the file
+    writers)."""
     index, specs, market, population, seed, period, slot = task
-    return index, run_campaign(specs, market, population, seed, period, slot)
+    return index, run_campaign(specs, market, population, seed, period, slot, built)
