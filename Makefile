@@ -15,7 +15,8 @@ $(BIN)/aigb: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch first: a bare `torch` requirement would pull the multi-GB CUDA build.
 	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[learn,dev]'
+	# The ray extra too, so that the tests of --backend ray run (aigb itself works without it).
+	$(BIN)/pip install --quiet -e '.[learn,dev,ray]'
 	touch $(BIN)/aigb
 
 .PHONY: setup demo test test-all bench benchmark-full

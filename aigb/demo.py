@@ -11,7 +11,8 @@ Everything goes under ``out_dir`` (``data/``, ``runs/ALGO/``, ``eval/``, ``repor
 finishes writes ``stages/NAME.json`` holding its settings and outcome; a re-run skips every stage
 whose marker has the same settings, and refuses one whose settings differ (another ``--size`` in the
 same directory), naming it. Within a stage the commands resume on their own: generation skips
-finished periods and training continues from ``last.pt``.
+finished periods and training continues from ``last.pt``. ``--backend ray`` runs the periods, the
+training runs and the evaluation's campaigns as Ray tasks (``aigb.backends``); the outcome is the same.
 
 The sizes (``SIZES``) are small but honest: the default market of 500,000 PVs and 48 advertisers
 throughout, real algorithm settings with fewer updates (and a smaller batch where that keeps an

@@ -25,6 +25,10 @@ tables as an uninterrupted run because each period depends on (seed, period) alo
 determines its content (configuration, seed, versions and the periods present). Training stores it
 in its checkpoints and refuses to resume on data with another one.
 
+Periods run in this process, in local worker processes (which write their own files) or as Ray
+tasks (``aigb.backends``), whose tables come back to this process and are written here as they
+arrive, through the same atomic writes and resume checks: the files are those of a local run.
+
 Periods from ``aigb.seeding.VALIDATION_FIRST_PERIOD`` (500,000) on are validation and evaluation
 periods; generating training data there is refused.
 """
