@@ -3,15 +3,40 @@
     score = conversions * min(1, (C / realized_cpa) ** beta),  realized_cpa = cost / conversions
 
 A campaign with no conversions scores 0; one with conversions at zero cost has CPA 0 and no penalty.
+
+Tasks (the AIGB paper's two families, Guo et al. KDD 2024, section 5): ``"cpa"`` (Target-CPA, the
+benchmark and the default everywhere) scores with the CPA penalty above; ``"max-return"`` has a
+budget only, so its score is the conversions: beta = 0 makes the penalty exactly 1. ``task_beta``
+is the one place that maps a task to its score; the oracle bound, the datasets' rewards and the
+evaluation all go through it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEFAULT_BETA", "realized_cpa", "cpa_penalty", "score"]
+from aigb.types import ConfigError
+
+__all__ = ["DEFAULT_BETA", "TASKS", "DEFAULT_TASK", "check_task", "task_beta", "realized_cpa", "cpa_penalty", "score"]
 
 DEFAULT_BETA = 2.0
+TASKS: tuple[str, ...] = ("cpa", "max-return")
+"""Target-CPA (budget and CPA, the benchmark) and Max-Return (budget only)."""
+DEFAULT_TASK = "cpa"
+_TASK_BETA = {"cpa": DEFAULT_BETA, "max-return": 0.0}
+
+
+def check_task(task, field: str = "task") -> str:
+    """``task`` if it is one of ``TASKS``; otherwise a ConfigError naming ``field`` and the choices."""
+    if task not in TASKS:
+        raise ConfigError(f"{field}: unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return task
+
+
+def task_beta(task) -> float:
+    """The score's CPA exponent under ``task``: ``DEFAULT_BETA`` for Target-CPA, 0 for Max-Return
+    (no CPA term, the score is the conversions)."""
+    return _TASK_BETA[check_task(task)]
 
 
 def realized_cpa(cost, conversions):

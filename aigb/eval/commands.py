@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from aigb.backends import add_backend_args, backend_from_args
+from aigb.score import DEFAULT_TASK, TASKS
 from aigb.strategies.registry import describe_strategies
 from aigb.types import PRESETS, MarketConfig
 
@@ -43,6 +44,9 @@ def register(subparsers) -> None:
     p.add_argument("--keep-going", action="store_true",
                    help="play every campaign when a strategy fails (error rows, exit status 1) instead of stopping at the first failure")
     p.add_argument("--baseline", default=None, help="strategy spec for paired differences")
+    p.add_argument("--task", choices=TASKS, default=DEFAULT_TASK,
+                   help="what campaigns are scored and bounded on: 'cpa' (Target-CPA, conversions x CPA penalty) or "
+                        "'max-return' (budget only: the conversions) (default %(default)s)")
     p.add_argument("--preset", default=d.preset, help=f"advertiser profiles: {', '.join(PRESETS)} (default %(default)s)")
     p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (default %(default)s)")
     p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
@@ -54,7 +58,7 @@ def register(subparsers) -> None:
         "compare", help="one table from several evaluations of the same campaigns",
         description="Summarise the results of several `aigb evaluate --out` directories together, e.g. the rule "
                     "table and a later evaluation of trained strategies. They must have played the same seeds, "
-                    "periods, slots, market and population, so rows pair up.")
+                    "periods, slots, market and population, so rows pair up, and the same task (cpa or max-return).")
     p.add_argument("results", nargs="+", metavar="DIR", help="evaluation output directories")
     p.add_argument("--baseline", default=None, help="strategy spec for paired differences")
     p.set_defaults(func=cmd_compare)
@@ -68,14 +72,15 @@ def cmd_evaluate(args) -> int:
     try:
         results = evaluate(args.strategy, periods=args.periods, slots=args.slots, seeds=args.seeds, market=market,
                            workers=args.workers, out_dir=args.out, baseline=args.baseline, progress=not args.quiet,
-                           keep_going=args.keep_going, force=args.force, backend=backend)
+                           keep_going=args.keep_going, force=args.force, backend=backend, task=args.task)
     except EvaluationStopped as err:
         print(f"aigb evaluate: error: {err}", file=sys.stderr)
         return 1
     c = results.config
     slots = f"slot(s) {','.join(map(str, c.slots))}" if len(c.slots) <= 8 else f"{len(c.slots)} slots"
     print(f"{len(c.strategies)} strategies x {len(c.seeds)} seed(s) x {len(c.periods)} period(s) x {slots}, "
-          f"preset {market.preset}, {market.n_pv:,} PVs; {results.wall_s:.1f} s")
+          f"preset {market.preset}, {market.n_pv:,} PVs{'' if c.task == DEFAULT_TASK else ', task ' + c.task}; "
+          f"{results.wall_s:.1f} s")
     print(results.format())
     print(f"wrote {results.table.num_rows} rows to {results.out_dir / 'results.parquet'}")
     return _exit_status(results.summary)

@@ -23,6 +23,12 @@ settings resumes from them and ends with the table an uninterrupted run writes, 
 removed once ``results.parquet`` is written. An ``out_dir`` that already holds results, or a
 partial run of other settings, is refused unless ``force`` (which starts over).
 
+Tasks. ``task`` (``aigb.score.TASKS``) is what every row is scored and bounded on: "cpa"
+(Target-CPA, the default) or "max-return" (budget only, the score is the conversions). It is
+recorded in ``config.json`` and the results' metadata; results written before tasks existed record
+none and are Target-CPA ones. ``combine_results`` (``aigb compare``, ``aigb report``) refuses to
+pool evaluations of different tasks: their scores and bounds measure different things.
+
 Errors. A campaign where a strategy fails (raises, returns invalid bids) stops the evaluation
 after the campaigns in flight finish (``EvaluationStopped``; completed campaigns stay in the
 journal) unless ``keep_going``, which plays every campaign and reports the failures as error rows.
@@ -48,6 +54,7 @@ from aigb.data.parquet import OutputPathError, atomic_output, ensure_writable_di
 from aigb.eval.metrics import Summary, format_summary, summarize
 from aigb.eval.traces import write_traces
 from aigb.eval.rollout import campaign_task
+from aigb.score import DEFAULT_TASK, check_task
 from aigb.seeding import EVAL_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
 from aigb.strategies.registry import strategy_factory
@@ -90,11 +97,13 @@ class EvalConfig:
     """How the competing rule bidders are drawn."""
     baseline: str | None
     """Strategy the paired differences are taken against."""
+    task: str = DEFAULT_TASK
+    """What rows are scored and bounded on: "cpa" (Target-CPA) or "max-return" (``aigb.score.TASKS``)."""
 
     def to_dict(self) -> dict:
         return {"strategies": list(self.strategies), "periods": list(self.periods), "slots": list(self.slots),
                 "seeds": list(self.seeds), "market": self.market.to_dict(),
-                "population": self.population.to_dict(),
+                "population": self.population.to_dict(), "task": self.task,
                 "baseline": self.baseline, "eval_first_period": EVAL_FIRST_PERIOD, "aigb_version": aigb.__version__}
 
 
@@ -169,8 +178,9 @@ def resolve_slots(slots, n_advertisers: int) -> tuple[int, ...]:
 
 
 def _settings(config: dict) -> dict:
-    """A configuration as read back from JSON, without what does not change rows (the aigb version)."""
-    return {k: v for k, v in json.loads(json.dumps(config)).items() if k != "aigb_version"}
+    """A configuration as read back from JSON, without what does not change rows (the aigb version);
+    one written before tasks existed is a Target-CPA one."""
+    return {"task": DEFAULT_TASK, **{k: v for k, v in json.loads(json.dumps(config)).items() if k != "aigb_version"}}
 
 
 def _differences(there, now, prefix: str = "") -> list[str]:
@@ -276,7 +286,8 @@ def _shippable(built: dict) -> dict:
 def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slots="all", seeds: Sequence[int] = (0,),
              market: MarketConfig = MarketConfig(), population: PopulationConfig = PopulationConfig(),
              workers: int = 1, out_dir=None, baseline: str | None = None, progress: bool = True,
-             keep_going: bool = False, force: bool = False, backend: Backend | str = "local") -> EvalResults:
+             keep_going: bool = False, force: bool = False, backend: Backend | str = "local",
+             task: str = DEFAULT_TASK) -> EvalResults:
     """Evaluate ``strategies`` (spec strings) paired on the same campaigns; see the module docstring.
 
     workers: local processes; backend: 'local', 'ray' or an ``aigb.backends.Backend`` (one Ray
@@ -284,6 +295,7 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
 
     keep_going: play every campaign despite failing strategies (their rows carry the error);
     otherwise the first failure raises ``EvaluationStopped``. force: replace what ``out_dir`` holds.
+    task: "cpa" (Target-CPA) or "max-return": what every row is scored and bounded on.
     """
     specs = tuple(strategies)
     if not specs:
@@ -299,16 +311,17 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
         raise ConfigError(f"seeds: need distinct seeds >= 0, got {seeds!r}")
     if int(workers) < 1:
         raise ConfigError(f"workers: must be >= 1, got {workers}")
+    check_task(task)
     backend = Backend.of(backend)
     config = EvalConfig(specs, resolve_periods(periods), resolve_slots(slots, market.n_advertisers), seeds_t,
-                        market, population, baseline)
+                        market, population, baseline, task)
     out = None if out_dir is None else Path(out_dir)
     results: dict[int, list[dict]] = {} if out is None else _prepare_out(out, config, force)
     # Build each once here: files a strategy derives on first use (the OnlineLP prior) are made
     # once, before workers race to make them.
     built = {spec: strategy_factory(spec)(market) for spec in specs}
 
-    tasks = [(i, specs, market, population, s, p, a)
+    tasks = [(i, specs, market, population, s, p, a, task)
              for i, (s, p, a) in enumerate((s, p, a) for s in config.seeds for p in config.periods for a in config.slots)]
     todo = [t for t in tasks if t[0] not in results]
     journal = None if out is None else _Journal(out / JOURNAL_FILE, config)
@@ -377,6 +390,8 @@ def load_results(directory) -> tuple[pa.Table, dict]:
     except ValueError as err:
         raise ValueError(f"{config_path}: not valid JSON ({err})") from None
     check_market_version((config.get("market") or {}).get("market_version"), str(config_path))
+    config.setdefault("task", DEFAULT_TASK)   # written before tasks existed: a Target-CPA evaluation
+    check_task(config["task"], f"{config_path}: task")
     table = read_table(path, check_version=False)  # page checksums verified: a damaged file is named
     missing = [n for n in RESULT_SCHEMA.names if n not in table.column_names]
     if missing:
@@ -388,7 +403,8 @@ def combine_results(directories: Sequence, baseline: str | None = None) -> Summa
     """One summary of several evaluations (e.g. the rule table, a later run of learned strategies
     and a run of the same strategies on another seed), with paired differences against ``baseline``.
 
-    Refuses evaluations that played their campaigns differently (periods, slots, market,
+    Refuses evaluations of different tasks (Target-CPA and Max-Return scores measure different
+    things), evaluations that played their campaigns differently (periods, slots, market,
     population) and a (strategy, seed) evaluated in two of them."""
     if not directories:
         raise ConfigError("results: give at least one evaluation directory")
@@ -397,6 +413,9 @@ def combine_results(directories: Sequence, baseline: str | None = None) -> Summa
         table, config = load_results(d)
         if first is None:
             first = (d, config)
+        if config["task"] != first[1]["task"]:
+            raise ConfigError(f"task: {d} is a {config['task']} evaluation and {first[0]} a {first[1]['task']} one; "
+                              "results of different tasks do not combine (their scores and bounds differ)")
         for field in _CAMPAIGN_FIELDS:
             if config.get(field) != first[1].get(field):
                 raise ConfigError(f"{field}: {d} played other campaigns than {first[0]} "

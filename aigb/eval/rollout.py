@@ -15,6 +15,11 @@ For those rows ``bound_score`` re-solves the oracle with the budget raised to th
 spend; ``oracle_score`` always uses the campaign's budget. ``expected_score <= bound_score`` holds on
 every row; ``expected_score <= oracle_score`` can fail by that slack (``aigb.eval.metrics`` counts it).
 
+The task (``aigb.score.TASKS``, default "cpa") decides what the row's scores and its bound are:
+under "max-return" the score is the conversions and the oracle maximises expected conversions
+within the budget (``solve_oracle`` with the task's beta). A hindsight strategy learns it from
+``Episode.task``; every other strategy bids as it always does.
+
 A completed row also carries the optional ``aigb.eval.traces.TRACE_FIELDS`` (the per-tick bid
 multiplier and, for a planning strategy, its plans), which ``aigb.eval.traces.write_traces`` stores
 beside the results.
@@ -33,6 +38,7 @@ from aigb.sim.period import campaign_outcomes
 from aigb.sim.population import PopulationConfig
 from aigb.strategies.base import Episode, Strategy, strategy_seed
 from aigb.strategies.oracle import solve_oracle
+from aigb.score import DEFAULT_TASK, task_beta
 from aigb.strategies.registry import strategy_factory
 from aigb.types import MarketConfig
 
@@ -69,8 +75,10 @@ def exhaustion_tick(remaining_before: np.ndarray, tick_spend: np.ndarray, min_re
 
 
 def rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, period: int, advertiser: int,
-            population: PopulationConfig = PopulationConfig()) -> dict:
-    """Play ``strategy`` (shown as ``label``) in one campaign; return one row of ``ROW_FIELDS``."""
+            population: PopulationConfig = PopulationConfig(), task: str = DEFAULT_TASK) -> dict:
+    """Play ``strategy`` (shown as ``label``) in one campaign; return one row of ``ROW_FIELDS``,
+    scored and bounded under ``task``."""
+    beta = task_beta(task)
     env = BiddingEnv(market, advertiser, seed=seed, population=population,
                      keep_pv_history=strategy.needs_pv_history, record_competitors=True)
     obs, _ = env.reset(period=period)
@@ -81,7 +89,7 @@ def rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, per
     p_value, comp_top, tick = [], [], []
     try:
         if strategy.hindsight:
-            strategy.prepare(Episode(market, int(seed), int(period), int(advertiser), population, c))
+            strategy.prepare(Episode(market, int(seed), int(period), int(advertiser), population, c, task))
         strategy.reset(c, market.n_ticks, strategy_seed(seed, period, advertiser))
     except Exception as err:  # noqa: BLE001 - any failure of user code becomes a row, not a crash
         return _failed(row, env, f"{label} raised before tick 0 (prepare/reset): {type(err).__name__}: {err}", 0)
@@ -101,7 +109,7 @@ def rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, per
         tick.append(np.full(info["p_value"].size, t, dtype=np.int64))
 
     sim, a = env.sim, advertiser
-    out = {k: v[a] for k, v in campaign_outcomes(sim.history, sim.campaigns).items()}
+    out = {k: v[a] for k, v in campaign_outcomes(sim.history, sim.campaigns, task).items()}
     tick_spend = sim.history["cost"][:, a].copy()
     remaining = sim.history["remaining_budget"][:, a].copy()
     expected_spend = float(sim.history["expected_cost"][:, a].sum())
@@ -116,7 +124,8 @@ def rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, per
     })
     row.update(tick_traces(strategy, sim.history, a))  # per-tick bid multiplier and plans (aigb.eval.traces)
     p, ct, tk = np.concatenate(p_value).astype(np.float64), np.concatenate(comp_top), np.concatenate(tick)
-    rules = {"n_ticks": market.n_ticks, "exposure_probs": market.net_exposure_probs, "reserve_price": market.reserve_price}
+    rules = {"n_ticks": market.n_ticks, "exposure_probs": market.net_exposure_probs, "reserve_price": market.reserve_price,
+             "beta": beta}
     try:
         sol = solve_oracle(p, ct, tk, c.budget, c.target_cpa, **rules)
         bound = sol.max_score
@@ -144,8 +153,10 @@ def _failed(row: dict, env: BiddingEnv, message: str, tick: int) -> dict:
 
 
 def run_campaign(specs: tuple[str, ...], market: MarketConfig, population: PopulationConfig,
-                 seed: int, period: int, advertiser: int, built: dict[str, Strategy] | None = None) -> list[dict]:
-    """Every strategy of ``specs`` on one campaign, in order; one row each (errors included).
+                 seed: int, period: int, advertiser: int, built: dict[str, Strategy] | None = None,
+                 task: str = DEFAULT_TASK) -> list[dict]:
+    """Every strategy of ``specs`` on one campaign, in order; one row each (errors included), scored
+    under ``task``.
 
     built: strategies already built from their specs, still unused (a Ray task receives them
     through the object store); each campaign plays a copy of one, the others are built here."""
@@ -164,13 +175,13 @@ def run_campaign(specs: tuple[str, ...], market: MarketConfig, population: Popul
                    "category": int(c.category), "budget": c.budget, "target_cpa": c.target_cpa}
             rows.append(_failed(row, env, f"{spec} could not be built: {type(err).__name__}: {err}", 0))
             continue
-        rows.append(rollout(strategy, spec, market, seed, period, advertiser, population))
+        rows.append(rollout(strategy, spec, market, seed, period, advertiser, population, task))
     return rows
 
 
 def campaign_task(task: tuple, built: dict[str, Strategy] | None = None) -> tuple[int, list[dict]]:
-    """``run_campaign`` on ``(index, specs, market, population, seed, period, slot)``; what a worker
-    process or Ray task runs (it lives here so that workers import the simulator, not the file
-    writers)."""
-    index, specs, market, population, seed, period, slot = task
-    return index, run_campaign(specs, market, population, seed, period, slot, built)
+    """``run_campaign`` on ``(index, specs, market, population, seed, period, slot, scoring)``, scoring
+    the ``aigb.score`` task; what a worker process or Ray task runs (it lives here so that workers
+    import the simulator, not the file writers)."""
+    index, specs, market, population, seed, period, slot, scoring = task
+    return index, run_campaign(specs, market, population, seed, period, slot, built, scoring)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aigb.score import DEFAULT_BETA, realized_cpa, score
+from aigb.score import DEFAULT_TASK, realized_cpa, score, task_beta
 from aigb.seeding import rng
 from aigb.sim.auction import TickOutcome, draw_tick, step_market, tick_stats
 from aigb.sim.market import campaigns_for
@@ -113,13 +113,15 @@ class PeriodSim:
         return campaign_outcomes(self.history, self.campaigns)
 
 
-def campaign_outcomes(history: Mapping[str, np.ndarray], campaigns, beta: float = DEFAULT_BETA) -> dict[str, np.ndarray]:
+def campaign_outcomes(history: Mapping[str, np.ndarray], campaigns, task: str = DEFAULT_TASK) -> dict[str, np.ndarray]:
     """Per-campaign results of a period from its tick statistics (field -> (n_ticks, n_adv)).
 
     Returns (n_adv,) arrays: spend, conversions, realized_cpa, score, expected_conversions,
     expected_score (the score of expected conversions and expected cost, lower variance),
-    budget_utilisation, last_spend_tick (-1 if it never spent).
+    budget_utilisation, last_spend_tick (-1 if it never spent). ``score`` and ``expected_score``
+    are the task's (``aigb.score.task_beta``): under "max-return" they are the conversions.
     """
+    beta = task_beta(task)
     budget = np.array([c.budget for c in campaigns], dtype=np.float64)
     cpa = np.array([c.target_cpa for c in campaigns], dtype=np.float64)
     cost = history["cost"]

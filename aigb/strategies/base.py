@@ -54,6 +54,8 @@ class Episode:
     """How the competing rule bidders are drawn."""
     campaign: Campaign
     """The campaign of the slot (budget, target CPA, category)."""
+    task: str = "cpa"
+    """What the campaign is scored on (``aigb.score.TASKS``): a hindsight strategy solves for it."""
 
 
 class Strategy(ABC):

@@ -15,6 +15,9 @@ Modes (``mode=``):
   it tends to overspend; kept for comparison);
 * ``slots``: per PV the LP's choice of slot at that multiplier, bid so as to land in it
   (``lagrangian_slots`` + ``slot_bids``): the closest to the LP allocation itself.
+
+It solves for the episode's task (``Episode.task``): under "max-return" the score has no CPA term
+(``aigb.score.task_beta``), so it plays the best multiplier for conversions within the budget.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 from aigb.sim.env import BiddingEnv, Observation
 from aigb.strategies.base import Episode, Strategy, StrategyFactory, strategy_seed
 from aigb.strategies.oracle import best_uniform_alpha, lagrangian_slots, slot_bids, solve_oracle
+from aigb.score import task_beta
 from aigb.types import Campaign, ConfigError
 
 __all__ = ["HindsightOracle", "ORACLE_MODES", "replay_competitors"]
@@ -66,7 +70,8 @@ class HindsightOracle(Strategy):
         ref = self.reference(episode.market)
         p, c, t = replay_competitors(episode, ref)
         m, camp = episode.market, episode.campaign
-        rules = {"n_ticks": m.n_ticks, "exposure_probs": m.net_exposure_probs, "reserve_price": m.reserve_price}
+        rules = {"n_ticks": m.n_ticks, "exposure_probs": m.net_exposure_probs, "reserve_price": m.reserve_price,
+                 "beta": task_beta(episode.task)}
         offsets = np.searchsorted(t, np.arange(m.n_ticks + 1))  # PVs arrive tick by tick
         plan = {"p_value": p, "offsets": offsets, "alpha": 0.0, "bids": None}
         if self.mode == "uniform":
