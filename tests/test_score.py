@@ -45,3 +45,23 @@ def test_realized_cpa_and_penalty():
     np.testing.assert_allclose(realized_cpa([100.0, 0.0, 5.0], [4.0, 2.0, 0.0]), [25.0, 0.0, np.nan])
     np.testing.assert_allclose(cpa_penalty([1000.0, 400.0, 10.0, 0.0], [10.0, 10.0, 0.0, 3.0], 50.0),
                                [0.25, 1.0, 1.0, 1.0])
+
+
+def test_tasks_by_hand():
+    """One campaign, 10 conversions for 1,000 against a target CPA of 50 (realised CPA 100 = 2 C):
+    Target-CPA keeps a quarter of them, Max-Return (budget only) all ten."""
+    from aigb.score import TASKS, task_beta
+
+    assert TASKS == ("cpa", "max-return")
+    assert score(10, 1000.0, 50.0, task_beta("cpa")) == pytest.approx(2.5)
+    assert score(10, 1000.0, 50.0, task_beta("max-return")) == 10.0
+    assert score(10, 400.0, 50.0, task_beta("cpa")) == score(10, 400.0, 50.0, task_beta("max-return")) == 10.0
+    assert score(0, 123.0, 50.0, task_beta("max-return")) == 0.0
+
+
+def test_unknown_task_names_the_field_and_the_choices():
+    from aigb.score import task_beta
+    from aigb.types import ConfigError
+
+    with pytest.raises(ConfigError, match=r"task: unknown task 'roas'; choose one of cpa, max-return"):
+        task_beta("roas")

@@ -293,7 +293,8 @@ class DiffBid(TorchAlgorithm):
             "plan": self.view.plan(days),                                                # (N, T+1, P)
             "context": self.view.context(days),                                          # (N, C)
             "tick_info": self.view.tick_info(obs),                                       # (N, T, I)
-            "outcome": self.view.outcomes(terminal, rank, cpa_scale=self.config.cpa_condition_scale),   # (N, O)
+            "outcome": self.view.outcomes(terminal, rank, cpa_scale=self.config.cpa_condition_scale,
+                                          task=tr["task"]),                              # (N, O)
             "action": tr["action"],                                                      # (N, T)
             "efficiency": tr["efficiency"],
             # Ticks 0..k-1 of a campaign can act; from its exhaustion on the market zeroes the bids,

@@ -34,6 +34,10 @@ The outcome conditions, per training campaign:
     cpa     E = min(1, (C / realised CPA)^2), the score's own CPA penalty (``aigb.score``);
     util    U = spend / B.
 
+They follow the dataset's task (``aigb.score.TASKS``, ``whole_trajectories``' "task"): in a
+Max-Return dataset the score is the conversions, so R ranks conversions x C / B (the dataset's
+``campaign_efficiency`` is already that) and E, the task's penalty, is 1 for every campaign.
+
 ``RawPlan`` is the fallback for any other feature set (e.g. the contract checker's synthetic
 trajectories): the plan is the state itself, the context its first row, the outcome R alone.
 """
@@ -45,7 +49,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from aigb.features import FEATURE_NAMES, FEATURE_VERSION
-from aigb.score import cpa_penalty
+from aigb.score import DEFAULT_TASK, cpa_penalty, task_beta
 from aigb.types import N_CATEGORIES, MarketConfig
 
 __all__ = [
@@ -127,13 +131,14 @@ class MarketPlan:
         x = np.asarray(states, dtype=np.float64)
         return _column(x, "budget_left") * _column(x, "budget") >= MarketConfig().min_remaining_budget
 
-    def outcomes(self, terminal: np.ndarray, rank: np.ndarray, cpa_scale: float = 1.0) -> np.ndarray:
+    def outcomes(self, terminal: np.ndarray, rank: np.ndarray, cpa_scale: float = 1.0,
+                 task: str = DEFAULT_TASK) -> np.ndarray:
         """terminal (N, F) states after the day, rank (N,) efficiency ranks -> (N, 3) = (R, E, U);
-        E against cpa_scale x C (1: the campaign's own target)."""
+        E is ``task``'s penalty against cpa_scale x C (1: the campaign's own target)."""
         x = np.asarray(terminal, dtype=np.float64)
         spend, conversions = _column(x, "spend"), _column(x, "conversions")
         budget, cpa = _column(x, "budget"), _column(x, "target_cpa")
-        e = cpa_penalty(spend, conversions, cpa_scale * cpa)
+        e = cpa_penalty(spend, conversions, cpa_scale * cpa, task_beta(task))
         u = np.clip(spend / budget, 0.0, 1.0)
         return np.stack([rank, e, u], axis=-1).astype(np.float32)
 
@@ -167,7 +172,8 @@ class RawPlan:
     def can_act(self, states: np.ndarray) -> np.ndarray:
         return np.ones(np.shape(states)[:-1], dtype=bool)
 
-    def outcomes(self, terminal: np.ndarray, rank: np.ndarray, cpa_scale: float = 1.0) -> np.ndarray:
+    def outcomes(self, terminal: np.ndarray, rank: np.ndarray, cpa_scale: float = 1.0,
+                 task: str = DEFAULT_TASK) -> np.ndarray:
         return np.asarray(rank, dtype=np.float32)[:, None]
 
 
@@ -193,7 +199,7 @@ def efficiency_rank(efficiency: np.ndarray) -> np.ndarray:
 
 
 def whole_trajectories(dataset: Any) -> dict[str, np.ndarray]:
-    """obs (N, T, F), terminal (N, F), action (N, T) and campaign efficiency (N,) of a dataset.
+    """obs (N, T, F), terminal (N, F), action (N, T), campaign efficiency (N,) and the task of a dataset.
 
     ``aigb.data.TrajectoryDataset`` gives them through ``trajectories()``; an in-memory dataset
     with ``obs`` and ``action`` arrays (the contract checker's) works too, its last state standing
@@ -212,7 +218,8 @@ def whole_trajectories(dataset: Any) -> dict[str, np.ndarray]:
         raise ValueError("dataset: DiffBid needs campaign_efficiency (score x C / B per campaign) for its return condition")
     obs = np.asarray(obs, dtype=np.float32)
     return {"obs": obs, "terminal": np.asarray(terminal, dtype=np.float32),
-            "action": np.asarray(action, dtype=np.float32), "efficiency": np.asarray(dataset.campaign_efficiency, dtype=np.float64)}
+            "action": np.asarray(action, dtype=np.float32), "efficiency": np.asarray(dataset.campaign_efficiency, dtype=np.float64),
+            "task": getattr(dataset, "task", DEFAULT_TASK)}
 
 
 class RobustScaler:

@@ -13,6 +13,7 @@ from aigb.backends import add_backend_args, backend_from_args
 from aigb.data.dataset import dataset_info, format_dataset_info
 from aigb.data.generate import DEFAULT_MARKET, DatasetMismatchError, generate_dataset
 from aigb.features import FeatureVersionError
+from aigb.score import DEFAULT_TASK, TASKS
 from aigb.types import PRESETS, MarketConfig
 
 __all__ = ["register", "cmd_generate", "cmd_dataset_info"]
@@ -24,7 +25,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         report = generate_dataset(args.out, args.periods, args.seed, market=market, impressions=args.impressions,
                                   workers=args.workers, first_period=args.first_period, progress=not args.quiet,
-                                  explore_campaigns=not args.fixed_campaigns, backend=backend)
+                                  explore_campaigns=not args.fixed_campaigns, backend=backend, task=args.task)
     except DatasetMismatchError as err:
         print(f"aigb generate: {err}", file=sys.stderr)
         return 2
@@ -71,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="advertiser profiles; 'random' is the sparse regime with random campaigns (default %(default)s)")
     p.add_argument("--fixed-campaigns", action="store_true",
                    help="keep the sparse/dense preset's table instead of redrawing budgets and CPAs per period")
+    p.add_argument("--task", choices=TASKS, default=DEFAULT_TASK,
+                   help="what the score_to_go column scores: 'cpa' (Target-CPA, conversions x CPA penalty) or "
+                        "'max-return' (budget only: the conversions); recorded in dataset.json (default %(default)s)")
     p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (default %(default)s)")
     p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
     p.add_argument("--n-advertisers", type=int, default=d.n_advertisers, help="advertisers (default %(default)s)")

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from aigb.data.generate import DATASET_FILE, IMPRESSIONS, TRAJECTORIES, dataset_fingerprint, read_dataset_file
+from aigb.data.generate import DATASET_FILE, IMPRESSIONS, TRAJECTORIES, dataset_fingerprint, identity_task, read_dataset_file
 from aigb.data.parquet import CorruptFileError, atomic_output, check_schema_version, num_rows, read_table
 from aigb.data.schema import SCHEMA_VERSION
 from aigb.features import FEATURE_DIM, FEATURE_VERSION, check_feature_version
-from aigb.score import realized_cpa
+from aigb.score import DEFAULT_TASK, realized_cpa
 from aigb.seeding import rng as named_rng
 from aigb.types import MARKET_VERSION, check_market_version
 
@@ -182,6 +182,7 @@ class TrajectoryDataset:
             except OSError as err:
                 warnings.warn(f"{directory / STATS_FILE}: cannot store normalisation statistics ({err}); using them unsaved")
         dataset = cls(arrays, stats, directory, sources)
+        dataset.task  # noqa: B018 - files of two tasks fail here, at load
         if periods is not None:
             dataset = dataset.select_periods(periods)
         return dataset
@@ -234,6 +235,17 @@ class TrajectoryDataset:
         return dataset_fingerprint((p, seed, config) for p, (seed, config) in self._sources.items())
 
     @property
+    def task(self) -> str:
+        """What ``score_to_go`` scores (``aigb.score.TASKS``), from the files' recorded identity:
+        "cpa" (Target-CPA) unless they were generated with ``task="max-return"``; arrays not loaded
+        from files are Target-CPA ones."""
+        tasks = {identity_task(config) for _, config in (self._sources or {}).values()}
+        if len(tasks) > 1:
+            raise ValueError(f"{self.directory}: trajectory files of different tasks {sorted(tasks)}; "
+                             "a dataset holds one task")
+        return tasks.pop() if tasks else DEFAULT_TASK
+
+    @property
     def n_trajectories(self) -> int:
         return int(self.obs.shape[0])
 
@@ -254,7 +266,8 @@ class TrajectoryDataset:
         """(N,) each campaign's score in units of what its budget buys at its target CPA,
         ``score * C / B``: 1.0 is the whole budget spent at exactly the target CPA, less is
         under-delivery or a CPA penalty. Unlike the raw score it compares campaigns of different
-        budgets and CPAs, so ranking by it picks well-bid days rather than big budgets."""
+        budgets and CPAs, so ranking by it picks well-bid days rather than big budgets. In a
+        Max-Return dataset the score is the conversions, so this is conversions * C / B."""
         score = np.asarray(self.columns["score_to_go"][:, 0], dtype=np.float64)
         return score * self.columns["target_cpa"].astype(np.float64) / self.columns["budget"].astype(np.float64)
 
@@ -380,11 +393,12 @@ def dataset_info(directory: str | Path, verify: bool = False) -> dict[str, Any]:
         raise FileNotFoundError(f"{directory}: no trajectory files in {TRAJECTORIES}/")
     columns = ["advertiser", "tick", "budget", "target_cpa", "cost", "conversions", "score_to_go"]
     first, cost, conversions = [], [], []
-    feature_versions, sources = set(), []
+    feature_versions, sources, tasks = set(), [], set()
     for period, path in files:
         meta = check_schema_version(path, kind=TRAJECTORIES)
         feature_versions.add(meta.get("feature_version", "?"))
         sources.append((period, meta.get("seed"), meta.get("config")))
+        tasks.add(identity_task(meta.get("config")))
         t = read_table(path, columns=columns, check_version=False)
         adv = t.column("advertiser").to_numpy().astype(np.int64)
         keep = t.column("tick").to_numpy() == 0
@@ -424,6 +438,7 @@ def dataset_info(directory: str | Path, verify: bool = False) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "seed": info.get("seed"),
         "config": info.get("config"),
+        "task": tasks.pop() if len(tasks) == 1 else sorted(tasks),
         "fingerprint": dataset_fingerprint(sources),
         "score": {
             "mean": float(score.mean()),
@@ -454,7 +469,8 @@ def format_dataset_info(info: Mapping[str, Any]) -> str:
     lines = [
         f"dataset {info['directory']}",
         f"  periods          {info['periods']} ({info['first_period']}..{info['last_period']}), seed {info['seed']}, "
-        f"preset {market.get('preset', '?')}, {market.get('n_pv', 0):,} PVs x {market.get('n_ticks', '?')} ticks",
+        f"preset {market.get('preset', '?')}, {market.get('n_pv', 0):,} PVs x {market.get('n_ticks', '?')} ticks"
+        + ("" if info.get("task", DEFAULT_TASK) == DEFAULT_TASK else f", task {info['task']}"),
         f"  campaigns        {info['campaigns']:,}",
         f"  trajectory rows  {info['trajectory_rows']:,} ({_bytes(info['trajectory_bytes'])})",
         f"  impression rows  {info['impression_rows']:,} in {info['impression_periods']} period(s) ({_bytes(info['impression_bytes'])})",

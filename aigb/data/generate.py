@@ -29,6 +29,11 @@ Periods run in this process, in local worker processes (which write their own fi
 tasks (``aigb.backends``), whose tables come back to this process and are written here as they
 arrive, through the same atomic writes and resume checks: the files are those of a local run.
 
+The task (``aigb.score.TASKS``) decides what ``score_to_go`` scores: "cpa" (Target-CPA, the
+default) or "max-return" (the conversions). A Max-Return dataset records ``"task"`` in its
+identity (``dataset.json``'s config, every file's metadata, so its fingerprint); a Target-CPA one
+records none, so datasets generated before tasks existed keep their identity and resume.
+
 Periods from ``aigb.seeding.VALIDATION_FIRST_PERIOD`` (500,000) on are validation and evaluation
 periods; generating training data there is refused.
 """
@@ -55,6 +60,7 @@ from aigb.data.parquet import (AtomicParquetWriter, CorruptFileError, atomic_out
 from aigb.data.schema import IMPRESSION_SCHEMA, SCHEMA_VERSION
 from aigb.data.trajectories import trajectory_table
 from aigb.features import FEATURE_DIM, FEATURE_VERSION
+from aigb.score import DEFAULT_TASK, check_task
 from aigb.seeding import VALIDATION_FIRST_PERIOD, rng
 from aigb.sim.market import DENSE_RANGES, SPARSE_RANGES, campaigns_for
 from aigb.sim.period import PeriodSim
@@ -62,7 +68,8 @@ from aigb.sim.population import EXPLORE, PopulationConfig
 from aigb.types import Campaign, ConfigError, MarketConfig
 
 __all__ = ["DEFAULT_MARKET", "DATASET_FILE", "DatasetMismatchError", "GenerateReport", "generate_dataset",
-           "dataset_campaigns", "period_path", "dataset_identity", "dataset_fingerprint", "read_dataset_file"]
+           "dataset_campaigns", "period_path", "dataset_identity", "dataset_fingerprint", "read_dataset_file",
+           "identity_task"]
 
 DEFAULT_MARKET = MarketConfig(preset="random")
 """Training default: the sparse regime with per-period random budgets and target CPAs."""
@@ -81,10 +88,19 @@ def period_path(out_dir: str | Path, kind: str, period: int) -> Path:
     return Path(out_dir) / kind / f"period={int(period):05d}.parquet"
 
 
-def dataset_identity(market: MarketConfig, population: PopulationConfig, explore_campaigns: bool) -> dict[str, Any]:
-    """The resolved configuration that determines a dataset's content, as plain JSON values."""
+def dataset_identity(market: MarketConfig, population: PopulationConfig, explore_campaigns: bool,
+                     task: str = DEFAULT_TASK) -> dict[str, Any]:
+    """The resolved configuration that determines a dataset's content, as plain JSON values; the
+    task only when it is not the default (see the module docstring)."""
     identity = {"market": market.to_dict(), "population": asdict(population), "explore_campaigns": bool(explore_campaigns)}
+    if check_task(task) != DEFAULT_TASK:
+        identity["task"] = task
     return json.loads(json.dumps(identity))  # tuples -> lists: the form it has when read back
+
+
+def identity_task(identity: dict | None) -> str:
+    """The task of a dataset identity (``dataset_identity``), "cpa" where none is recorded."""
+    return (identity or {}).get("task", DEFAULT_TASK)
 
 
 def dataset_fingerprint(files: Iterable[tuple[int, int, Any]]) -> str:
@@ -149,10 +165,13 @@ class _PeriodTask:
     period: int
     write_trajectories: bool
     write_impressions: bool
+    scoring: str = DEFAULT_TASK
+    """The ``aigb.score`` task ``score_to_go`` scores."""
 
 
 def _metadata(task: _PeriodTask, kind: str) -> dict[bytes, bytes]:
-    return file_metadata(kind, dataset_identity(task.market, task.population, task.explore_campaigns), task.seed,
+    identity = dataset_identity(task.market, task.population, task.explore_campaigns, task.scoring)
+    return file_metadata(kind, identity, task.seed,
                          period=task.period, feature_version=FEATURE_VERSION, feature_dim=FEATURE_DIM)
 
 
@@ -189,7 +208,7 @@ def _simulate_period(task: _PeriodTask, collect: bool = False) -> dict[str, Any]
                 batch = impression_batch(record, period, campaigns, market, int(offsets[record.tick]))
                 writer.write_batch(batch)
                 impression_rows += batch.num_rows
-    table = trajectory_table(period, campaigns, sim.history, alpha)
+    table = trajectory_table(period, campaigns, sim.history, alpha, task.scoring)
     if task.write_trajectories and not collect:
         write_table_atomic(table, period_path(task.out_dir, TRAJECTORIES, period), _metadata(task, TRAJECTORIES))
     scores = table.filter(table.column("tick").to_numpy() == 0).column("score_to_go").to_numpy()
@@ -284,6 +303,7 @@ def _write_dataset_file(out_dir: Path, identity: dict, seed: int) -> None:
         "aigb_version": aigb.__version__,
         "seed": seed,
         "config": identity,
+        "task": identity_task(identity),
         "periods": periods,
         "impression_periods": _complete_periods(out_dir, IMPRESSIONS),
         "fingerprint": dataset_fingerprint((p, seed, identity) for p in periods),
@@ -295,7 +315,7 @@ def _write_dataset_file(out_dir: Path, identity: dict, seed: int) -> None:
 def generate_dataset(out_dir: str | Path, periods: int, seed: int, *, market: MarketConfig = DEFAULT_MARKET,
                      impressions: bool = False, workers: int = 1, first_period: int = 0, progress: bool = True,
                      population: PopulationConfig = EXPLORE, explore_campaigns: bool = True,
-                     backend: Backend | str = "local") -> GenerateReport:
+                     backend: Backend | str = "local", task: str = DEFAULT_TASK) -> GenerateReport:
     """Simulate periods ``first_period .. first_period + periods - 1`` and write their files.
 
     Args:
@@ -312,6 +332,7 @@ def generate_dataset(out_dir: str | Path, periods: int, seed: int, *, market: Ma
         explore_campaigns: redraw the budgets and CPAs of the fixed presets per period.
         backend: 'local', 'ray' or an ``aigb.backends.Backend``; on Ray each period is a task whose
             tables come back to this process, which writes them (``out_dir`` need not be shared).
+        task: what ``score_to_go`` scores: "cpa" (Target-CPA) or "max-return" (the conversions).
     Raises:
         ConfigError: a bad argument. DatasetMismatchError: ``out_dir`` holds data of another
         config, seed or feature version. OutputPathError: ``out_dir`` cannot be written.
@@ -334,7 +355,7 @@ def generate_dataset(out_dir: str | Path, periods: int, seed: int, *, market: Ma
     backend = Backend.of(backend)
     start = time.perf_counter()
     out_dir, seed = Path(out_dir), int(seed)
-    identity = dataset_identity(market, population, explore_campaigns)
+    identity = dataset_identity(market, population, explore_campaigns, task)
     existing = read_dataset_file(out_dir)
     if existing is not None:
         diffs = _differences({"seed": seed, "config": identity, "feature_version": FEATURE_VERSION},
@@ -352,7 +373,8 @@ def generate_dataset(out_dir: str | Path, periods: int, seed: int, *, market: Ma
         has_imp = impressions and _check_existing(period_path(out_dir, IMPRESSIONS, p), identity, seed, p, damaged)
         if not has_traj or (impressions and not has_imp):
             tasks.append(_PeriodTask(str(out_dir), market, population, bool(explore_campaigns), seed, p,
-                                     write_trajectories=not has_traj, write_impressions=impressions and not has_imp))
+                                     write_trajectories=not has_traj, write_impressions=impressions and not has_imp,
+                                     scoring=task))
     for kind in (TRAJECTORIES, IMPRESSIONS):
         (out_dir / kind).mkdir(parents=True, exist_ok=True)
     # A killed run can leave hidden temporary files; those of periods about to be written are stale.

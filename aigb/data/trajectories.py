@@ -17,7 +17,8 @@ is a contiguous block of ``n_ticks`` rows. Columns (``aigb.data.schema.trajector
 * ``score_to_go[t] = sum_{s >= t} conversions[s] * cpa_penalty(total cost, total conversions, C)``:
   the CPA penalty of the campaign's final outcome spread over its remaining conversions, so
   ``score_to_go[0]`` is the campaign's score (``aigb.score.score``) and it decreases to the last
-  tick's conversions times the penalty;
+  tick's conversions times the penalty; in a Max-Return dataset (``task="max-return"``) the penalty
+  is 1 (``aigb.score.task_beta``) and ``score_to_go`` counts the conversions still to come;
 * ``done``: the last tick.
 """
 
@@ -30,7 +31,7 @@ import pyarrow as pa
 
 from aigb.data.schema import trajectory_schema, validate_trajectories
 from aigb.features import FEATURE_DIM, build_features, trajectory_features
-from aigb.score import cpa_penalty
+from aigb.score import DEFAULT_TASK, cpa_penalty, task_beta
 from aigb.types import ACTION_HIGH, ACTION_LOW, TICK_STAT_FIELDS, Campaign
 
 __all__ = ["TRAJECTORY_SCHEMA", "trajectory_columns", "trajectory_table", "score_to_go"]
@@ -39,21 +40,21 @@ TRAJECTORY_SCHEMA: pa.Schema = trajectory_schema(FEATURE_DIM)
 """The schema of the trajectory files this aigb writes (states of ``FEATURE_DIM`` features)."""
 
 
-def score_to_go(cost: np.ndarray, conversions: np.ndarray, target_cpa: np.ndarray) -> np.ndarray:
-    """CPA-penalised score of the rest of each period from every tick.
+def score_to_go(cost: np.ndarray, conversions: np.ndarray, target_cpa: np.ndarray, task: str = DEFAULT_TASK) -> np.ndarray:
+    """The task's score of the rest of each period from every tick (CPA-penalised for Target-CPA).
 
     cost, conversions: (..., n_ticks) per-tick values; target_cpa: (...). Returns (..., n_ticks)
-    float64 whose tick-0 value equals ``aigb.score.score`` of the whole period.
+    float64 whose tick-0 value equals ``aigb.score.score`` of the whole period under ``task``.
     """
     cost = np.asarray(cost, dtype=np.float64)
     conversions = np.asarray(conversions, dtype=np.float64)
-    penalty = cpa_penalty(cost.sum(axis=-1), conversions.sum(axis=-1), target_cpa)  # (...)
+    penalty = cpa_penalty(cost.sum(axis=-1), conversions.sum(axis=-1), target_cpa, task_beta(task))  # (...)
     to_go = np.flip(np.cumsum(np.flip(conversions, axis=-1), axis=-1), axis=-1)
     return to_go * np.asarray(penalty)[..., None]
 
 
 def trajectory_columns(period: int, campaigns: Sequence[Campaign], history: Mapping[str, np.ndarray],
-                       alpha: np.ndarray) -> dict[str, np.ndarray]:
+                       alpha: np.ndarray, task: str = DEFAULT_TASK) -> dict[str, np.ndarray]:
     """The trajectory table of one period as numpy columns, one row per (advertiser, tick).
 
     Args:
@@ -61,6 +62,7 @@ def trajectory_columns(period: int, campaigns: Sequence[Campaign], history: Mapp
         campaigns: the period's campaigns, one per advertiser, in advertiser order.
         history: field of ``TICK_STAT_FIELDS`` -> (n_ticks, n_adv), as ``PeriodSim.history``.
         alpha: (n_ticks, n_adv) the multipliers the behaviour policies bid with (``TickRecord.alpha``).
+        task: what ``score_to_go`` scores, "cpa" or "max-return" (``aigb.score.TASKS``).
     Returns:
         column -> (n_adv * n_ticks,) arrays; ``state`` and ``next_state`` are (n_rows, FEATURE_DIM).
     """
@@ -113,7 +115,7 @@ def trajectory_columns(period: int, campaigns: Sequence[Campaign], history: Mapp
         "action": action.reshape(-1).astype(np.float32),
         "reward_sparse": per_adv["conversions"].reshape(-1),
         "reward_dense": per_adv["exposed_p_value"].reshape(-1),
-        "score_to_go": score_to_go(per_adv["cost"], per_adv["conversions"], target_cpa).reshape(-1),
+        "score_to_go": score_to_go(per_adv["cost"], per_adv["conversions"], target_cpa, task).reshape(-1),
         "done": np.tile(np.arange(n_ticks) == n_ticks - 1, n_adv),
     })
     return columns
@@ -125,13 +127,13 @@ def _vectors(values: np.ndarray) -> pa.FixedSizeListArray:
 
 
 def trajectory_table(period: int, campaigns: Sequence[Campaign], history: Mapping[str, np.ndarray],
-                     alpha: np.ndarray) -> pa.Table:
+                     alpha: np.ndarray, task: str = DEFAULT_TASK) -> pa.Table:
     """``trajectory_columns`` as a validated table of ``TRAJECTORY_SCHEMA``.
 
     Raises ValueError naming the first bad row if the table breaks the schema's rules (a simulator
     bug must not reach a dataset).
     """
-    columns = trajectory_columns(period, campaigns, history, alpha)
+    columns = trajectory_columns(period, campaigns, history, alpha, task)
     arrays = []
     for field in TRAJECTORY_SCHEMA:
         value = columns[field.name]

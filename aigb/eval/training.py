@@ -3,7 +3,9 @@
 Validation plays the policy, wrapped as a bidding strategy, on a fixed set of campaigns: periods
 of ``VALIDATION_SEED`` numbered from ``VALIDATION_FIRST_PERIOD``, disjoint both from generated
 training periods (0, 1, ...) and from the evaluation periods (``EVAL_FIRST_PERIOD``), so early
-stopping never looks at the data the final table is computed on.
+stopping never looks at the data the final table is computed on. Validation scores the dataset's
+task (``TrajectoryDataset.task``): a policy trained on a Max-Return dataset is selected by its
+conversions.
 
 A run directory is resumable (``aigb.algos.fit``): ``train_args.json`` records the arguments of the
 call that started it and is never rewritten by a resume; the dataset's fingerprint in the
@@ -13,12 +15,13 @@ checkpoints makes a resume on other data fail.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from aigb.data.parquet import atomic_output, ensure_writable_dir
 from aigb.eval.rollout import rollout
+from aigb.score import DEFAULT_TASK
 from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
 from aigb.types import ConfigError, MarketConfig
@@ -38,6 +41,8 @@ class ValidationSet:
     """Advertiser slots the policy controls in turn (spread over categories, budgets and CPAs)."""
     market: MarketConfig = MarketConfig()
     """The market the policy is validated in."""
+    task: str = DEFAULT_TASK
+    """What the campaigns are scored on (``aigb.score.TASKS``); ``train`` sets the dataset's."""
 
     def __call__(self, policy) -> dict:
         from aigb.strategies.learned import LearnedStrategy
@@ -47,7 +52,7 @@ class ValidationSet:
             for a in self.slots:
                 strategy = LearnedStrategy(policy, "validation")
                 rows.append(rollout(strategy, "validation", self.market, VALIDATION_SEED,
-                                    VALIDATION_FIRST_PERIOD + p, a, PopulationConfig()))
+                                    VALIDATION_FIRST_PERIOD + p, a, PopulationConfig(), self.task))
         errors = [r["error"] for r in rows if r["error"]]
         if errors:
             raise RuntimeError(f"validation rollout failed: {errors[0]}")
@@ -78,6 +83,8 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
         raise ConfigError(f"algo: unknown algorithm {algo_name!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
     run_dir = ensure_writable_dir(run_dir)  # before loading the data, so a bad path fails at once
     dataset = TrajectoryDataset.load(data_dir)
+    if validation is not None:
+        validation = replace(validation, task=dataset.task)   # select by the score the data was made for
     algo = make_algorithm(algo_name, dataset.feature_dim, overrides or {}, seed=seed)
     if hasattr(algo, "to_device"):
         algo.to_device(device)
@@ -90,7 +97,8 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
                 "batch_size": batch_size, "seed": seed, "device": device, "overrides": overrides or {},
                 "validation": None if validation is None else {
                     "seed": VALIDATION_SEED, "first_period": VALIDATION_FIRST_PERIOD, "periods": validation.periods,
-                    "slots": list(validation.slots), "market": validation.market.to_dict()}}, indent=2))
+                    "slots": list(validation.slots), "market": validation.market.to_dict(),
+                    "task": validation.task}}, indent=2))
     if eval_every is None:
         # Ten validations per run: each plays 16 full-size campaigns (~40 s on this 2-core machine).
         eval_every = max(1, (steps or algo.config.steps) // 10)

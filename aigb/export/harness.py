@@ -20,6 +20,9 @@ auction's slot table itself rather than through the environment, so the environm
 
 ``play_env`` plays an aigb ``Strategy`` in ``BiddingEnv`` and records the same things, so a
 strategy and its export can be compared bid for bid over a whole period.
+
+Both score Target-CPA (``aigb.score``'s default task): the competition is a Target-CPA one, so an
+export is played and scored as such whatever task its strategy was evaluated on.
 """
 
 from __future__ import annotations

@@ -261,3 +261,44 @@ def test_parallel_workers_equal_a_serial_run(tmp_path):
     for p in range(3):
         assert pq.read_table(period_path(tmp_path / "serial", "trajectories", p)).equals(
             pq.read_table(period_path(tmp_path / "parallel", "trajectories", p)))
+
+
+def test_a_max_return_dataset_scores_the_conversions_of_the_same_days(small_dataset, tmp_path):
+    """The task changes what score_to_go counts, nothing the market did: the same (seed, period)
+    generated for Max-Return has the Target-CPA dataset's days, its score_to_go is the conversions
+    still to come, and the task is part of the dataset's identity."""
+    from aigb.algos.plan_features import MarketPlan, efficiency_rank, whole_trajectories
+    from aigb.data.dataset import TrajectoryDataset, dataset_info
+
+    cpa_dir, _ = small_dataset
+    generate_dataset(tmp_path, 1, SEED, market=SMALL, progress=False, task="max-return")
+    info = json.loads((tmp_path / DATASET_FILE).read_text())
+    assert info["task"] == "max-return" and info["config"] == dataset_identity(SMALL, EXPLORE, True, "max-return")
+    assert "task" not in dataset_identity(SMALL, EXPLORE, True)   # Target-CPA datasets keep their identity
+    assert dataset_info(tmp_path)["task"] == "max-return" and dataset_info(cpa_dir)["task"] == "cpa"
+
+    mr, cpa = pq.read_table(period_path(tmp_path, "trajectories", 0)), pq.read_table(period_path(cpa_dir, "trajectories", 0))
+    for name in ("state", "cost", "conversions", "alpha", "reward_sparse"):
+        assert mr.column(name).equals(cpa.column(name))
+    conv = mr.column("conversions").to_numpy().reshape(48, 48)                   # (n_adv, n_ticks)
+    to_come = np.cumsum(conv[:, ::-1], axis=1)[:, ::-1]
+    np.testing.assert_allclose(mr.column("score_to_go").to_numpy().reshape(48, 48), to_come, rtol=1e-12)
+    assert np.all(cpa.column("score_to_go").to_numpy() <= mr.column("score_to_go").to_numpy() + 1e-12)
+
+    data, cpa_data = TrajectoryDataset.load(tmp_path), TrajectoryDataset.load(cpa_dir, periods=[0])
+    assert data.task == "max-return" and cpa_data.task == "cpa" and data.fingerprint != cpa_data.fingerprint
+    tr = whole_trajectories(data)
+    assert tr["task"] == "max-return"
+    budget, target = data.columns["budget"], data.columns["target_cpa"]
+    np.testing.assert_allclose(tr["efficiency"], conv.sum(axis=1) * target / budget, rtol=1e-12)
+    view = MarketPlan(data.feature_dim, data.n_ticks)
+    rank = efficiency_rank(tr["efficiency"])
+    outcome = view.outcomes(tr["terminal"], rank, task=tr["task"])              # (N, 3) = (R, E, U)
+    assert np.all(outcome[:, 1] == 1.0) and np.array_equal(outcome[:, 0], rank.astype(np.float32))
+    cpa_tr = whole_trajectories(cpa_data)
+    assert view.outcomes(cpa_tr["terminal"], rank, task=cpa_tr["task"])[:, 1].min() < 1.0   # some days overshoot C
+
+    with pytest.raises(DatasetMismatchError, match="task"):
+        generate_dataset(cpa_dir, 1, SEED, market=SMALL, progress=False, task="max-return")
+    with pytest.raises(ConfigError, match="task: unknown task"):
+        generate_dataset(tmp_path / "x", 1, SEED, market=SMALL, progress=False, task="roas")

@@ -343,3 +343,65 @@ def test_full_period_solves():
     sol = solve_oracle(p, comp, tick, 3000.0, 100.0)
     assert 0 < sol.spend <= 3000.0 and np.isfinite(sol.max_score) and sol.alpha > 0
     assert sol.tick_spend.sum() == pytest.approx(sol.spend, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_max_return_bound_is_the_budget_knapsack(seed):
+    """Max-Return (no CPA term): the bound is the most expected conversions within the budget. The
+    LP equals HiGHS on the reachable outcomes, is above every integer combination and every single
+    multiplier (brute force over each step c_k / p_value of the alpha -> outcome map), the best
+    uniform multiplier is that brute force, and neither is below its Target-CPA counterpart."""
+    from aigb.score import task_beta
+
+    beta = task_beta("max-return")
+    p, comp, tick = make_market(seed, 7)
+    conv, cost, per_pv = integer_table(p, comp)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        steps = np.unique((comp / p[:, None])[np.isfinite(comp / p[:, None])])
+    alphas = np.concatenate([steps, steps * (1 + 1e-9), [0.0, 1e12]])
+    outcomes = np.array([expected_outcome(p, comp, a * p) for a in alphas])     # (n_alpha, 2)
+    for b_frac in (0.05, 0.3, 1.0, 3.0):
+        budget = b_frac * cost.max()
+        cpa = 0.5 * cost.max() / conv.max()            # a target that binds: the CPA task loses to it
+        sol = solve_oracle(p, comp, tick, budget, cpa, n_ticks=4, beta=beta)
+        uni = best_uniform_alpha(p, comp, tick, budget, cpa, n_ticks=4, beta=beta)
+        brute = outcomes[outcomes[:, 1] <= budget, 0].max()
+        assert uni.score == pytest.approx(brute, rel=1e-12, abs=1e-15)
+        assert uni.score == uni.conversions and uni.spend <= budget
+        assert sol.max_score == pytest.approx(lp_conversions(per_pv, budget), rel=1e-7, abs=1e-9)
+        assert conv[cost <= budget].max() <= sol.max_score + 1e-12
+        assert brute <= sol.max_score + 1e-12
+        cpa_sol = solve_oracle(p, comp, tick, budget, cpa, n_ticks=4)
+        assert sol.max_score >= cpa_sol.max_score - 1e-12
+        assert uni.score >= best_uniform_alpha(p, comp, tick, budget, cpa, n_ticks=4).score - 1e-12
+
+
+def test_the_oracle_strategy_plays_the_episode_task():
+    """``Episode.task`` reaches the hindsight strategy: under Max-Return it bids the best uniform
+    multiplier for conversions within the budget (beta 0), which spends at least as much as the
+    Target-CPA one on a campaign whose target binds."""
+    from aigb.score import task_beta
+    from aigb.sim.env import BiddingEnv
+    from aigb.sim.population import PopulationConfig
+    from aigb.strategies.base import Episode
+    from aigb.strategies.oracle_strategy import replay_competitors
+    from aigb.strategies.registry import strategy_factory
+    from aigb.types import MarketConfig
+
+    market = MarketConfig(n_pv=20000, n_ticks=8, n_advertisers=8)
+    env = BiddingEnv(market, 3, seed=0)
+    obs, _ = env.reset(period=1_000_000)
+    played = {}
+    for task in ("cpa", "max-return"):
+        episode = Episode(market, 0, 1_000_000, 3, PopulationConfig(), obs.campaign, task)
+        oracle = strategy_factory("oracle")(market)
+        oracle.prepare(episode)
+        oracle.reset(obs.campaign, market.n_ticks, 0)
+        p, comp, tick = replay_competitors(episode, strategy_factory("pid")(market))  # the default reference
+        want = best_uniform_alpha(p, comp, tick, obs.campaign.budget, obs.campaign.target_cpa, n_ticks=market.n_ticks,
+                                  exposure_probs=market.net_exposure_probs, reserve_price=market.reserve_price,
+                                  beta=task_beta(task))
+        np.testing.assert_allclose(oracle.bid(obs), want.alpha * obs.p_value.astype(np.float64), rtol=1e-12)
+        played[task] = want
+    assert played["max-return"].spend >= played["cpa"].spend
+    assert played["max-return"].conversions >= played["cpa"].conversions
