@@ -107,6 +107,8 @@ def _inputs_html(inputs: ReportInputs) -> str:
         ("evaluations", ", ".join(f"<code>{html.escape(d)}</code>" for d in inputs.dirs)),
         ("market", html.escape(f"preset {m['preset']}, {m['n_pv']:,} PVs x {m['n_ticks']} ticks, "
                                f"{m['n_advertisers']} advertisers")),
+        ("task", html.escape("Max-Return (budget only): score = conversions" if c.get("task") == "max-return"
+                             else "Target-CPA: score = conversions x min(1, (C / CPA)^2)")),
         ("campaigns", html.escape(f"up to {n} per strategy: seeds {_fmt_list(inputs.seeds)}; periods "
                                   f"{_fmt_list(c['periods'])}; advertiser slots {_fmt_list(c['slots'])}")),
         ("aigb", html.escape(str(c.get("aigb_version", "?")))),
