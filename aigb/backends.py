@@ -5,9 +5,10 @@ Two backends, one interface (``TaskRun``: tasks in, results out in the order the
 * ``local`` (the default): in this process with one worker, else spawned processes that exit with
   this one (``aigb.workers.worker_pool``).
 * ``ray``: one Ray task per unit of work on a Ray cluster (``address``: ``"auto"`` or
-  ``"HOST:PORT"`` of one started with ``ray start --head``; none starts a local instance for the
-  run). A large read-only input (the built strategies of an evaluation: checkpoints, the OnlineLP
-  prior) is put in the object store once and every task gets its ObjectRef, so it crosses the
+  ``"HOST:PORT"`` of one started with ``ray start --head``; without one, a local instance is
+  started for the run, even where ``ray start`` runs one: a cluster is joined only by name). A
+  large read-only input (the built strategies of an evaluation: checkpoints, the OnlineLP prior)
+  is put in the object store once and every task gets its ObjectRef, so it crosses the
   network once per node, not once per task. Results come back to this process as they finish
   (``ray.wait``) and the caller writes them here, so outputs need no file system shared with the
   workers, and the caller's resume journal (finished periods, rows.partial.jsonl) serves a Ray run
@@ -52,7 +53,7 @@ class Backend:
     kind: str = "local"
     """'local' (this process or local worker processes) or 'ray'."""
     address: str | None = None
-    """Ray only: the cluster to join ('auto', or HOST:PORT); None starts a local Ray instance."""
+    """Ray only: the cluster to join ('auto', or HOST:PORT); None starts a local instance for the run."""
     max_retries: int = 3
     """Ray only: times a task is run again after its worker process died."""
 
@@ -84,7 +85,8 @@ class Backend:
             yield
             return
         if self.address is None:
-            ray.init(include_dashboard=False, logging_level="WARNING")
+            # "local": a new instance, never a cluster found on this machine (which may be stale).
+            ray.init(address="local", include_dashboard=False, logging_level="WARNING")
         else:
             ray.init(address=self.address, logging_level="WARNING")
         try:
@@ -114,7 +116,7 @@ class TaskRun:
         self._refs: list = []
         self._ray = None
         n = len(self._queue)
-        if self.backend.kind == "ray":
+        if self.backend.kind == "ray" and n:
             self._stack.enter_context(self.backend.session())
             self._ray = ray = require_ray()
             # One CPU per task; retries re-run a task whose worker died, not one that raised.
@@ -204,8 +206,8 @@ def add_backend_args(p, what: str = "tasks") -> None:
                    help=f"where {what} run: local processes (--workers), or Ray tasks on a cluster (needs "
                         f"{RAY_INSTALL}; default %(default)s)")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="with --backend ray: the cluster to join, 'auto' for one started here with `ray start --head`, "
-                        "or HOST:PORT; without it a local Ray instance is started for the run")
+                   help="with --backend ray: the cluster to join, 'auto' for the one `ray start --head` runs here, or "
+                        "HOST:PORT; without it a local Ray instance is started for the run")
 
 
 def backend_from_args(args) -> Backend:

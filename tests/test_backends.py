@@ -28,7 +28,7 @@ EVAL_MARKET = MarketConfig(n_pv=5000, n_ticks=10, n_advertisers=10)
 @pytest.fixture(scope="module")
 def ray_instance():
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'aigb[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
 
@@ -75,13 +75,33 @@ def test_generate_on_ray_resumes_skipping_finished_periods(ray_instance, tmp_pat
     assert report.generated == (2, 3) and report.skipped == (0, 1)
 
 
-def test_evaluate_on_ray_gives_the_rows_of_a_local_run(ray_instance, bc_checkpoint):
+def test_evaluate_on_ray_gives_the_rows_of_a_local_run(ray_instance, bc_checkpoint, monkeypatch):
     specs = ["fixed", "onlinelp", "oracle:mode=slots", f"bc:{bc_checkpoint / 'run' / 'best.pt'}"]
     kwargs = dict(periods=1, slots=[0, 4, 7], market=EVAL_MARKET, progress=False)
     local = evaluate(specs, workers=1, **kwargs)
+    put = ray_instance.put
+    shipped = []
+    monkeypatch.setattr(ray_instance, "put", lambda value, **kw: (shipped.append(value), put(value, **kw))[1])
     on_ray = evaluate(specs, backend=Backend("ray"), **kwargs)
+    # The built strategies (the checkpoint's weights, the OnlineLP prior) went to the store once.
+    assert len(shipped) == 1 and list(shipped[0]) == specs
     assert all(e is None for e in on_ray.table.column("error").to_pylist())
     np.testing.assert_equal(local.table.to_pydict(), on_ray.table.to_pydict())
+
+
+def test_a_failing_strategy_stops_a_ray_evaluation_keeping_the_finished_campaigns(ray_instance, tmp_path, monkeypatch):
+    from aigb.strategies import registry
+    from tests.eval.test_rollout import RaisesAt
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    # Registered here only: the Ray tasks get the built strategy through the object store.
+    registry.register("raise5", lambda market: RaisesAt(5))
+    kwargs = dict(periods=1, slots=4, market=EVAL_MARKET, progress=False, backend="ray")
+    with pytest.raises(evaluate_module.EvaluationStopped, match="raise5 raised at tick 5"):
+        evaluate(["fixed", "raise5"], out_dir=tmp_path, **kwargs)
+    assert (tmp_path / evaluate_module.JOURNAL_FILE).is_file() and not (tmp_path / "results.parquet").exists()
+    res = evaluate(["fixed", "raise5"], keep_going=True, **kwargs)
+    assert res.summary.strategies[1].n_errors == 4
 
 
 def _parent(pid: int) -> int:
