@@ -208,3 +208,19 @@ def test_backend_ray_without_ray_says_how_to_install_it(command, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert "--backend ray" in err and "pip install 'aigb[ray]'" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "X").exists()
+
+
+def test_the_demo_on_ray_evaluates_as_the_local_demo_does(ray_instance, tmp_path):
+    pytest.importorskip("torch")
+    from aigb.demo import AlgoRun, DemoSize, run_demo
+
+    size = DemoSize("test", n_pv=1000, data_periods=1, step_scale=1.0, validation_slots=(0,), validations=1,
+                    eval_periods=1, eval_slots=2, workers=1)
+    for where in ("local", "ray"):
+        run_demo(tmp_path / where, size=size, algos=(AlgoRun("bc", 10, 16),), progress=False, say=lambda _: None,
+                 backend=where)
+    local, on_ray = (pq.read_table(tmp_path / w / "eval" / "results.parquet").to_pydict() for w in ("local", "ray"))
+    # The checkpoint's path is in the strategy's label; everything else matches.
+    for rows in (local, on_ray):
+        rows["strategy"] = [s.split(":")[0] for s in rows["strategy"]]
+    np.testing.assert_equal(local, on_ray)
