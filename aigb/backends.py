@@ -203,7 +203,7 @@ class TaskRun:
 def add_backend_args(p, what: str = "tasks") -> None:
     """``--backend`` and ``--ray-address`` for a command whose ``what`` can run on Ray."""
     p.add_argument("--backend", choices=BACKENDS, default="local",
-                   help=f"where {what} run: local processes (--workers), or Ray tasks on a cluster (needs "
+                   help=f"where {what} run: local processes, or Ray tasks on a cluster (needs "
                         f"{RAY_INSTALL}; default %(default)s)")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="with --backend ray: the cluster to join, 'auto' for the one `ray start --head` runs here, or "
