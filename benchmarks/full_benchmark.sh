@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full benchmark: the default dataset, every algorithm trained with its defaults, the standard
-# evaluation (5 periods x 48 advertiser slots of seed 0, sparse market, 500,000 PVs), the table and
+# evaluation (5 periods x 48 advertiser slots of seeds 0 and 1, sparse market, 500,000 PVs), the table and
 # the report. Many hours on 2 cores (training alone is 1.5-2 h per algorithm on the CPU; DiffBid
 # trains on a GPU when torch sees one). Every step resumes or is skipped when done, so an
 # interrupted run continues where it stopped:
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 AIGB=${AIGB:-.venv/bin/aigb}
 OUT=${OUT:-results/full}
 ALGOS=${ALGOS:-bc iql cql dt diffbid}
-EVAL=(--periods 5 --slots all --seeds 0 --workers 2)
+EVAL=(--periods 5 --slots all --seeds 0 1 --workers 2)
 
 "$AIGB" generate --periods 500 --out "$OUT/data" --workers 2 --seed 0
 learned=()

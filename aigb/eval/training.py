@@ -66,6 +66,20 @@ class ValidationSet:
                 "pct_oracle": float(score.sum() / max(oracle.sum(), 1e-12)), "cpa_ok_rate": float(cpa_ok.mean())}
 
 
+def _run_length(last: Path, steps: int | None) -> int | None:
+    """The config's ``steps`` for a run asked for ``steps`` updates: those of a fresh run; a resumed
+    run keeps the length it started with (stored in its checkpoint's config), so that resuming with
+    more updates extends it at the end of its schedule rather than changing the schedule."""
+    if not last.exists():
+        return steps
+    from aigb.algos.checkpoint import read_checkpoint
+
+    try:
+        return int(json.loads(read_checkpoint(last)["config"])["steps"])
+    except (ValueError, KeyError, TypeError):
+        return steps   # an unreadable checkpoint: fit reports it
+
+
 def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_size: int | None = None,
           seed: int = 0, overrides: dict | None = None, validation: ValidationSet | None = ValidationSet(),
           eval_every: int | None = None, patience: int | None = 4, progress: bool = True, device: str = "auto"):
@@ -85,7 +99,14 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
     dataset = TrajectoryDataset.load(data_dir)
     if validation is not None:
         validation = replace(validation, task=dataset.task)   # select by the score the data was made for
-    algo = make_algorithm(algo_name, dataset.feature_dim, overrides or {}, seed=seed)
+    config_overrides = dict(overrides or {})
+    length = _run_length(run_dir / "last.pt", steps)
+    if length is not None and "steps" not in config_overrides:
+        # The run's length is the config's: schedules that decay over ``config.steps`` (DiffBid's
+        # cosine learning rate) end with the run instead of stopping part-way down. An explicit
+        # ``--set steps=N`` keeps a schedule of N updates (e.g. to run only its start).
+        config_overrides["steps"] = length
+    algo = make_algorithm(algo_name, dataset.feature_dim, config_overrides, seed=seed)
     if hasattr(algo, "to_device"):
         algo.to_device(device)
     elif device not in ("auto", "cpu"):

@@ -90,6 +90,13 @@ def test_train_validates_in_the_market_and_writes_checkpoints(trained):
     evals = [r for r in records if r["kind"] == "eval"]
     assert len(evals) == 2 and all(np.isfinite(e["score"]) for e in evals)
     assert json.loads((run / "train_args.json").read_text())["device"] == "cpu"
+    # --steps sizes the run and its learning-rate schedule: the cosine ends at 10 % of the peak
+    # at step 30 (left at the default 15,000, the rate would still be near its peak).
+    from aigb.algos.checkpoint import load_algorithm
+
+    algo = load_algorithm(str(run / "last.pt"))
+    assert algo.config.steps == 30 and algo.n_updates == 30
+    assert algo._lr() == pytest.approx(0.1 * algo.config.lr)
 
 
 def test_strategy_keeps_the_contract_and_its_plans(trained):

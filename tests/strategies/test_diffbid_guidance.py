@@ -54,8 +54,10 @@ from aigb.strategies.diffbid import guidance_config  # noqa: E402
 
 SMALL = MarketConfig(n_pv=3000, preset="random")
 PLAY = MarketConfig(n_pv=2000, n_advertisers=12)                    # 48 ticks, like the planner's days
+# "steps": the tiny run trains the first updates of a default-length schedule, at the full learning
+# rate (a schedule of its own 20 updates would decay to 10 % and leave a denoiser that DPS barely moves).
 TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "emb_dim": 16, "diffusion_steps": 20, "sampling_steps": 4,
-        "idm_hidden_dims": (32, 32), "warmup_steps": 10}
+        "idm_hidden_dims": (32, 32), "warmup_steps": 10, "steps": 15_000}
 
 
 def test_presets_and_strengths_map_to_tfg_configs():
