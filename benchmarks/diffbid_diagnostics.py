@@ -74,11 +74,11 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="evaluation directories with plans.parquet")
     args = parser.parse_args()
     print("remaining-budget errors in shares of B; 'next above now': plans whose next row un-spends")
-    print(f"{'strategy':44s} {'plans':>6s} {'next err':>9s} {'above now':>9s} {'t+6 err':>8s} {'end err':>8s}"
+    print(f"{'strategy':70s} {'plans':>6s} {'next err':>9s} {'above now':>9s} {'t+6 err':>8s} {'end err':>8s}"
           f" {'score':>6s} {'% bound':>7s} {'CPA viol':>8s} {'budget':>6s}")
     for run in args.runs:
         for d in diagnose(run):
-            print(f"{d['strategy'][:44]:44s} {d['plans']:6d} {d['next_abs_err']:9.4f} {100 * d['next_above_now']:8.1f}%"
+            print(f"{d['strategy'][:70]:70s} {d['plans']:6d} {d['next_abs_err']:9.4f} {100 * d['next_above_now']:8.1f}%"
                   f" {d['six_abs_err']:8.4f} {d['end_abs_err']:8.4f} {d['score']:6.2f} {d['pct_bound']:7.1f}"
                   f" {d['cpa_viol']:7.1f}% {d['budget_used']:5.1f}%")
 
