@@ -74,3 +74,24 @@ def test_run_campaign_is_paired_and_keeps_other_strategies():
     # Same strategy under two names on the same campaign: identical, bit for bit.
     # (assert_equal: NaN equals NaN, e.g. the realised CPA of a campaign without conversions)
     np.testing.assert_equal({k: v for k, v in a.items() if k != "strategy"}, {k: v for k, v in b.items() if k != "strategy"})
+
+
+def test_torch_runs_on_one_thread_during_a_rollout_and_is_restored():
+    torch = pytest.importorskip("torch")
+
+    class Threads(FixedRate):
+        seen: list[int] = []
+
+        def bid(self, obs):
+            self.seen.append(torch.get_num_threads())
+            return super().bid(obs)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        strategy = Threads()
+        row = rollout(strategy, "threads", MarketConfig(n_pv=2000, n_ticks=6, n_advertisers=4), 0, 0, 1)
+        assert row["error"] is None and strategy.seen == [1] * 6
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
