@@ -169,20 +169,22 @@ class TaskRun:
         while self.pending:
             yield from self.wait()
 
-    def cancel_pending(self) -> None:
-        """Drop the tasks not started yet; running ones finish and are still returned."""
+    def _drop_local(self) -> None:
+        """Forget the queued tasks and cancel the local futures that have not started."""
         self._queue.clear()
         for f in self._futures:
             f.cancel()
+
+    def cancel_pending(self) -> None:
+        """Drop the tasks not started yet; running ones finish and are still returned."""
+        self._drop_local()
         if self._refs:
             for ref in self._refs:
                 self._ray.cancel(ref)   # queued tasks are dropped, running ones are left alone
 
     def close(self) -> None:
         """Cancel what is left and release the workers (a Ray instance started for this run stops)."""
-        self._queue.clear()
-        for f in self._futures:
-            f.cancel()
+        self._drop_local()
         if self._refs:
             for ref in self._refs:
                 with contextlib.suppress(Exception):
