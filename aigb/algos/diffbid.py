@@ -101,6 +101,19 @@ class DiffBidConfig:
     next_row_weight: float = 1.0
     """Loss weight of the first unknown row, the state the inverse dynamics acts on (CleanDiffuser's
     Decision Diffuser pipeline uses 10); 1 weighs every unknown row alike."""
+    condition: str = "outcome"
+    """What the plan is conditioned on besides the campaign. "outcome": the outcome asked for (return
+    rank, CPA satisfaction, budget utilisation; AIGB), the IDM acts on the planned next state.
+    "level": the bid level a = log(alpha / C) held over the rest of the day (the mean logged action
+    of the ticks from the plan's first unknown one to exhaustion), which makes the planner a
+    generative model of how the day unfolds under a bid level; serving searches ``search_levels``
+    levels (``search_samples`` plans each, sharing their noise) and bids the level whose planned day
+    scores best (plus any objective), re-planning every tick."""
+    search_levels: int = 16
+    """Bid levels tried per tick by a "level" planner, evenly spaced over the 2nd-98th percentile
+    range of the training levels."""
+    search_samples: int = 2
+    """Plans sampled per level and tick (their scores averaged); the same noise serves every level."""
     condition_dropout: float = 0.25
     """Probability that a training sample's outcome condition is replaced by the null embedding
     (Decision Diffuser 0.25, AIGB 0.2); the context is never dropped."""
@@ -110,6 +123,11 @@ class DiffBidConfig:
     guidance toward the same target (``guide=cpa:0.8``) is compared with; 1 is the campaign's own C."""
     idm_hidden_dims: tuple[int, ...] = (256, 256, 256)
     """Hidden widths of the inverse-dynamics MLP (AIGB baseline: 3 x 256)."""
+    idm_rows: tuple[int, ...] = (-2, -1, 0, 1)
+    """Plan rows the inverse dynamics reads, as offsets from the acting tick t (0: the realised
+    state s_t, 1: the planned s_{t+1}; rows before 0 repeat row 0, rows after T repeat row T). Must
+    contain 0 and 1. Negative offsets give it the realised history; positive ones beyond 1 the
+    plan's later rows."""
     lr: float = 3e-4
     """AdamW peak learning rate of the denoiser and condition network."""
     weight_decay: float = 1e-4
@@ -150,6 +168,10 @@ class DiffBidConfig:
     def __post_init__(self) -> None:
         check_common_config(self)
         require(self.plan in ("market", "raw"), "plan", f"must be 'market' or 'raw', got {self.plan!r}")
+        require(self.condition in ("outcome", "level"), "condition", f"must be 'outcome' or 'level', got {self.condition!r}")
+        for name in ("search_levels", "search_samples"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, f"must be an integer >= 1, got {value!r}")
         require(self.denoiser in DENOISERS, "denoiser", f"must be one of {', '.join(DENOISERS)}, got {self.denoiser!r}")
         require(self.prediction in ("eps", "x0"), "prediction", f"must be 'eps' or 'x0', got {self.prediction!r}")
         for name in ("n_ticks", "d_model", "n_layers", "n_heads", "unet_dim", "emb_dim", "diffusion_steps", "sampling_steps"):
@@ -161,6 +183,11 @@ class DiffBidConfig:
         require(len(dims) >= 1 and all(isinstance(d, (int, np.integer)) and d >= 1 for d in dims), "idm_hidden_dims",
                 f"must be a non-empty tuple of integers >= 1, got {self.idm_hidden_dims!r}")
         object.__setattr__(self, "idm_hidden_dims", tuple(int(d) for d in dims))
+        rows = tuple(self.idm_rows)
+        require(all(isinstance(r, (int, np.integer)) and not isinstance(r, bool) for r in rows) and len(set(rows)) == len(rows)
+                and {0, 1} <= set(rows) and all(-self.n_ticks < r <= self.n_ticks for r in rows), "idm_rows",
+                f"must be distinct integer offsets in ({-self.n_ticks}, {self.n_ticks}] including 0 and 1, got {self.idm_rows!r}")
+        object.__setattr__(self, "idm_rows", tuple(sorted(int(r) for r in rows)))
         require(math.isfinite(self.cpa_condition_scale) and self.cpa_condition_scale > 0, "cpa_condition_scale",
                 f"must be a finite number > 0, got {self.cpa_condition_scale}")
         require(0.0 <= self.condition_dropout < 1.0, "condition_dropout", f"must lie in [0, 1), got {self.condition_dropout}")
@@ -187,22 +214,39 @@ act: budget left); tick_info (B, I) of that tick; action (B,) the logged action 
 
 
 class InverseDynamics(nn.Module):
-    """[s_{t-2}, s_{t-1}, s_t, s_{t+1}] (scaled plan rows), context, tick info -> unit action in [-1, 1]."""
+    """Plan rows around the acting tick (``DiffBidConfig.idm_rows``; by default [s_{t-2}, s_{t-1},
+    s_t, s_{t+1}], scaled), context, tick info -> unit action in [-1, 1]."""
 
-    def __init__(self, plan_dim: int, context_dim: int, info_dim: int, hidden_dims: tuple[int, ...]) -> None:
+    def __init__(self, plan_dim: int, context_dim: int, info_dim: int, hidden_dims: tuple[int, ...], n_rows: int = 4) -> None:
         super().__init__()
-        self.net = mlp(4 * plan_dim + context_dim + info_dim, hidden_dims, 1)
+        self.net = mlp(n_rows * plan_dim + context_dim + info_dim, hidden_dims, 1)
 
     def forward(self, rows: torch.Tensor, context: torch.Tensor, info: torch.Tensor) -> torch.Tensor:
-        """rows (B, 4, P), context (B, C), info (B, I) -> (B,)."""
+        """rows (B, R, P), context (B, C), info (B, I) -> (B,)."""
         return torch.tanh(self.net(torch.cat([rows.flatten(1), context, info], dim=-1))).squeeze(-1)
 
 
-def transition_rows(plans: torch.Tensor, tick: torch.Tensor) -> torch.Tensor:
-    """Rows t-2, t-1, t, t+1 of each plan (B, T+1, P) at ticks (B,) -> (B, 4, P); rows before 0
-    repeat row 0 (the first ticks have no history yet, in training and at serving alike)."""
-    offsets = torch.arange(-2, 2, device=plans.device)                                   # (4,)
-    idx = (tick[:, None].to(plans.device) + offsets[None]).clamp_min(0)                  # (B, 4)
+def remaining_levels(action: np.ndarray, active_ticks: np.ndarray) -> np.ndarray:
+    """The bid level of every (campaign, tick): the mean of a_t .. a_{k-1}, k the campaign's active
+    ticks (``action`` (N, T), ``active_ticks`` (N,) >= 1) -> (N, T) float64; ticks from k on (no
+    bid acts any more) take a_{k-1}, the level the day ended on."""
+    action = np.asarray(action, dtype=np.float64)
+    n, t_max = action.shape
+    k = np.clip(np.asarray(active_ticks, dtype=np.int64), 1, t_max)
+    ticks = np.arange(t_max)
+    live = np.where(ticks[None] < k[:, None], action, 0.0)
+    tail = np.cumsum(live[:, ::-1], axis=1)[:, ::-1]                                   # sum over s >= t of live a_s
+    count = np.maximum(k[:, None] - ticks[None], 1)
+    last = action[np.arange(n), k - 1][:, None]
+    return np.where(ticks[None] < k[:, None], tail / count, last)
+
+
+def transition_rows(plans: torch.Tensor, tick: torch.Tensor, offsets: tuple[int, ...] = (-2, -1, 0, 1)) -> torch.Tensor:
+    """Rows t + o (o in ``offsets``; by default t-2, t-1, t, t+1) of each plan (B, T+1, P) at ticks
+    (B,) -> (B, R, P); rows before 0 repeat row 0 (the first ticks have no history yet, in training
+    and at serving alike), rows after the last repeat the last (the day's end)."""
+    offsets = torch.as_tensor(offsets, device=plans.device)                               # (R,)
+    idx = (tick[:, None].to(plans.device) + offsets[None]).clamp(0, plans.shape[1] - 1)  # (B, R)
     return torch.gather(plans, 1, idx[..., None].expand(-1, -1, plans.shape[-1]))
 
 
@@ -232,9 +276,14 @@ class DiffBid(TorchAlgorithm):
     def horizon(self) -> int:
         return self.config.n_ticks + 1
 
+    @property
+    def outcome_names(self) -> tuple[str, ...]:
+        """The droppable condition's names: the view's outcomes, or ("level",)."""
+        return ("level",) if self.config.condition == "level" else tuple(self.view.outcome_names)
+
     def _networks(self) -> nn.ModuleDict:
         cfg, v = self.config, self.view
-        p, c, o, i = len(v.channels), len(v.context_names), len(v.outcome_names), len(v.tick_info_names)
+        p, c, o, i = len(v.channels), len(v.context_names), len(self.outcome_names), len(v.tick_info_names)
         if cfg.denoiser == "transformer":
             denoiser = DENOISERS["transformer"](self.horizon, p, emb_dim=cfg.emb_dim, d_model=cfg.d_model,
                                                 n_layers=cfg.n_layers, n_heads=cfg.n_heads, known_input=cfg.known_input)
@@ -244,7 +293,7 @@ class DiffBid(TorchAlgorithm):
         return nn.ModuleDict({
             "cond": cond, "denoiser": denoiser,
             "ema_cond": copy.deepcopy(cond), "ema_denoiser": copy.deepcopy(denoiser),
-            "idm": InverseDynamics(p, c, i, cfg.idm_hidden_dims),
+            "idm": InverseDynamics(p, c, i, cfg.idm_hidden_dims, n_rows=len(cfg.idm_rows)),
         })
 
     def _init_networks(self, generator: torch.Generator) -> None:
@@ -269,6 +318,8 @@ class DiffBid(TorchAlgorithm):
         self.context_scaler = RobustScaler.identity(len(self.view.context_names))
         self.info_scaler = RobustScaler.identity(len(self.view.tick_info_names))
         self.efficiency_levels = np.full(EFFICIENCY_LEVELS.size, np.nan)
+        self.level_range = np.array([self.bounds.low, self.bounds.high], dtype=np.float64)
+        self.task = "cpa"
 
     def to_device(self, device: str | torch.device) -> "DiffBid":
         """Train (and plan) on ``device`` ('auto', 'cpu', 'cuda'); random draws stay on the CPU
@@ -300,7 +351,9 @@ class DiffBid(TorchAlgorithm):
             # Ticks 0..k-1 of a campaign can act; from its exhaustion on the market zeroes the bids,
             # and the logged alpha (still recorded) says nothing about the next state.
             "active_ticks": np.maximum(1, self.view.can_act(obs).sum(axis=1)),          # (N,)
+            "task": tr["task"],
         }
+        arrays["level"] = remaining_levels(self.bounds.clip(arrays["action"]), arrays["active_ticks"])   # (N, T)
         self._cache = (dataset, arrays)
         return arrays
 
@@ -311,6 +364,8 @@ class DiffBid(TorchAlgorithm):
         self.context_scaler = RobustScaler.fit(a["context"])
         self.info_scaler = RobustScaler.fit(a["tick_info"])
         self.efficiency_levels = np.quantile(a["efficiency"], EFFICIENCY_LEVELS)
+        self.level_range = np.quantile(a["level"], [0.02, 0.98]).astype(np.float64)
+        self.task = str(a["task"])
 
     def sample_batch(self, dataset: Any, batch_size: int, rng: np.random.Generator) -> dict:
         a = self._arrays(dataset)
@@ -318,7 +373,9 @@ class DiffBid(TorchAlgorithm):
         i = rng.integers(0, n, size=batch_size)
         prefix = rng.integers(0, t_max, size=batch_size)
         tick = rng.integers(0, a["active_ticks"][i])     # the IDM learns from ticks whose bids could act
-        return {"obs": a["plan"][i], "context": a["context"][i], "outcome": a["outcome"][i],
+        outcome = (a["outcome"][i] if self.config.condition == "outcome"
+                   else self.bounds.to_unit(a["level"][i, prefix])[:, None].astype(np.float32))
+        return {"obs": a["plan"][i], "context": a["context"][i], "outcome": outcome,
                 "prefix": prefix.astype(np.int64), "tick": tick.astype(np.int64),
                 "tick_info": a["tick_info"][i, tick], "action": a["action"][i, tick].astype(np.float32)}
 
@@ -329,7 +386,7 @@ class DiffBid(TorchAlgorithm):
         if missing:
             raise ValueError(f"plan batch: missing field(s) {missing}; expected {sorted(PLAN_BATCH_FIELDS)}")
         v, h = self.view, self.horizon
-        widths = {"obs": len(v.channels), "context": len(v.context_names), "outcome": len(v.outcome_names),
+        widths = {"obs": len(v.channels), "context": len(v.context_names), "outcome": len(self.outcome_names),
                   "tick_info": len(v.tick_info_names)}
         b = np.shape(batch["obs"])[0] if np.ndim(batch["obs"]) else 0
         out = {}
@@ -387,20 +444,30 @@ class DiffBid(TorchAlgorithm):
         grad_norm = nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
         opt.step()
 
-        # Inverse dynamics on the logged transition (s_{t-2..t}, s_{t+1}) -> a_t.
-        rows = transition_rows(x0, b["tick"])                                            # (B, 4, P)
+        idm_loss = self._idm_step(b, x0, context)
+        self._update_ema()
+        self.n_updates += 1
+        return {"diffusion_loss": diffusion_loss.item(), "idm_loss": idm_loss, "grad_norm": float(grad_norm), "lr": lr}
+
+    def _idm_step(self, b: Mapping[str, torch.Tensor], x0: torch.Tensor, context: torch.Tensor) -> float:
+        """One update of the inverse dynamics on the logged transitions (rows around t) -> a_t."""
+        rows = transition_rows(x0, b["tick"], self.config.idm_rows)                      # (B, R, P)
         info = self.info_scaler.to_unit(b["tick_info"])
         pred = self.bounds.from_unit(self.nets["idm"](rows, context, info))              # (B,)
         idm_loss = F.mse_loss(pred, self.bounds.clip(b["action"]))
         idm_opt = self.optimizers["idm"]
         idm_opt.zero_grad(set_to_none=True)
         idm_loss.backward()
-        nn.utils.clip_grad_norm_(self.nets["idm"].parameters(), cfg.grad_clip)
+        nn.utils.clip_grad_norm_(self.nets["idm"].parameters(), self.config.grad_clip)
         idm_opt.step()
+        return idm_loss.item()
 
-        self._update_ema()
-        self.n_updates += 1
-        return {"diffusion_loss": diffusion_loss.item(), "idm_loss": idm_loss.item(), "grad_norm": float(grad_norm), "lr": lr}
+    def update_inverse_dynamics(self, batch: Mapping[str, np.ndarray]) -> float:
+        """One update of the inverse dynamics alone (the planner is left as it is): refits an
+        inverse dynamics of other rows (``idm_rows``) under a trained planner. Returns the loss."""
+        b = self._batch_tensors(batch)
+        self.nets["idm"].train()
+        return self._idm_step(b, self.plan_scaler.to_unit(b["obs"]), self.context_scaler.to_unit(b["context"]))
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -417,6 +484,7 @@ class DiffBid(TorchAlgorithm):
             "plan_scaler": self.plan_scaler.state_dict(), "context_scaler": self.context_scaler.state_dict(),
             "info_scaler": self.info_scaler.state_dict(),
             "efficiency_levels": torch.as_tensor(self.efficiency_levels, dtype=torch.float64),
+            "level_range": torch.as_tensor(self.level_range, dtype=torch.float64), "task": self.task,
         }
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
@@ -427,6 +495,9 @@ class DiffBid(TorchAlgorithm):
         self.context_scaler = RobustScaler.from_state_dict(extra["context_scaler"])
         self.info_scaler = RobustScaler.from_state_dict(extra["info_scaler"])
         self.efficiency_levels = np.asarray(extra["efficiency_levels"], dtype=np.float64)
+        if "level_range" in extra:   # checkpoints from before level conditioning do not need it
+            self.level_range = np.asarray(extra["level_range"], dtype=np.float64)
+        self.task = str(extra.get("task", "cpa"))
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
@@ -509,8 +580,15 @@ class DiffBidPlanner:
         frozen = {k: copy.deepcopy(algo.nets[k]).to(self.device).eval().requires_grad_(False)
                   for k in ("ema_cond", "ema_denoiser", "idm")}
         self.cond, self.denoiser, self.idm = frozen["ema_cond"], frozen["ema_denoiser"], frozen["idm"]
-        targets = {"return": self.config.target_return, "cpa": self.config.target_cpa, "util": self.config.target_util}
-        self.outcome = torch.tensor([[targets[n] for n in self.view.outcome_names]], dtype=torch.float32, device=self.device)
+        self.level_search = cfg.condition == "level"
+        self.task = algo.task
+        if self.level_search:   # the levels tried at every tick, and their condition inputs
+            low, high = (float(v) for v in algo.level_range)
+            self.levels = torch.linspace(low, high, cfg.search_levels, dtype=torch.float32, device=self.device)
+            self.outcome = self.bounds.to_unit(self.levels)[:, None]                       # (L, 1)
+        else:
+            targets = {"return": self.config.target_return, "cpa": self.config.target_cpa, "util": self.config.target_util}
+            self.outcome = torch.tensor([[targets[n] for n in self.view.outcome_names]], dtype=torch.float32, device=self.device)
         self._embeddings: tuple | None = None   # (context key, context, conditional and null embeddings)
         self._init_search(guide, tfg, n_candidates, select, evaluator)
 
@@ -527,6 +605,8 @@ class DiffBidPlanner:
         if isinstance(n_candidates, bool) or int(n_candidates) != n_candidates or n_candidates < 1:
             raise ValueError(f"n: candidates per tick must be an integer >= 1, got {n_candidates!r}")
         self.n_candidates = int(n_candidates)
+        if self.level_search and self.n_candidates > 1:
+            raise ValueError("n: a level planner already searches its bid levels (search_levels, search_samples); n does not apply")
         if select not in SELECTIONS:
             raise ValueError(f"select: must be one of {', '.join(SELECTIONS)}, got {select!r}")
         self.select = select
@@ -549,6 +629,8 @@ class DiffBidPlanner:
         out = {"guidance": c.guidance, "target_return": c.target_return, "target_cpa": c.target_cpa,
                "target_util": c.target_util, "steps": c.sampling_steps, "temperature": c.temperature, "eta": c.eta,
                "device": str(self.device), "n_candidates": self.n_candidates}
+        if self.level_search:
+            out.update(condition="level", search_levels=int(self.levels.numel()), search_samples=c.search_samples)
         if self.objective is not None:
             out["guide"] = self.objective.text
         if self.tfg is not None:
@@ -592,10 +674,13 @@ class DiffBidPlanner:
         key = context_np.tobytes()
         if self._embeddings is None or self._embeddings[0] != key:   # the campaign's, computed once a day
             context = torch.from_numpy(context_np).to(dev)[None]                        # (1, C)
-            self._embeddings = (key, context, self.cond(context, self.outcome), self.cond(context, None))
+            emb_cond = self.cond(context.expand(self.outcome.shape[0], -1), self.outcome)   # (1 or L, E)
+            self._embeddings = (key, context, emb_cond, self.cond(context, None))
         _, context, emb_cond, emb_null = self._embeddings
         generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, "diffbid/plan", t))
         c = self.config
+        if self.level_search:
+            return self._search_levels(t, known_x, known_mask, emb_cond, emb_null, generator)
         n = self.n_candidates
         if n > 1:   # N candidates in one batch: every tensor of the single plan repeated N times
             known_x, known_mask = known_x.expand(n, -1, -1), known_mask.expand(n, -1)
@@ -613,12 +698,47 @@ class DiffBidPlanner:
             context_plan = torch.from_numpy(self.view.context(states)).to(dev)              # (C,) plan units
             best = best_of_n(x0[:, None], lambda plans: self._candidate_scores(plans, t, context_plan))
             x0, chosen = best.plan, int(best.index[0])                                   # (1, H, P)
-        rows = transition_rows(x0, torch.tensor([t], device=dev))                        # (1, 4, P)
+        rows = transition_rows(x0, torch.tensor([t], device=dev), c.idm_rows)            # (1, R, P)
         info = torch.from_numpy(self.info_scaler.to_unit(self.view.tick_info(states)[-1:])).to(dev)   # (1, I)
         a = float(self.bounds.from_unit(self.idm(rows, context, info))[0])
         unit = x0[0].float().cpu().numpy()
         return PlanStep(tick=t, action=float(self.bounds.clip(a)), plan=self.plan_scaler.from_unit(unit), unit=unit,
                         candidate=chosen)
+
+    def plan_score(self, x0: torch.Tensor, t: int) -> torch.Tensor:
+        """x0 (B, H, P) scaled plans -> (B,) the log score efficiency their last row claims under the
+        planner's task (Target-CPA: v_T min(1, (C / CPA_T)^2); Max-Return: v_T), plus the
+        objective's log f when one is given."""
+        from aigb.algos.plan_objectives import planned_efficiency
+
+        plan = self.plan_scaler.from_unit(x0)
+        b, v = (plan[..., self.channels.index(name)] for name in ("budget_left", "value_delivered"))
+        eff = v[..., self.n_ticks].clamp_min(0.0) if self.task == "max-return" else planned_efficiency(b, v, self.n_ticks)
+        score = eff.double().clamp_min(1e-6).log()
+        if self.objective is not None:
+            score = score + self.objective(x0, t).double()
+        return score
+
+    def _search_levels(self, t: int, known_x, known_mask, emb_cond, emb_null, generator) -> PlanStep:
+        """Plan the day under each bid level (S plans each, one shared noise draw), bid the best."""
+        c, dev = self.config, self.device
+        n_levels, n_samples = self.levels.numel(), c.search_samples
+        m = n_levels * n_samples
+        noise = torch.randn((n_samples, self.horizon, len(self.channels)), generator=generator,
+                            device=generator.device).to(dev).repeat(n_levels, 1, 1)         # (L*S, H, P), level-major
+        level_emb = emb_cond.repeat_interleave(n_samples, dim=0)                           # (L*S, E)
+        eps_fn = cfg_eps_fn(self.denoiser, level_emb, emb_null.expand(m, -1), c.guidance, known=known_mask.expand(m, -1))
+        if c.prediction == "x0":
+            eps_fn = x0_model_eps_fn(eps_fn, self.schedule)
+        x0 = ddim_sample(eps_fn, self.schedule, (m,) + tuple(known_x.shape[1:]), steps=c.sampling_steps, eta=c.eta,
+                         temperature=c.temperature, known_x=known_x.expand(m, -1, -1), known_mask=known_mask.expand(m, -1),
+                         generator=generator, clip_x0=c.clip_x0 or None, noise=noise,
+                         guidance=TFGGuidance(self.objective.at(t), self.tfg) if self._guided else None)   # (L*S, H, P)
+        score = self.plan_score(x0, t).view(n_levels, n_samples).mean(dim=1)              # (L,)
+        best = int(torch.argmax(score))
+        unit = x0[best * n_samples].float().cpu().numpy()
+        a = float(self.bounds.clip(float(self.levels[best])))
+        return PlanStep(tick=t, action=a, plan=self.plan_scaler.from_unit(unit), unit=unit, candidate=best)
 
     def act(self, states, actions, rewards) -> float:
         states, _, _ = validate_history(states, actions, rewards, self.feature_dim)

@@ -219,7 +219,7 @@ def _check_sampling_args(shape, temperature: float, known_x, known_mask, generat
 def ddim_sample(eps_fn: EpsFn, schedule: CosineSchedule, shape: tuple[int, int, int], *, steps: int = 10, eta: float = 0.0,
                 temperature: float = 1.0, known_x: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, clip_x0: float | None = None, x_init: torch.Tensor | None = None,
-                start_step: int | None = None, guidance: Guidance | None = None) -> torch.Tensor:
+                start_step: int | None = None, guidance: Guidance | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """DDIM sampling in ``steps`` steps -> x0 (B, H, D) float32.
 
     eps_fn(x_t, t): noise prediction, t a (B,) long tensor of training-schedule indices.
@@ -232,6 +232,9 @@ def ddim_sample(eps_fn: EpsFn, schedule: CosineSchedule, shape: tuple[int, int, 
         to training step ``start_step`` and sampling runs ``steps`` steps from there to 0.
     guidance: a hook ``guidance(step, x_t) -> x_prev`` taking each step instead of plain DDIM;
         None, or an object with ``active`` False, gives plain DDIM bit for bit.
+    noise: the standard-normal initial noise x_T / temperature (B, H, D) instead of a draw from
+        ``generator`` (e.g. one draw shared by several rows: common random numbers); with eta 0
+        the sample is then a function of it alone.
     Runs under ``torch.no_grad``; a hook enables gradients where it needs them.
     """
     shape = _check_sampling_args(shape, temperature, known_x, known_mask, generator)
@@ -239,7 +242,11 @@ def ddim_sample(eps_fn: EpsFn, schedule: CosineSchedule, shape: tuple[int, int, 
         raise ValueError("x_init and start_step go together (warm start)")
     timesteps = ddim_timesteps(schedule.n_steps, steps, start_step)
     with torch.no_grad():
-        if x_init is None:
+        if noise is not None:
+            if x_init is not None or tuple(noise.shape) != shape:
+                raise ValueError(f"noise must have shape {shape} and excludes x_init, got {tuple(noise.shape)}")
+            x = temperature * noise.to(torch.float32)
+        elif x_init is None:
             x = temperature * _randn(shape, generator)                                   # x_T ~ N(0, temperature^2 I)
         else:
             if tuple(x_init.shape) != shape:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aigb.algos.checkpoint import load_algorithm, read_checkpoint, save_checkpoint
-from aigb.algos.diffbid import DiffBid, DiffBidConfig, transition_rows
+from aigb.algos.diffbid import DiffBid, DiffBidConfig, remaining_levels, transition_rows
 from aigb.algos.plan_features import MARKET_CHANNELS, MarketPlan, RobustScaler, efficiency_rank
 from aigb.algos.registry import make_algorithm
 from aigb.data.dataset import TrajectoryDataset
@@ -174,6 +174,107 @@ def test_inverse_dynamics_fits_a_synthetic_mapping(dataset):
         info = algo.info_scaler.to_unit(torch.from_numpy(test["tick_info"]))
         pred = algo.bounds.from_unit(algo.nets["idm"](rows, context, info)).numpy()
     assert np.mean((pred - y) ** 2) < 0.1 * np.var(y)
+
+
+def test_transition_rows_take_any_offsets_and_clamp_at_both_ends():
+    plans = torch.arange(2 * 6 * 1, dtype=torch.float32).reshape(2, 6, 1)   # row r of plan b holds 6b + r
+    rows = transition_rows(plans, torch.tensor([0, 4]), (-2, -1, 0, 1, 2, 4))
+    assert rows[0, :, 0].tolist() == [0, 0, 0, 1, 2, 4]          # before row 0: row 0
+    assert rows[1, :, 0].tolist() == [8, 9, 10, 11, 11, 11]      # after the last row (5): the last
+    assert transition_rows(plans, torch.tensor([3]))[0, :, 0].tolist() == [1, 2, 3, 4]   # default t-2..t+1
+
+
+@pytest.mark.parametrize("rows", [(0,), (-1, 0), (0, 1, 1), (0, 1, 49), (0, 1.5)])
+def test_idm_rows_must_hold_the_current_and_next_state(rows):
+    with pytest.raises(ConfigError, match="idm_rows"):
+        DiffBidConfig(idm_rows=rows)
+
+
+def test_inverse_dynamics_of_other_rows_refits_under_a_trained_planner(dataset, tmp_path):
+    """update_inverse_dynamics trains the IDM alone (the planner's weights stay bit for bit) and a
+    planner whose IDM reads rows (0, 1, 2) saves, loads and acts from the third row too."""
+    algo = _trained(dataset, steps=5, idm_rows=(0, 1, 2), idm_lr=3e-3)
+    before = {k: v.clone() for k, v in algo.nets.state_dict().items()}
+    gen = rng(2, "refit")
+    losses = [algo.update_inverse_dynamics(algo.sample_batch(dataset, 64, gen)) for _ in range(60)]
+    after = algo.nets.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("idm."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("idm."))
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    path = save_checkpoint(tmp_path / "refit.pt", algo)
+    loaded = load_algorithm(path)
+    assert loaded.config.idm_rows == (0, 1, 2) and loaded.nets["idm"].net[0].in_features == algo.nets["idm"].net[0].in_features
+    states = _states(dataset)
+    assert loaded.policy().plan(states, seed=3).action == algo.policy().plan(states, seed=3).action
+
+
+def test_remaining_levels_by_hand():
+    action = np.array([[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 7.0, 7.0], [-1.0, 1.0, -1.0, 1.0]])
+    levels = remaining_levels(action, np.array([3, 1, 4]))
+    # active ticks 3: means of (1,2,3), (2,3), (3), then the last active action; 1 tick: 0.5 all day
+    np.testing.assert_allclose(levels, [[2.0, 2.5, 3.0, 3.0], [0.5] * 4, [0.0, 1 / 3, 0.0, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def level_algo(dataset):
+    return _trained(dataset, steps=20, condition="level", search_levels=5, search_samples=2, guidance=1.0)
+
+
+def test_a_level_planner_is_conditioned_on_the_mean_remaining_logged_action(dataset, level_algo):
+    batch = level_algo.sample_batch(dataset, 64, rng(5, "levels"))
+    tr = dataset.trajectories()
+    acts = level_algo.bounds.clip(tr["action"].astype(np.float64))
+    active = np.maximum(1, level_algo.view.can_act(tr["obs"]).sum(axis=1))
+    for j in range(64):   # find each sample's campaign by its plan, then average its logged actions by hand
+        i = int(np.flatnonzero((level_algo._arrays(dataset)["plan"] == batch["obs"][j]).all(axis=(1, 2)))[0])
+        t, k = int(batch["prefix"][j]), int(active[i])
+        expected = acts[i, t:k].mean() if t < k else acts[i, k - 1]
+        assert batch["outcome"][j, 0] == pytest.approx(float(level_algo.bounds.to_unit(expected)), abs=1e-5)
+    low, high = level_algo.level_range
+    assert level_algo.bounds.low <= low < high <= level_algo.bounds.high
+
+
+def test_a_level_planner_bids_the_level_whose_plans_score_best(dataset, level_algo):
+    """The batched search equals a brute force: each level sampled alone from the same noise, its
+    plans scored by hand from the last row (v_T min(1, (v_T / spent)^2)) and averaged."""
+    planner = level_algo.policy()
+    states = _states(dataset, i=2, t=7)
+    step = planner.plan(states, seed=5)
+    t = states.shape[0] - 1
+    noise = torch.randn((2, planner.horizon, len(planner.channels)),
+                        generator=torch.Generator().manual_seed(torch_seed(5, "diffbid/plan", t)))
+    prefix = torch.from_numpy(level_algo.plan_scaler.to_unit(level_algo.view.plan(states)))
+    known_x = torch.zeros(2, planner.horizon, len(planner.channels))
+    known_x[:, : t + 1] = prefix
+    known_mask = (torch.arange(planner.horizon)[None] <= t).expand(2, -1)
+    context = torch.from_numpy(level_algo.context_scaler.to_unit(level_algo.view.context(states)))[None]
+    scores = []
+    for level in planner.levels:
+        emb = planner.cond(context.expand(2, -1), level_algo.bounds.to_unit(level).view(1, 1).expand(2, 1))
+        eps_fn = x0_model_eps_fn(lambda x, k, emb=emb: planner.denoiser(x, k, emb, known=known_mask), planner.schedule)
+        x0 = ddim_sample(eps_fn, planner.schedule, (2, planner.horizon, len(planner.channels)), steps=4, temperature=0.5,
+                         known_x=known_x, known_mask=known_mask, noise=noise, clip_x0=3.0, generator=torch.Generator())
+        plan = level_algo.plan_scaler.from_unit(x0).numpy().astype(np.float64)
+        v = plan[:, -1, MARKET_CHANNELS.index("value_delivered")]
+        spent = np.maximum(1 - plan[:, -1, MARKET_CHANNELS.index("budget_left")], 1e-6)
+        efficiency = np.maximum(v, 0) * np.minimum(1, (np.maximum(v, 0) / spent) ** 2)
+        scores.append(np.mean(np.log(np.maximum(efficiency, 1e-6))))
+    best = int(np.argmax(scores))
+    assert np.ptp(scores) > 1e-3                      # the levels' plans do differ
+    assert step.candidate == best and step.action == pytest.approx(float(planner.levels[best]))
+    assert step.plan.shape == (planner.horizon, len(planner.channels))
+
+
+def test_a_level_planner_saves_its_levels_and_refuses_candidate_search(dataset, level_algo, tmp_path):
+    loaded = load_algorithm(save_checkpoint(tmp_path / "level.pt", level_algo))
+    np.testing.assert_array_equal(loaded.level_range, level_algo.level_range)
+    assert loaded.task == "cpa" and loaded.config.condition == "level"
+    states = _states(dataset)
+    assert loaded.policy().plan(states, seed=2).action == level_algo.policy().plan(states, seed=2).action
+    with pytest.raises(ValueError, match="n: a level planner"):
+        level_algo.policy(n_candidates=4, select="plan")
+    with pytest.raises(ConfigError, match="condition"):
+        DiffBidConfig(condition="levels")
 
 
 def test_plan_features_online_equal_offline():
