@@ -556,15 +556,20 @@ class DiffBidPlanner:
                  target_cpa: float | None = None, target_util: float | None = None, steps: int | None = None,
                  temperature: float | None = None, eta: float | None = None, device: str | torch.device = "cpu",
                  seed: int = 0, guide=None, tfg: TFGConfig | None = None, n_candidates: int = 1,
-                 select: str = "evaluator", evaluator=None) -> None:
+                 select: str = "evaluator", evaluator=None, search_levels: int | None = None,
+                 search_samples: int | None = None) -> None:
         cfg = algo.config
+        if cfg.condition != "level" and (search_levels is not None or search_samples is not None):
+            raise ValueError("levels, samples: only a planner trained with condition='level' searches bid levels")
         chosen = {"guidance": cfg.guidance if guidance is None else guidance,
                   "target_return": cfg.target_return if target_return is None else target_return,
                   "target_cpa": cfg.target_cpa if target_cpa is None else target_cpa,
                   "target_util": cfg.target_util if target_util is None else target_util,
                   "sampling_steps": cfg.sampling_steps if steps is None else steps,
                   "temperature": cfg.temperature if temperature is None else temperature,
-                  "eta": cfg.eta if eta is None else eta}
+                  "eta": cfg.eta if eta is None else eta,
+                  "search_levels": cfg.search_levels if search_levels is None else search_levels,
+                  "search_samples": cfg.search_samples if search_samples is None else search_samples}
         self.config = DiffBidConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, **chosen})  # validates
         self.device = resolve_device(device)
         self.seed = int(seed)
@@ -584,7 +589,7 @@ class DiffBidPlanner:
         self.task = algo.task
         if self.level_search:   # the levels tried at every tick, and their condition inputs
             low, high = (float(v) for v in algo.level_range)
-            self.levels = torch.linspace(low, high, cfg.search_levels, dtype=torch.float32, device=self.device)
+            self.levels = torch.linspace(low, high, self.config.search_levels, dtype=torch.float32, device=self.device)
             self.outcome = self.bounds.to_unit(self.levels)[:, None]                       # (L, 1)
         else:
             targets = {"return": self.config.target_return, "cpa": self.config.target_cpa, "util": self.config.target_util}

@@ -25,6 +25,8 @@ Objectives after training (``aigb.algos.plan_objectives``; training-free guidanc
     rho mu gamma TFG's variance and mean strengths and implicit-dynamics scale, overriding the preset's
     iters recur  mean-guidance steps and recurrences per DDIM step; clip: per-sample gradient clip
     n            candidate plans per tick, sampled as one batch (1: plain sampling)
+    levels       bid levels a planner trained with condition=level searches per tick (default 16)
+    samples      plans per level and tick, sharing one noise draw across levels (default 2)
     select       how candidates are ranked: evaluator (default; the learned plan evaluator, see
                  ``aigb fit-evaluator``), plan (the score the plan claims) or objective; an
                  objective's log f is added to the first two
@@ -146,6 +148,8 @@ DIFFBID_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "recur": ("n_recur", _integer(1), "recurrences per DDIM step"),
     "clip": ("grad_clip", _number(0.0, strict_low=True), "per-sample clip of the objective's gradient (> 0)"),
     "n": ("n_candidates", _integer(1), "candidate plans per tick"),
+    "levels": ("search_levels", _integer(1), "bid levels searched per tick (a planner trained with condition=level)"),
+    "samples": ("search_samples", _integer(1), "plans per bid level and tick (condition=level)"),
     "select": ("select", _choice(SELECTIONS), f"candidate ranking: {', '.join(SELECTIONS)}"),
     "evaluator": ("evaluator", _path, "plan evaluator file"),
 }
@@ -329,7 +333,8 @@ def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
     the options give (``aigb tune-guidance`` tries its candidates this way)."""
     from aigb.algos.plan_evaluator import PlanEvaluator
 
-    planner_keys = {"guidance", "target_return", "target_cpa", "target_util", "steps", "temperature", "eta", "device"}
+    planner_keys = {"guidance", "target_return", "target_cpa", "target_util", "steps", "temperature", "eta", "device",
+                    "search_levels", "search_samples"}
     kwargs = {"device": "auto", **{k: v for k, v in options.items() if k in planner_keys}}
     try:
         if "guide" in options:

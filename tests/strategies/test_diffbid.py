@@ -152,3 +152,28 @@ def test_rollout_traces_carry_the_plans(trained):
     # The plan made at tick t starts with the realised remaining budget before ticks 0..t.
     t, planned = row["plans"][20]
     np.testing.assert_allclose(planned[: t + 1], row["remaining_budget"][: t + 1], rtol=1e-4)
+
+
+def test_a_level_planner_trains_serves_and_bids_searched_levels(tmp_path_factory, trained):
+    """generate -> train (condition=level) -> checkpoint -> strategy: every bid is alpha = exp(level) C
+    for one of the searched levels; levels= on an outcome planner is refused, naming the option."""
+    from aigb.data.generate import generate_dataset
+    from aigb.eval.training import train
+    from aigb.strategies.check import play_bids
+
+    data = tmp_path_factory.mktemp("level-data")
+    generate_dataset(data, periods=3, seed=12, market=SMALL, progress=False)
+    run = tmp_path_factory.mktemp("level-run")
+    train("diffbid", data, run_dir=run, steps=20, batch_size=16, seed=3, overrides={**TINY, "condition": "level"},
+          validation=None, progress=False, device="cpu")
+    factory = strategy_factory(f"diffbid:{run / 'last.pt'}?levels=4&samples=1&steps=2")
+    market = MarketConfig(n_pv=2000, n_advertisers=12)
+    strategy = factory(market)
+    assert strategy.planner.options()["search_levels"] == 4
+    play_bids(strategy, market, 0, 0, 3)
+    levels = strategy.planner.levels.numpy()
+    assert len(strategy.plans) == 48
+    assert all(p.action == pytest.approx(float(levels[p.candidate])) for p in strategy.plans)
+    _, outcome_run = trained
+    with pytest.raises(ConfigError, match="levels, samples: only a planner trained with condition='level'"):
+        strategy_factory(f"diffbid:{outcome_run / 'best.pt'}?levels=4")(market)
