@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--candidates", default="1,4,16", help="candidate plans per tick N to time (search)")
     parser.add_argument("--guide", default="cpa:0.9", help="objective of the guided rows")
     parser.add_argument("--evaluator", default=None, help="a plan evaluator file (aigb fit-evaluator); default: rank by the plan")
+    parser.add_argument("--levels", default="16x2,8x2,8x1",
+                        help="LEVELSxSAMPLES searches to time for a planner trained with condition=level (instead of N candidates)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     algo = load_algorithm(args.checkpoint) if args.checkpoint else make_algorithm("diffbid", FEATURE_DIM, seed=0)
@@ -94,12 +96,31 @@ def main() -> None:
             results.append(row)
             print(f"{k:>3} {w:>5.2f} {row['median_ms']:>10.2f} {row['mean_ms']:>9.2f} {row['p95_ms']:>8.2f} {row['max_ms']:>8.2f} "
                   f"{row['cpu_median_ms']:>14.2f}")
-    search = time_search(algo, states, args)
+    search = time_levels(algo, states, args) if algo.config.condition == "level" else time_search(algo, states, args)
     print(json.dumps({"benchmark": "diffbid_latency", "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "device": args.device, "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
                       "checkpoint": args.checkpoint, "config": {"denoiser": algo.config.denoiser, "d_model": algo.config.d_model,
                                                                 "n_layers": algo.config.n_layers}, "results": results,
                       "search": search}))
+
+
+def time_levels(algo, states: np.ndarray, args) -> list[dict]:
+    """Milliseconds per tick of a level planner's search (L levels x S plans in one batch), by K, at w = 1."""
+    print(f"level search, w = 1 (one branch): L levels x S plans per tick")
+    print(f"{'L x S':>7} {'K':>3} {'median ms':>10} {'p95 ms':>8} {'CPU median ms':>14}")
+    rows = []
+    for spec in args.levels.split(","):
+        n_levels, n_samples = (int(v) for v in spec.split("x"))
+        for k in (int(s) for s in args.steps.split(",")):
+            planner = algo.policy(device=args.device, steps=k, guidance=1.0, search_levels=n_levels, search_samples=n_samples)
+            time_planner(planner, states[:4], 1)                          # warm-up
+            ms, cpu = time_planner(planner, states, args.repeats)
+            row = {"levels": n_levels, "samples": n_samples, "steps": k, "median_ms": round(statistics.median(ms), 2),
+                   "p95_ms": round(float(np.percentile(ms, 95)), 2), "cpu_median_ms": round(statistics.median(cpu), 2),
+                   "decisions": len(ms)}
+            rows.append(row)
+            print(f"{spec:>7} {k:>3} {row['median_ms']:>10.2f} {row['p95_ms']:>8.2f} {row['cpu_median_ms']:>14.2f}", flush=True)
+    return rows
 
 
 def time_search(algo, states: np.ndarray, args) -> list[dict]:

@@ -56,6 +56,11 @@ from aigb.seeding import torch_seed
 __all__ = ["DiffBidConfig", "DiffBid", "DiffBidPlanner", "PlanStep", "InverseDynamics", "PLAN_BATCH_FIELDS",
            "EFFICIENCY_LEVELS", "SELECTIONS"]
 
+OPEN_LOOP_AUTOCORR = 0.25
+"""A day whose logged actions have a lag-1 autocorrelation under this is open-loop (no feedback)."""
+LEVEL_QUANTILES = (0.05, 0.95)
+"""The bid levels a level planner searches span these quantiles of the training days' levels
+(the mean logged action of a whole day; on the default dataset about -1.8 to 0.96)."""
 EFFICIENCY_LEVELS = np.linspace(0.0, 1.0, 101)
 """Levels at which the checkpoint stores the training campaigns' score efficiency, so a return
 condition R (a rank) can be read as an efficiency score x C / B."""
@@ -109,9 +114,18 @@ class DiffBidConfig:
     generative model of how the day unfolds under a bid level; serving searches ``search_levels``
     levels (``search_samples`` plans each, sharing their noise) and bids the level whose planned day
     scores best (plus any objective), re-planning every tick."""
+    level_days: str = "open_loop"
+    """Which training days teach a "level" planner what a level does: "open_loop", the days whose
+    logged actions show no feedback (lag-1 autocorrelation of the actions over the active ticks
+    < ``OPEN_LOOP_AUTOCORR``, at least 12 active ticks: fixed-rate bidders and their per-tick noise),
+    or "all". The other days still train the planner, with the condition dropped. A pacing bidder
+    lowers its level *because* its market is cheap, so over all days a low level comes with a spent
+    budget (default dataset: 10 % left whatever the level) while on open-loop days it leaves the
+    budget unspent (85 % left at levels -1.2..-0.8, 0 % at 0.8..1.2): only the latter say what
+    bidding a level does."""
     search_levels: int = 16
-    """Bid levels tried per tick by a "level" planner, evenly spaced over the 2nd-98th percentile
-    range of the training levels."""
+    """Bid levels tried per tick by a "level" planner, evenly spaced over the 5th-95th percentile
+    range of the training days' levels (``LEVEL_QUANTILES``)."""
     search_samples: int = 2
     """Plans sampled per level and tick (their scores averaged); the same noise serves every level."""
     condition_dropout: float = 0.25
@@ -168,6 +182,7 @@ class DiffBidConfig:
     def __post_init__(self) -> None:
         check_common_config(self)
         require(self.plan in ("market", "raw"), "plan", f"must be 'market' or 'raw', got {self.plan!r}")
+        require(self.level_days in ("open_loop", "all"), "level_days", f"must be 'open_loop' or 'all', got {self.level_days!r}")
         require(self.condition in ("outcome", "level"), "condition", f"must be 'outcome' or 'level', got {self.condition!r}")
         for name in ("search_levels", "search_samples"):
             value = getattr(self, name)
@@ -224,6 +239,22 @@ class InverseDynamics(nn.Module):
     def forward(self, rows: torch.Tensor, context: torch.Tensor, info: torch.Tensor) -> torch.Tensor:
         """rows (B, R, P), context (B, C), info (B, I) -> (B,)."""
         return torch.tanh(self.net(torch.cat([rows.flatten(1), context, info], dim=-1))).squeeze(-1)
+
+
+def open_loop_days(action: np.ndarray, active_ticks: np.ndarray, min_ticks: int = 12) -> np.ndarray:
+    """(N,) bool: days whose actions over their active ticks (``action`` (N, T), ``active_ticks``
+    (N,)) look open-loop, i.e. a level plus independent noise: lag-1 autocorrelation of the
+    deviations from the day's mean < ``OPEN_LOOP_AUTOCORR``, over at least ``min_ticks`` ticks (a
+    constant day counts as open-loop)."""
+    action = np.asarray(action, dtype=np.float64)
+    k = np.asarray(active_ticks, dtype=np.int64)
+    live = np.arange(action.shape[1])[None] < k[:, None]
+    mean = np.where(live, action, 0.0).sum(axis=1) / np.maximum(k, 1)
+    d = np.where(live, action - mean[:, None], 0.0)
+    num = (d[:, 1:] * d[:, :-1]).sum(axis=1)
+    den = (d * d).sum(axis=1)
+    autocorr = np.where(den > 1e-12, num / np.maximum(den, 1e-12), 0.0)
+    return (autocorr < OPEN_LOOP_AUTOCORR) & (k >= min_ticks)
 
 
 def remaining_levels(action: np.ndarray, active_ticks: np.ndarray) -> np.ndarray:
@@ -354,6 +385,7 @@ class DiffBid(TorchAlgorithm):
             "task": tr["task"],
         }
         arrays["level"] = remaining_levels(self.bounds.clip(arrays["action"]), arrays["active_ticks"])   # (N, T)
+        arrays["open_loop"] = open_loop_days(arrays["action"], arrays["active_ticks"])                # (N,)
         self._cache = (dataset, arrays)
         return arrays
 
@@ -364,7 +396,8 @@ class DiffBid(TorchAlgorithm):
         self.context_scaler = RobustScaler.fit(a["context"])
         self.info_scaler = RobustScaler.fit(a["tick_info"])
         self.efficiency_levels = np.quantile(a["efficiency"], EFFICIENCY_LEVELS)
-        self.level_range = np.quantile(a["level"], [0.02, 0.98]).astype(np.float64)
+        days = a["open_loop"] if self.config.level_days == "open_loop" and a["open_loop"].any() else slice(None)
+        self.level_range = np.quantile(a["level"][days, 0], LEVEL_QUANTILES).astype(np.float64)
         self.task = str(a["task"])
 
     def sample_batch(self, dataset: Any, batch_size: int, rng: np.random.Generator) -> dict:
@@ -375,9 +408,12 @@ class DiffBid(TorchAlgorithm):
         tick = rng.integers(0, a["active_ticks"][i])     # the IDM learns from ticks whose bids could act
         outcome = (a["outcome"][i] if self.config.condition == "outcome"
                    else self.bounds.to_unit(a["level"][i, prefix])[:, None].astype(np.float32))
-        return {"obs": a["plan"][i], "context": a["context"][i], "outcome": outcome,
+        batch = {"obs": a["plan"][i], "context": a["context"][i], "outcome": outcome,
                 "prefix": prefix.astype(np.int64), "tick": tick.astype(np.int64),
                 "tick_info": a["tick_info"][i, tick], "action": a["action"][i, tick].astype(np.float32)}
+        if self.config.condition == "level" and self.config.level_days == "open_loop":
+            batch["condition_known"] = a["open_loop"][i]
+        return batch
 
     def _batch_tensors(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         if not isinstance(batch, Mapping):
@@ -433,7 +469,10 @@ class DiffBid(TorchAlgorithm):
         for group in opt.param_groups:
             group["lr"] = lr
         cond = self.nets["cond"]
-        emb = cond(context, b["outcome"], drop=cond.drop_mask(x0.shape[0], self.train_generator))
+        drop = cond.drop_mask(x0.shape[0], self.train_generator)
+        if "condition_known" in batch:   # a level planner learns levels from open-loop days only
+            drop = drop | ~torch.as_tensor(np.asarray(batch["condition_known"], dtype=bool), device=drop.device)
+        emb = cond(context, b["outcome"], drop=drop)
         weight = None
         if cfg.next_row_weight != 1.0:
             weight = 1.0 + (cfg.next_row_weight - 1.0) * (row == b["prefix"][:, None] + 1).float()   # (B, H)
@@ -739,7 +778,9 @@ class DiffBidPlanner:
                          temperature=c.temperature, known_x=known_x.expand(m, -1, -1), known_mask=known_mask.expand(m, -1),
                          generator=generator, clip_x0=c.clip_x0 or None, noise=noise,
                          guidance=TFGGuidance(self.objective.at(t), self.tfg) if self._guided else None)   # (L*S, H, P)
-        score = self.plan_score(x0, t).view(n_levels, n_samples).mean(dim=1)              # (L,)
+        # The expected score of a level: the mean of its plans' scores (not of their logs, which
+        # would penalise a level for the spread of its outcomes on top of their mean).
+        score = torch.logsumexp(self.plan_score(x0, t).view(n_levels, n_samples), dim=1)  # (L,) log S + log mean
         best = int(torch.argmax(score))
         unit = x0[best * n_samples].float().cpu().numpy()
         a = float(self.bounds.clip(float(self.levels[best])))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aigb.algos.checkpoint import load_algorithm, read_checkpoint, save_checkpoint
-from aigb.algos.diffbid import DiffBid, DiffBidConfig, remaining_levels, transition_rows
+from aigb.algos.diffbid import DiffBid, DiffBidConfig, open_loop_days, remaining_levels, transition_rows
 from aigb.algos.plan_features import MARKET_CHANNELS, MarketPlan, RobustScaler, efficiency_rank
 from aigb.algos.registry import make_algorithm
 from aigb.data.dataset import TrajectoryDataset
@@ -215,6 +215,38 @@ def test_remaining_levels_by_hand():
     np.testing.assert_allclose(levels, [[2.0, 2.5, 3.0, 3.0], [0.5] * 4, [0.0, 1 / 3, 0.0, 1.0]])
 
 
+def test_open_loop_days_by_hand():
+    t = np.arange(20)
+    fixed = np.full(20, 0.3)                                       # a constant level: open loop
+    noisy = 0.3 + np.where(t % 2 == 0, 0.2, -0.2)                  # alternating noise: autocorrelation -1
+    trend = np.linspace(-1.0, 1.0, 20)                             # a pacing drift: autocorrelation ~0.85
+    short = np.full(20, 0.1)
+    days = open_loop_days(np.stack([fixed, noisy, trend, short]), np.array([20, 20, 20, 8]))
+    assert days.tolist() == [True, True, False, False]             # the last acts on 8 ticks only (< 12)
+    d = trend - trend.mean()
+    assert (d[1:] * d[:-1]).sum() / (d * d).sum() > 0.8            # the trend's autocorrelation, by numpy
+
+
+def test_a_level_planner_learns_levels_from_open_loop_days_only(dataset, level_algo, monkeypatch):
+    batch = level_algo.sample_batch(dataset, 64, rng(6, "open-loop"))
+    a = level_algo._arrays(dataset)
+    assert batch["condition_known"].dtype == bool and batch["condition_known"].shape == (64,)
+    seen = {}
+    cond = level_algo.nets["cond"]
+    forward = cond.forward
+
+    def spy(context, outcome=None, drop=None):
+        seen["drop"] = drop.clone()
+        return forward(context, outcome, drop)
+
+    monkeypatch.setattr(cond, "forward", spy)
+    batch["condition_known"] = np.arange(64) % 2 == 0              # every other day open-loop
+    level_algo.update(batch)
+    assert bool(seen["drop"][1::2].all())                          # closed-loop days: condition dropped
+    assert not bool(seen["drop"][::2].all())                       # open-loop days keep it (but for dropout)
+    assert a["open_loop"].shape == (a["plan"].shape[0],)
+
+
 @pytest.fixture(scope="module")
 def level_algo(dataset):
     return _trained(dataset, steps=20, condition="level", search_levels=5, search_samples=2, guidance=1.0)
@@ -236,7 +268,7 @@ def test_a_level_planner_is_conditioned_on_the_mean_remaining_logged_action(data
 
 def test_a_level_planner_bids_the_level_whose_plans_score_best(dataset, level_algo):
     """The batched search equals a brute force: each level sampled alone from the same noise, its
-    plans scored by hand from the last row (v_T min(1, (v_T / spent)^2)) and averaged."""
+    plans scored by hand from the last row (v_T min(1, (v_T / spent)^2)) and their scores averaged."""
     planner = level_algo.policy()
     states = _states(dataset, i=2, t=7)
     step = planner.plan(states, seed=5)
@@ -258,7 +290,7 @@ def test_a_level_planner_bids_the_level_whose_plans_score_best(dataset, level_al
         v = plan[:, -1, MARKET_CHANNELS.index("value_delivered")]
         spent = np.maximum(1 - plan[:, -1, MARKET_CHANNELS.index("budget_left")], 1e-6)
         efficiency = np.maximum(v, 0) * np.minimum(1, (np.maximum(v, 0) / spent) ** 2)
-        scores.append(np.mean(np.log(np.maximum(efficiency, 1e-6))))
+        scores.append(np.log(np.mean(np.maximum(efficiency, 1e-6))))
     best = int(np.argmax(scores))
     assert np.ptp(scores) > 1e-3                      # the levels' plans do differ
     assert step.candidate == best and step.action == pytest.approx(float(planner.levels[best]))
