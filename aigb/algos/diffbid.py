@@ -58,6 +58,9 @@ __all__ = ["DiffBidConfig", "DiffBid", "DiffBidPlanner", "PlanStep", "InverseDyn
 
 OPEN_LOOP_AUTOCORR = 0.25
 """A day whose logged actions have a lag-1 autocorrelation under this is open-loop (no feedback)."""
+SUPPORT_LEVELS = np.linspace(0.5, 1.0, 11)
+"""Quantiles at which a level planner's checkpoint stores, per tick, the levels of the open-loop
+training days still bidding at that tick (``DiffBid.level_support``)."""
 LEVEL_QUANTILES = (0.05, 0.95)
 """The bid levels a level planner searches span these quantiles of the training days' levels
 (the mean logged action of a whole day; on the default dataset about -1.8 to 0.96)."""
@@ -128,6 +131,12 @@ class DiffBidConfig:
     range of the training days' levels (``LEVEL_QUANTILES``)."""
     search_samples: int = 2
     """Plans sampled per level and tick (their scores averaged); the same noise serves every level."""
+    support: float = 0.9
+    """A level planner searches, at tick t, only levels up to this quantile of the levels of the
+    open-loop training days still bidding at t (1: every level). High levels leave the data as the
+    day goes on (they exhaust their budgets: the 90th percentile falls from 0.88 at tick 0 to 0.39
+    at tick 36 on the default dataset), and there the planner's outcomes are extrapolation: without
+    the cap it raised its bids through the afternoon into CPAs of 1.5-2.6 C."""
     condition_dropout: float = 0.25
     """Probability that a training sample's outcome condition is replaced by the null embedding
     (Decision Diffuser 0.25, AIGB 0.2); the context is never dropped."""
@@ -184,6 +193,7 @@ class DiffBidConfig:
         require(self.plan in ("market", "raw"), "plan", f"must be 'market' or 'raw', got {self.plan!r}")
         require(self.level_days in ("open_loop", "all"), "level_days", f"must be 'open_loop' or 'all', got {self.level_days!r}")
         require(self.condition in ("outcome", "level"), "condition", f"must be 'outcome' or 'level', got {self.condition!r}")
+        require(0.5 <= self.support <= 1.0, "support", f"must lie in [0.5, 1], got {self.support}")
         for name in ("search_levels", "search_samples"):
             value = getattr(self, name)
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, f"must be an integer >= 1, got {value!r}")
@@ -255,6 +265,23 @@ def open_loop_days(action: np.ndarray, active_ticks: np.ndarray, min_ticks: int 
     den = (d * d).sum(axis=1)
     autocorr = np.where(den > 1e-12, num / np.maximum(den, 1e-12), 0.0)
     return (autocorr < OPEN_LOOP_AUTOCORR) & (k >= min_ticks)
+
+
+def level_support(level: np.ndarray, active_ticks: np.ndarray, days: np.ndarray | None = None) -> np.ndarray:
+    """(len(SUPPORT_LEVELS), T): per tick t, the SUPPORT_LEVELS quantiles of ``level[:, t]`` over the
+    days (``days`` (N,) bool, None: all) still bidding at t (t < active ticks); a tick with no such
+    day takes the previous tick's column (the first: every day's)."""
+    level = np.asarray(level, dtype=np.float64)
+    n, t_max = level.shape
+    chosen = np.ones(n, dtype=bool) if days is None or not np.any(days) else np.asarray(days, dtype=bool)
+    out = np.empty((SUPPORT_LEVELS.size, t_max))
+    for t in range(t_max):
+        live = chosen & (np.asarray(active_ticks) > t)
+        if live.any():
+            out[:, t] = np.quantile(level[live, t], SUPPORT_LEVELS)
+        else:
+            out[:, t] = out[:, t - 1] if t else np.quantile(level[chosen, 0], SUPPORT_LEVELS)
+    return out
 
 
 def remaining_levels(action: np.ndarray, active_ticks: np.ndarray) -> np.ndarray:
@@ -350,6 +377,7 @@ class DiffBid(TorchAlgorithm):
         self.info_scaler = RobustScaler.identity(len(self.view.tick_info_names))
         self.efficiency_levels = np.full(EFFICIENCY_LEVELS.size, np.nan)
         self.level_range = np.array([self.bounds.low, self.bounds.high], dtype=np.float64)
+        self.level_support = np.full((SUPPORT_LEVELS.size, self.config.n_ticks), self.bounds.high, dtype=np.float64)
         self.task = "cpa"
 
     def to_device(self, device: str | torch.device) -> "DiffBid":
@@ -398,6 +426,7 @@ class DiffBid(TorchAlgorithm):
         self.efficiency_levels = np.quantile(a["efficiency"], EFFICIENCY_LEVELS)
         days = a["open_loop"] if self.config.level_days == "open_loop" and a["open_loop"].any() else slice(None)
         self.level_range = np.quantile(a["level"][days, 0], LEVEL_QUANTILES).astype(np.float64)
+        self.level_support = level_support(a["level"], a["active_ticks"], a["open_loop"] if self.config.level_days == "open_loop" else None)
         self.task = str(a["task"])
 
     def sample_batch(self, dataset: Any, batch_size: int, rng: np.random.Generator) -> dict:
@@ -524,6 +553,7 @@ class DiffBid(TorchAlgorithm):
             "info_scaler": self.info_scaler.state_dict(),
             "efficiency_levels": torch.as_tensor(self.efficiency_levels, dtype=torch.float64),
             "level_range": torch.as_tensor(self.level_range, dtype=torch.float64), "task": self.task,
+            "level_support": torch.as_tensor(self.level_support, dtype=torch.float64),
         }
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
@@ -536,6 +566,8 @@ class DiffBid(TorchAlgorithm):
         self.efficiency_levels = np.asarray(extra["efficiency_levels"], dtype=np.float64)
         if "level_range" in extra:   # checkpoints from before level conditioning do not need it
             self.level_range = np.asarray(extra["level_range"], dtype=np.float64)
+        if "level_support" in extra:
+            self.level_support = np.asarray(extra["level_support"], dtype=np.float64)
         self.task = str(extra.get("task", "cpa"))
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -596,10 +628,10 @@ class DiffBidPlanner:
                  temperature: float | None = None, eta: float | None = None, device: str | torch.device = "cpu",
                  seed: int = 0, guide=None, tfg: TFGConfig | None = None, n_candidates: int = 1,
                  select: str = "evaluator", evaluator=None, search_levels: int | None = None,
-                 search_samples: int | None = None) -> None:
+                 search_samples: int | None = None, support: float | None = None) -> None:
         cfg = algo.config
-        if cfg.condition != "level" and (search_levels is not None or search_samples is not None):
-            raise ValueError("levels, samples: only a planner trained with condition='level' searches bid levels")
+        if cfg.condition != "level" and (search_levels is not None or search_samples is not None or support is not None):
+            raise ValueError("levels, samples, support: only a planner trained with condition='level' searches bid levels")
         chosen = {"guidance": cfg.guidance if guidance is None else guidance,
                   "target_return": cfg.target_return if target_return is None else target_return,
                   "target_cpa": cfg.target_cpa if target_cpa is None else target_cpa,
@@ -608,7 +640,8 @@ class DiffBidPlanner:
                   "temperature": cfg.temperature if temperature is None else temperature,
                   "eta": cfg.eta if eta is None else eta,
                   "search_levels": cfg.search_levels if search_levels is None else search_levels,
-                  "search_samples": cfg.search_samples if search_samples is None else search_samples}
+                  "search_samples": cfg.search_samples if search_samples is None else search_samples,
+                  "support": cfg.support if support is None else support}
         self.config = DiffBidConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, **chosen})  # validates
         self.device = resolve_device(device)
         self.seed = int(seed)
@@ -630,6 +663,9 @@ class DiffBidPlanner:
             low, high = (float(v) for v in algo.level_range)
             self.levels = torch.linspace(low, high, self.config.search_levels, dtype=torch.float32, device=self.device)
             self.outcome = self.bounds.to_unit(self.levels)[:, None]                       # (L, 1)
+            # per tick, the highest level the data support: the support quantile of each tick's levels
+            self.level_cap = np.array([np.interp(self.config.support, SUPPORT_LEVELS, algo.level_support[:, t])
+                                       for t in range(cfg.n_ticks)])
         else:
             targets = {"return": self.config.target_return, "cpa": self.config.target_cpa, "util": self.config.target_util}
             self.outcome = torch.tensor([[targets[n] for n in self.view.outcome_names]], dtype=torch.float32, device=self.device)
@@ -674,7 +710,8 @@ class DiffBidPlanner:
                "target_util": c.target_util, "steps": c.sampling_steps, "temperature": c.temperature, "eta": c.eta,
                "device": str(self.device), "n_candidates": self.n_candidates}
         if self.level_search:
-            out.update(condition="level", search_levels=int(self.levels.numel()), search_samples=c.search_samples)
+            out.update(condition="level", search_levels=int(self.levels.numel()), search_samples=c.search_samples,
+                       support=c.support)
         if self.objective is not None:
             out["guide"] = self.objective.text
         if self.tfg is not None:
@@ -781,6 +818,9 @@ class DiffBidPlanner:
         # The expected score of a level: the mean of its plans' scores (not of their logs, which
         # would penalise a level for the spread of its outcomes on top of their mean).
         score = torch.logsumexp(self.plan_score(x0, t).view(n_levels, n_samples), dim=1)  # (L,) log S + log mean
+        outside = self.levels.cpu().numpy() > self.level_cap[t]
+        outside[0] = False                                                                 # the lowest level always stays
+        score = score.masked_fill(torch.from_numpy(outside).to(score.device), -math.inf)
         best = int(torch.argmax(score))
         unit = x0[best * n_samples].float().cpu().numpy()
         a = float(self.bounds.clip(float(self.levels[best])))

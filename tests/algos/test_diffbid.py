@@ -291,15 +291,26 @@ def test_a_level_planner_bids_the_level_whose_plans_score_best(dataset, level_al
         spent = np.maximum(1 - plan[:, -1, MARKET_CHANNELS.index("budget_left")], 1e-6)
         efficiency = np.maximum(v, 0) * np.minimum(1, (np.maximum(v, 0) / spent) ** 2)
         scores.append(np.log(np.mean(np.maximum(efficiency, 1e-6))))
-    best = int(np.argmax(scores))
     assert np.ptp(scores) > 1e-3                      # the levels' plans do differ
+    # levels above the data's support at this tick are not searched (the lowest always is)
+    cap = np.quantile(level_algo._arrays(dataset)["level"][:, t][_live_open_loop(level_algo, dataset, t)], 0.9)
+    assert planner.level_cap[t] == pytest.approx(cap)
+    scores = [sc if (j == 0 or lv <= cap) else -np.inf for j, (sc, lv) in enumerate(zip(scores, planner.levels.numpy()))]
+    best = int(np.argmax(scores))
     assert step.candidate == best and step.action == pytest.approx(float(planner.levels[best]))
     assert step.plan.shape == (planner.horizon, len(planner.channels))
+
+
+def _live_open_loop(algo, dataset, t):
+    a = algo._arrays(dataset)
+    days = a["open_loop"] if a["open_loop"].any() else np.ones_like(a["open_loop"])
+    return days & (a["active_ticks"] > t)
 
 
 def test_a_level_planner_saves_its_levels_and_refuses_candidate_search(dataset, level_algo, tmp_path):
     loaded = load_algorithm(save_checkpoint(tmp_path / "level.pt", level_algo))
     np.testing.assert_array_equal(loaded.level_range, level_algo.level_range)
+    np.testing.assert_array_equal(loaded.level_support, level_algo.level_support)
     assert loaded.task == "cpa" and loaded.config.condition == "level"
     states = _states(dataset)
     assert loaded.policy().plan(states, seed=2).action == level_algo.policy().plan(states, seed=2).action
