@@ -131,6 +131,9 @@ class DiffBidConfig:
     range of the training days' levels (``LEVEL_QUANTILES``)."""
     search_samples: int = 2
     """Plans sampled per level and tick (their scores averaged); the same noise serves every level."""
+    max_change: float = 0.0
+    """A level planner's trust region: from tick 1 on, search only levels within this distance (in
+    log(alpha / C)) of the last tick's (0: no limit)."""
     support: float = 0.9
     """A level planner searches, at tick t, only levels up to this quantile of the levels of the
     open-loop training days still bidding at t (1: every level). High levels leave the data as the
@@ -193,6 +196,7 @@ class DiffBidConfig:
         require(self.plan in ("market", "raw"), "plan", f"must be 'market' or 'raw', got {self.plan!r}")
         require(self.level_days in ("open_loop", "all"), "level_days", f"must be 'open_loop' or 'all', got {self.level_days!r}")
         require(self.condition in ("outcome", "level"), "condition", f"must be 'outcome' or 'level', got {self.condition!r}")
+        require(math.isfinite(self.max_change) and self.max_change >= 0, "max_change", f"must be a finite number >= 0, got {self.max_change}")
         require(0.5 <= self.support <= 1.0, "support", f"must lie in [0.5, 1], got {self.support}")
         for name in ("search_levels", "search_samples"):
             value = getattr(self, name)
@@ -628,9 +632,9 @@ class DiffBidPlanner:
                  temperature: float | None = None, eta: float | None = None, device: str | torch.device = "cpu",
                  seed: int = 0, guide=None, tfg: TFGConfig | None = None, n_candidates: int = 1,
                  select: str = "evaluator", evaluator=None, search_levels: int | None = None,
-                 search_samples: int | None = None, support: float | None = None) -> None:
+                 search_samples: int | None = None, support: float | None = None, max_change: float | None = None) -> None:
         cfg = algo.config
-        if cfg.condition != "level" and (search_levels is not None or search_samples is not None or support is not None):
+        if cfg.condition != "level" and any(v is not None for v in (search_levels, search_samples, support, max_change)):
             raise ValueError("levels, samples, support: only a planner trained with condition='level' searches bid levels")
         chosen = {"guidance": cfg.guidance if guidance is None else guidance,
                   "target_return": cfg.target_return if target_return is None else target_return,
@@ -641,7 +645,8 @@ class DiffBidPlanner:
                   "eta": cfg.eta if eta is None else eta,
                   "search_levels": cfg.search_levels if search_levels is None else search_levels,
                   "search_samples": cfg.search_samples if search_samples is None else search_samples,
-                  "support": cfg.support if support is None else support}
+                  "support": cfg.support if support is None else support,
+                  "max_change": cfg.max_change if max_change is None else max_change}
         self.config = DiffBidConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, **chosen})  # validates
         self.device = resolve_device(device)
         self.seed = int(seed)
@@ -711,7 +716,7 @@ class DiffBidPlanner:
                "device": str(self.device), "n_candidates": self.n_candidates}
         if self.level_search:
             out.update(condition="level", search_levels=int(self.levels.numel()), search_samples=c.search_samples,
-                       support=c.support)
+                       support=c.support, max_change=c.max_change)
         if self.objective is not None:
             out["guide"] = self.objective.text
         if self.tfg is not None:
@@ -737,8 +742,10 @@ class DiffBidPlanner:
         return score
 
     @torch.no_grad()   # not inference_mode: guidance takes gradients of the objective inside
-    def plan(self, states: np.ndarray, *, seed: int) -> PlanStep:
-        """Plan the rest of the day from the v1 states of ticks 0..t (rows of ``states``) and act."""
+    def plan(self, states: np.ndarray, *, seed: int, previous: float | None = None) -> PlanStep:
+        """Plan the rest of the day from the v1 states of ticks 0..t (rows of ``states``) and act.
+        ``previous``: last tick's action; a level planner with ``max_change`` searches only levels
+        within that distance of it."""
         states = np.asarray(states, dtype=np.float32)
         if states.ndim != 2 or states.shape[0] < 1 or states.shape[1] != self.feature_dim:
             raise ValueError(f"states: expected shape (t+1, {self.feature_dim}), got {states.shape}")
@@ -761,7 +768,7 @@ class DiffBidPlanner:
         generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, "diffbid/plan", t))
         c = self.config
         if self.level_search:
-            return self._search_levels(t, known_x, known_mask, emb_cond, emb_null, generator)
+            return self._search_levels(t, known_x, known_mask, emb_cond, emb_null, generator, previous)
         n = self.n_candidates
         if n > 1:   # N candidates in one batch: every tensor of the single plan repeated N times
             known_x, known_mask = known_x.expand(n, -1, -1), known_mask.expand(n, -1)
@@ -800,7 +807,7 @@ class DiffBidPlanner:
             score = score + self.objective(x0, t).double()
         return score
 
-    def _search_levels(self, t: int, known_x, known_mask, emb_cond, emb_null, generator) -> PlanStep:
+    def _search_levels(self, t: int, known_x, known_mask, emb_cond, emb_null, generator, previous=None) -> PlanStep:
         """Plan the day under each bid level (S plans each, one shared noise draw), bid the best."""
         c, dev = self.config, self.device
         n_levels, n_samples = self.levels.numel(), c.search_samples
@@ -820,6 +827,10 @@ class DiffBidPlanner:
         score = torch.logsumexp(self.plan_score(x0, t).view(n_levels, n_samples), dim=1)  # (L,) log S + log mean
         outside = self.levels.cpu().numpy() > self.level_cap[t]
         outside[0] = False                                                                 # the lowest level always stays
+        if previous is not None and c.max_change > 0:   # a trust region around last tick's level
+            far = np.abs(self.levels.cpu().numpy() - previous) > c.max_change
+            if not np.all(far | outside):
+                outside |= far
         score = score.masked_fill(torch.from_numpy(outside).to(score.device), -math.inf)
         best = int(torch.argmax(score))
         unit = x0[best * n_samples].float().cpu().numpy()
@@ -827,8 +838,8 @@ class DiffBidPlanner:
         return PlanStep(tick=t, action=a, plan=self.plan_scaler.from_unit(unit), unit=unit, candidate=best)
 
     def act(self, states, actions, rewards) -> float:
-        states, _, _ = validate_history(states, actions, rewards, self.feature_dim)
-        return self.plan(states, seed=self.seed).action
+        states, actions, _ = validate_history(states, actions, rewards, self.feature_dim)
+        return self.plan(states, seed=self.seed, previous=float(actions[-1]) if len(actions) else None).action
 
     def efficiency_of_rank(self, rank: float) -> float:
         """The training campaigns' score efficiency (score x C / B) at return rank ``rank``."""

@@ -29,6 +29,7 @@ Objectives after training (``aigb.algos.plan_objectives``; training-free guidanc
     samples      plans per level and tick, sharing one noise draw across levels (default 2)
     support      search only levels up to this quantile of the open-loop training days' levels at
                  the tick (default 0.9; 1: all): beyond, the planner would extrapolate
+    change       largest move of the bid level from one tick to the next (log units; default 0: any)
     select       how candidates are ranked: evaluator (default; the learned plan evaluator, see
                  ``aigb fit-evaluator``), plan (the score the plan claims) or objective; an
                  objective's log f is added to the first two
@@ -152,6 +153,7 @@ DIFFBID_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "n": ("n_candidates", _integer(1), "candidate plans per tick"),
     "levels": ("search_levels", _integer(1), "bid levels searched per tick (a planner trained with condition=level)"),
     "samples": ("search_samples", _integer(1), "plans per bid level and tick (condition=level)"),
+    "change": ("max_change", _number(0.0), "largest change of the bid level from one tick to the next, log units (condition=level; 0: none)"),
     "support": ("support", _number(0.5, 1.0), "highest level searched: this quantile of the data's levels at the tick (condition=level)"),
     "select": ("select", _choice(SELECTIONS), f"candidate ranking: {', '.join(SELECTIONS)}"),
     "evaluator": ("evaluator", _path, "plan evaluator file"),
@@ -337,7 +339,7 @@ def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
     from aigb.algos.plan_evaluator import PlanEvaluator
 
     planner_keys = {"guidance", "target_return", "target_cpa", "target_util", "steps", "temperature", "eta", "device",
-                    "search_levels", "search_samples", "support"}
+                    "search_levels", "search_samples", "support", "max_change"}
     kwargs = {"device": "auto", **{k: v for k, v in options.items() if k in planner_keys}}
     try:
         if "guide" in options:
@@ -383,7 +385,8 @@ class DiffBidStrategy(AlphaStrategy):
 
     def alpha(self, obs: Observation) -> float:
         self._states.append(np.asarray(obs.features, dtype=np.float32))
-        step = self.planner.plan(np.stack(self._states), seed=self._seed)
+        step = self.planner.plan(np.stack(self._states), seed=self._seed,
+                                 previous=self.plans[-1].action if self.plans else None)
         self.plans.append(step)
         return float(np.exp(step.action) * obs.campaign.target_cpa)
 

@@ -301,6 +301,23 @@ def test_a_level_planner_bids_the_level_whose_plans_score_best(dataset, level_al
     assert step.plan.shape == (planner.horizon, len(planner.channels))
 
 
+def test_a_level_planners_trust_region_limits_the_change_per_tick(dataset, level_algo):
+    """With max_change, a level planner told that last tick's level was far from its free choice
+    bids within max_change of that level instead."""
+    free, held = level_algo.policy(support=1.0), level_algo.policy(max_change=0.5, support=1.0)
+    levels = held.levels.numpy()
+    for t in (0, 5, 11):
+        states = _states(dataset, i=4, t=t)
+        choice = free.plan(states, seed=9).action
+        previous = float(levels[np.argmax(np.abs(levels - choice))])   # the level farthest from it
+        assert abs(previous - choice) > 0.5
+        step = held.plan(states, seed=9, previous=previous)
+        assert abs(step.action - previous) <= 0.5 + 1e-6 and step.action != choice
+        assert held.plan(states, seed=9).action == choice           # no previous level: no limit
+    with pytest.raises(ConfigError, match="max_change"):
+        DiffBidConfig(max_change=-1.0)
+
+
 def _live_open_loop(algo, dataset, t):
     a = algo._arrays(dataset)
     days = a["open_loop"] if a["open_loop"].any() else np.ones_like(a["open_loop"])
