@@ -668,6 +668,7 @@ class DiffBidPlanner:
             low, high = (float(v) for v in algo.level_range)
             self.levels = torch.linspace(low, high, self.config.search_levels, dtype=torch.float32, device=self.device)
             self.outcome = self.bounds.to_unit(self.levels)[:, None]                       # (L, 1)
+            self._level_values = self.levels.cpu().numpy()
             # per tick, the highest level the data support: the support quantile of each tick's levels
             self.level_cap = np.array([np.interp(self.config.support, SUPPORT_LEVELS, algo.level_support[:, t])
                                        for t in range(cfg.n_ticks)])
@@ -825,10 +826,10 @@ class DiffBidPlanner:
         # The expected score of a level: the mean of its plans' scores (not of their logs, which
         # would penalise a level for the spread of its outcomes on top of their mean).
         score = torch.logsumexp(self.plan_score(x0, t).view(n_levels, n_samples), dim=1)  # (L,) log S + log mean
-        outside = self.levels.cpu().numpy() > self.level_cap[t]
+        outside = self._level_values > self.level_cap[t]
         outside[0] = False                                                                 # the lowest level always stays
         if previous is not None and c.max_change > 0:   # a trust region around last tick's level
-            far = np.abs(self.levels.cpu().numpy() - previous) > c.max_change
+            far = np.abs(self._level_values - previous) > c.max_change
             if not np.all(far | outside):
                 outside |= far
         score = score.masked_fill(torch.from_numpy(outside).to(score.device), -math.inf)
