@@ -187,3 +187,16 @@ def test_a_checkpoint_with_weights_of_other_shapes_does_not_resume(data, tmp_pat
     torch.save(payload, tmp_path / "last.pt")
     with pytest.raises(ValueError, match="last.pt: its weights do not fit this bc run .RuntimeError: .*size mismatch"):
         fit(_algo("bc", data), data, steps=8, seed=0, run_dir=tmp_path, progress=False)
+
+
+def test_a_run_from_before_a_config_field_existed_resumes_with_that_fields_default(data, tmp_path):
+    fit(_algo("bc", data), data, steps=4, seed=0, run_dir=tmp_path, progress=False)
+    payload = torch.load(tmp_path / "last.pt", weights_only=True)
+    config = json.loads(payload["config"])
+    default_lr = config.pop("lr")                     # as if "lr" had been added to the config later
+    payload["config"] = json.dumps(config, sort_keys=True)
+    torch.save(payload, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="was trained with config"):   # another value is still refused
+        fit(_algo("bc", data, lr=default_lr * 2), data, steps=8, seed=0, run_dir=tmp_path, progress=False)
+    resumed = fit(_algo("bc", data), data, steps=8, seed=0, run_dir=tmp_path, progress=False)
+    assert resumed.resumed_from == 4
