@@ -728,16 +728,12 @@ class DiffBidPlanner:
 
     def _candidate_scores(self, x0: torch.Tensor, t: int, context_plan: torch.Tensor) -> torch.Tensor:
         """x0 (N, H, P) scaled candidates -> (N,) scores, higher is better (``SELECTIONS``)."""
-        from aigb.algos.plan_objectives import planned_efficiency
-
+        if self.select == "plan":
+            return self.plan_score(x0, t)
         score = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
         if self.select == "evaluator":
             eff = self.evaluator.predict_efficiency(self.plan_scaler.from_unit(x0), t, context_plan).to(x0.device)
             score = score + eff.clamp_min(1e-6).log()
-        elif self.select == "plan":
-            plan = self.plan_scaler.from_unit(x0)
-            b, v = (plan[..., self.channels.index(name)] for name in ("budget_left", "value_delivered"))
-            score = score + planned_efficiency(b, v, self.n_ticks).double().clamp_min(1e-6).log()
         if self.objective is not None:
             score = score + self.objective(x0, t).double()
         return score
@@ -797,7 +793,8 @@ class DiffBidPlanner:
     def plan_score(self, x0: torch.Tensor, t: int) -> torch.Tensor:
         """x0 (B, H, P) scaled plans -> (B,) the log score efficiency their last row claims under the
         planner's task (Target-CPA: v_T min(1, (C / CPA_T)^2); Max-Return: v_T), plus the
-        objective's log f when one is given."""
+        objective's log f when one is given. Ranks a level search's plans and, with select=plan,
+        a candidate search's."""
         from aigb.algos.plan_objectives import planned_efficiency
 
         plan = self.plan_scaler.from_unit(x0)
