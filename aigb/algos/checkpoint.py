@@ -34,7 +34,7 @@ from aigb.types import MARKET_VERSION, check_market_version
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "FeatureVersionMismatch",
-    "save_checkpoint", "read_checkpoint", "load_algorithm", "load_policy", "atomic_torch_save", "torch_load_weights_only", "json_default", "one_line",
+    "save_checkpoint", "read_checkpoint", "stored_config", "load_algorithm", "load_policy", "atomic_torch_save", "torch_load_weights_only", "json_default", "one_line",
 ]
 
 CHECKPOINT_FORMAT = "aigb.algos.checkpoint"
@@ -139,6 +139,14 @@ def _check_feature_version(payload: dict, path, expected: str | None) -> None:
         )
 
 
+def stored_config(payload: dict):
+    """The config object a checkpoint payload was trained with. Fields added to the config class
+    after the checkpoint was written read as what that checkpoint did: the algorithm's
+    ``legacy_config`` value, else the field's default."""
+    cls = algorithm_class(payload["algo"])
+    return config_from_dict(cls.config_class, {**getattr(cls, "legacy_config", {}), **json.loads(payload["config"])})
+
+
 def load_algorithm(path: str | os.PathLike, expected_feature_version: str | None = None) -> TorchAlgorithm:
     """Rebuild the algorithm (networks, statistics, optimisers if saved) from a checkpoint.
 
@@ -148,9 +156,7 @@ def load_algorithm(path: str | os.PathLike, expected_feature_version: str | None
     _check_feature_version(payload, path, expected_feature_version)
     cls = algorithm_class(payload["algo"])
     try:
-        # Fields added after an algorithm's first checkpoints read as what those checkpoints did.
-        config = config_from_dict(cls.config_class, {**getattr(cls, "legacy_config", {}), **json.loads(payload["config"])})
-        algo = cls(config, int(payload["feature_dim"]))
+        algo = cls(stored_config(payload), int(payload["feature_dim"]))
         # A damaged or edited file can hold weights of other shapes or miss some: torch and the
         # algorithms raise RuntimeError / KeyError / ValueError for those, never naming the file.
         algo.load_state_dict(payload["algorithm"])

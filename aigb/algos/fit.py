@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aigb.algos.base import Policy, TorchAlgorithm, TrajectoryDataset
-from aigb.algos.checkpoint import json_default, one_line, read_checkpoint, save_checkpoint
+from aigb.algos.checkpoint import json_default, one_line, read_checkpoint, save_checkpoint, stored_config
 from aigb.data.parquet import atomic_output
 from aigb.seeding import rng as named_rng
 from aigb.types import check_market_version
@@ -89,26 +89,11 @@ def _tensorboard(run_dir: Path, enabled: bool):
     return SummaryWriter(log_dir=str(run_dir / "tb"))
 
 
-def _stored_config(payload: dict, algo: TorchAlgorithm) -> dict:
-    """The config a checkpoint was trained with, completed the way ``load_algorithm`` reads it: a
-    field added to the config class after the checkpoint was written takes the algorithm's
-    ``legacy_config`` value, else its default (so a run from before a new option resumes)."""
-    from dataclasses import MISSING, fields
-
-    stored = json.loads(payload["config"])
-    legacy = getattr(type(algo), "legacy_config", {})
-    for f in fields(algo.config_class):
-        if f.name not in stored:
-            value = legacy.get(f.name, f.default if f.default is not MISSING else f.default_factory())
-            stored[f.name] = json.loads(json.dumps(value))
-    return stored
-
-
 def _check_resumable(payload: dict, algo: TorchAlgorithm, dataset, fingerprint, seed: int, batch_size: int, path: Path) -> dict:
     hint = "use a fresh run_dir or resume=False"
     if payload["algo"] != algo.name:
         raise ValueError(f"{path}: holds a {payload['algo']!r} run, not {algo.name!r}; {hint}")
-    if _stored_config(payload, algo) != json.loads(json.dumps(algo.config_dict())):
+    if stored_config(payload) != algo.config:
         raise ValueError(f"{path}: was trained with config {payload['config']}, not {json.dumps(algo.config_dict(), sort_keys=True)}; {hint}")
     check_market_version(payload.get("market_version"), str(path))
     if payload["feature_version"] != dataset.feature_version:
