@@ -4,9 +4,9 @@
 
 A DiffBid trained with ``condition=level`` stores the range of levels it searches
 (``LEVEL_QUANTILES`` of the open-loop days' levels) and, per tick, the levels the data support
-(``level_support``). A checkpoint written before one of these rules existed (or changed) lacks or
-holds an older table; this recomputes both from the training data (the same function ``aigb train``
-calls) and writes a copy to OUT, weights untouched. Used once on runs/diffbid_level2/best.pt, which
+(``level_support``), both made by ``DiffBid.level_tables``. A checkpoint written before one of
+these rules existed (or changed) lacks or holds an older table; this recomputes both from the
+training data (the method ``aigb train`` calls) and writes a copy to OUT, weights untouched. Used once on runs/diffbid_level2/best.pt, which
 was trained before the per-tick support existed.
 """
 
@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 from aigb.algos.checkpoint import atomic_torch_save, load_algorithm, read_checkpoint
-from aigb.algos.diffbid import LEVEL_QUANTILES, level_support
 from aigb.data.dataset import TrajectoryDataset
 
 
@@ -31,13 +29,11 @@ def main() -> None:
     algo = load_algorithm(args.checkpoint)
     if algo.config.condition != "level":
         raise SystemExit(f"{args.checkpoint}: not a level planner (condition={algo.config.condition!r})")
-    a = algo._arrays(TrajectoryDataset.load(args.data))
-    days = a["open_loop"] if algo.config.level_days == "open_loop" and a["open_loop"].any() else np.ones_like(a["open_loop"])
+    level_range, support = algo.level_tables(algo._arrays(TrajectoryDataset.load(args.data)))
     payload = read_checkpoint(args.checkpoint)
     extra = payload["algorithm"]["extra"]
-    extra["level_range"] = torch.as_tensor(np.quantile(a["level"][days, 0], LEVEL_QUANTILES), dtype=torch.float64)
-    extra["level_support"] = torch.as_tensor(level_support(a["level"], a["active_ticks"], days if algo.config.level_days == "open_loop" else None),
-                                             dtype=torch.float64)
+    extra["level_range"] = torch.as_tensor(level_range, dtype=torch.float64)
+    extra["level_support"] = torch.as_tensor(support, dtype=torch.float64)
     atomic_torch_save(payload, args.out)
     print(f"{args.out}: level range {extra['level_range'].tolist()}, 90 % support at ticks 0, 12, 24, 36: "
           f"{[round(float(v), 2) for v in extra['level_support'][8, ::12]]}")

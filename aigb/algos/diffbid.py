@@ -276,11 +276,12 @@ def level_support(level: np.ndarray, active_ticks: np.ndarray, days: np.ndarray 
     days (``days`` (N,) bool, None: all) still bidding at t (t < active ticks); a tick with no such
     day takes the previous tick's column (the first: every day's)."""
     level = np.asarray(level, dtype=np.float64)
+    active_ticks = np.asarray(active_ticks)
     n, t_max = level.shape
     chosen = np.ones(n, dtype=bool) if days is None or not np.any(days) else np.asarray(days, dtype=bool)
     out = np.empty((SUPPORT_LEVELS.size, t_max))
     for t in range(t_max):
-        live = chosen & (np.asarray(active_ticks) > t)
+        live = chosen & (active_ticks > t)
         if live.any():
             out[:, t] = np.quantile(level[live, t], SUPPORT_LEVELS)
         else:
@@ -428,10 +429,20 @@ class DiffBid(TorchAlgorithm):
         self.context_scaler = RobustScaler.fit(a["context"])
         self.info_scaler = RobustScaler.fit(a["tick_info"])
         self.efficiency_levels = np.quantile(a["efficiency"], EFFICIENCY_LEVELS)
-        days = a["open_loop"] if self.config.level_days == "open_loop" and a["open_loop"].any() else slice(None)
-        self.level_range = np.quantile(a["level"][days, 0], LEVEL_QUANTILES).astype(np.float64)
-        self.level_support = level_support(a["level"], a["active_ticks"], a["open_loop"] if self.config.level_days == "open_loop" else None)
+        self.level_range, self.level_support = self.level_tables(a)
         self.task = str(a["task"])
+
+    def level_tables(self, arrays: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The search tables of a level planner, from the training arrays (``_arrays``): the range
+        of levels searched (``LEVEL_QUANTILES`` of the day levels) and the per-tick support
+        (``level_support``), both over the open-loop days with ``level_days = "open_loop"`` (all
+        days when there are none) and over every day otherwise."""
+        days = arrays["open_loop"] if self.config.level_days == "open_loop" else None
+        if days is not None and not days.any():
+            days = None
+        first = arrays["level"][:, 0] if days is None else arrays["level"][days, 0]
+        return (np.quantile(first, LEVEL_QUANTILES).astype(np.float64),
+                level_support(arrays["level"], arrays["active_ticks"], days))
 
     def sample_batch(self, dataset: Any, batch_size: int, rng: np.random.Generator) -> dict:
         a = self._arrays(dataset)
