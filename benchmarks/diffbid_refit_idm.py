@@ -20,7 +20,6 @@ import torch
 
 from aigb.algos.checkpoint import read_checkpoint, save_checkpoint
 from aigb.algos.diffbid import DiffBid
-from aigb.algos.normalizer import Normalizer
 from aigb.algos.registry import config_from_dict
 from aigb.data.dataset import TrajectoryDataset
 
@@ -39,12 +38,12 @@ def main() -> None:
     config = config_from_dict(DiffBid.config_class, {**DiffBid.legacy_config, **json.loads(payload["config"]),
                                                      "idm_rows": tuple(json.loads(args.rows))})
     algo = DiffBid(config, int(payload["feature_dim"]))
-    state = payload["algorithm"]
-    algo.nets.load_state_dict({k: v for k, v in state["nets"].items() if not k.startswith("idm.")}, strict=False)
-    algo.normalizer = Normalizer.from_state_dict(state["normalizer"])
-    algo.feature_version = state["feature_version"]
-    algo.n_updates = int(state["n_updates"])
-    algo._load_extra_state(state["extra"])
+    # The checkpoint's state with the fresh IDM's weights in place of its own (their shapes differ);
+    # its optimisers are left out, so the IDM's starts afresh.
+    state = {k: v for k, v in payload["algorithm"].items() if k not in ("optimizers", "train_generator")}
+    state["nets"] = {**{k: v for k, v in state["nets"].items() if not k.startswith("idm.")},
+                     **{k: v for k, v in algo.nets.state_dict().items() if k.startswith("idm.")}}
+    algo.load_state_dict(state)
     dataset = TrajectoryDataset.load(args.data)
     rng = np.random.default_rng(args.seed)
     t0, losses = time.time(), []
