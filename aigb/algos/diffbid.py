@@ -54,18 +54,13 @@ from aigb.diffusion import (
 from aigb.seeding import torch_seed
 
 __all__ = ["DiffBidConfig", "DiffBid", "DiffBidPlanner", "PlanStep", "InverseDynamics", "PLAN_BATCH_FIELDS",
-           "EFFICIENCY_LEVELS", "SELECTIONS", "LEVEL_RULES", "pace_level"]
+           "EFFICIENCY_LEVELS", "SELECTIONS"]
 
 OPEN_LOOP_AUTOCORR = 0.25
 """A day whose logged actions have a lag-1 autocorrelation under this is open-loop (no feedback)."""
 SUPPORT_LEVELS = np.linspace(0.5, 1.0, 11)
 """Quantiles at which a level planner's checkpoint stores, per tick, the levels of the open-loop
 training days still bidding at that tick (``DiffBid.level_support``)."""
-PACE_LEFTOVER = 0.02
-"""A plan whose day ends with at most this share of the budget left has spent it (``pace_level``):
-plans average a few samples, whose final budget share is rarely exactly 0."""
-LEVEL_RULES = ("score", "pace", "budget")
-"""How a level planner picks its level from its plans (``DiffBidConfig.level_rule``)."""
 LEVEL_QUANTILES = (0.05, 0.95)
 """The bid levels a level planner searches span these quantiles of the training days' levels
 (the mean logged action of a whole day; on the default dataset about -1.8 to 0.96)."""
@@ -139,16 +134,6 @@ class DiffBidConfig:
     max_change: float = 0.0
     """A level planner's trust region: from tick 1 on, search only levels within this distance (in
     log(alpha / C)) of the last tick's (0: no limit)."""
-    level_rule: str = "score"
-    """How a level planner picks its level from the plans. "score": the level whose plans claim the
-    best score (argmax of the mean planned efficiency, plus any objective). "pace": the level at
-    which the plans spend the remaining budget exactly by the end of the day (mean planned final
-    budget share, made non-increasing in the level, falling to ``PACE_LEFTOVER`` by linear interpolation between the
-    grid levels), lowered to the highest level whose plans keep the CPA within the target under the
-    Target-CPA task: the two constraints of the hindsight oracle's single multiplier, read off the
-    planner's world model instead of the argmax of a score that is flat beyond exhaustion.
-    "budget": the pacing level alone (no CPA cap). An objective (``guide``) ranks levels only under
-    "score"."""
     support: float = 0.9
     """A level planner searches, at tick t, only levels up to this quantile of the levels of the
     open-loop training days still bidding at t (1: every level). High levels leave the data as the
@@ -212,7 +197,6 @@ class DiffBidConfig:
         require(self.level_days in ("open_loop", "all"), "level_days", f"must be 'open_loop' or 'all', got {self.level_days!r}")
         require(self.condition in ("outcome", "level"), "condition", f"must be 'outcome' or 'level', got {self.condition!r}")
         require(math.isfinite(self.max_change) and self.max_change >= 0, "max_change", f"must be a finite number >= 0, got {self.max_change}")
-        require(self.level_rule in LEVEL_RULES, "level_rule", f"must be one of {', '.join(LEVEL_RULES)}, got {self.level_rule!r}")
         require(0.5 <= self.support <= 1.0, "support", f"must lie in [0.5, 1], got {self.support}")
         for name in ("search_levels", "search_samples"):
             value = getattr(self, name)
@@ -637,38 +621,6 @@ efficiency the plan's last row claims, or the objective alone; with an objective
 to the log efficiency (the score as if the objective were a multiplicative penalty)."""
 
 
-def pace_level(levels: np.ndarray, budget_left: np.ndarray, value: np.ndarray, *, cpa: bool = True,
-               leftover: float = PACE_LEFTOVER) -> float:
-    """The level a ``level_rule="pace"`` planner bids, from the mean end of day its plans claim per
-    level: ``levels`` (L,) ascending, ``budget_left`` (L,) b_T / B, ``value`` (L,) v_T = conversions
-    x C / B. The pacing level is where b_T, made non-increasing in the level (a running minimum),
-    first falls to ``leftover``, linearly interpolated between its grid neighbours (the highest level when no
-    level spends the budget, the lowest when all do). With ``cpa`` it is lowered to the highest
-    level whose planned CPA ratio (1 - b_T) / v_T, made non-decreasing (a running maximum), stays
-    within 1, interpolated likewise (the lowest level when none does)."""
-    levels = np.asarray(levels, dtype=np.float64)
-    if levels.ndim != 1 or levels.size < 1 or np.any(np.diff(levels) <= 0):
-        raise ValueError("levels: expected a non-empty ascending 1-d array")
-
-    def crossing(y: np.ndarray) -> float:
-        """The level where the non-decreasing y first reaches 0 (interpolated)."""
-        i = int(np.argmax(y >= 0)) if np.any(y >= 0) else levels.size
-        if i == levels.size:
-            return float(levels[-1])
-        if i == 0:
-            return float(levels[0])
-        return float(levels[i - 1] + (levels[i] - levels[i - 1]) * (-y[i - 1]) / (y[i] - y[i - 1]))
-
-    b = np.minimum.accumulate(np.clip(np.asarray(budget_left, dtype=np.float64), 0.0, None))
-    level = crossing(leftover - b)             # non-decreasing, reaching 0 where the budget is spent
-    if cpa:
-        ratio = (1.0 - np.asarray(budget_left, dtype=np.float64)) / np.maximum(np.asarray(value, dtype=np.float64), 1e-6)
-        over = np.maximum.accumulate(ratio) - 1.0
-        if np.any(over > 0):
-            level = min(level, crossing(over) if over[0] <= 0 else float(levels[0]))
-    return level
-
-
 class DiffBidPlanner:
     """The serving policy: ``act(states, actions, rewards)`` (the ``Policy`` protocol) or
     ``plan(states, seed=...)`` for the plan as well.
@@ -691,11 +643,10 @@ class DiffBidPlanner:
                  temperature: float | None = None, eta: float | None = None, device: str | torch.device = "cpu",
                  seed: int = 0, guide=None, tfg: TFGConfig | None = None, n_candidates: int = 1,
                  select: str = "evaluator", evaluator=None, search_levels: int | None = None,
-                 search_samples: int | None = None, support: float | None = None, max_change: float | None = None,
-                 level_rule: str | None = None) -> None:
+                 search_samples: int | None = None, support: float | None = None, max_change: float | None = None) -> None:
         cfg = algo.config
-        if cfg.condition != "level" and any(v is not None for v in (search_levels, search_samples, support, max_change, level_rule)):
-            raise ValueError("levels, samples, support, change, rule: only a planner trained with condition='level' searches bid levels")
+        if cfg.condition != "level" and any(v is not None for v in (search_levels, search_samples, support, max_change)):
+            raise ValueError("levels, samples, support: only a planner trained with condition='level' searches bid levels")
         chosen = {"guidance": cfg.guidance if guidance is None else guidance,
                   "target_return": cfg.target_return if target_return is None else target_return,
                   "target_cpa": cfg.target_cpa if target_cpa is None else target_cpa,
@@ -706,8 +657,7 @@ class DiffBidPlanner:
                   "search_levels": cfg.search_levels if search_levels is None else search_levels,
                   "search_samples": cfg.search_samples if search_samples is None else search_samples,
                   "support": cfg.support if support is None else support,
-                  "max_change": cfg.max_change if max_change is None else max_change,
-                  "level_rule": cfg.level_rule if level_rule is None else level_rule}
+                  "max_change": cfg.max_change if max_change is None else max_change}
         self.config = DiffBidConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, **chosen})  # validates
         self.device = resolve_device(device)
         self.seed = int(seed)
@@ -778,7 +728,7 @@ class DiffBidPlanner:
                "device": str(self.device), "n_candidates": self.n_candidates}
         if self.level_search:
             out.update(condition="level", search_levels=int(self.levels.numel()), search_samples=c.search_samples,
-                       support=c.support, max_change=c.max_change, level_rule=c.level_rule)
+                       support=c.support, max_change=c.max_change)
         if self.objective is not None:
             out["guide"] = self.objective.text
         if self.tfg is not None:
@@ -890,18 +840,10 @@ class DiffBidPlanner:
             far = np.abs(self._level_values - previous) > c.max_change
             if not np.all(far | outside):
                 outside |= far
-        if c.level_rule in ("pace", "budget"):
-            plan = self.plan_scaler.from_unit(x0).double()
-            final = plan[:, self.n_ticks].view(n_levels, n_samples, -1).mean(dim=1).cpu().numpy()   # (L, P)
-            b, v = (final[:, self.channels.index(name)] for name in ("budget_left", "value_delivered"))
-            a = pace_level(self._level_values[~outside], b[~outside], v[~outside], cpa=c.level_rule == "pace" and self.task != "max-return")
-            best = int(np.argmin(np.abs(self._level_values - a) + np.where(outside, np.inf, 0.0)))
-        else:
-            score = score.masked_fill(torch.from_numpy(outside).to(score.device), -math.inf)
-            best = int(torch.argmax(score))
-            a = float(self.levels[best])
+        score = score.masked_fill(torch.from_numpy(outside).to(score.device), -math.inf)
+        best = int(torch.argmax(score))
         unit = x0[best * n_samples].float().cpu().numpy()
-        a = float(self.bounds.clip(a))
+        a = float(self.bounds.clip(float(self.levels[best])))
         return PlanStep(tick=t, action=a, plan=self.plan_scaler.from_unit(unit), unit=unit, candidate=best)
 
     def act(self, states, actions, rewards) -> float:

@@ -29,9 +29,6 @@ Objectives after training (``aigb.algos.plan_objectives``; training-free guidanc
     samples      plans per level and tick, sharing one noise draw across levels (default 2)
     support      search only levels up to this quantile of the open-loop training days' levels at
                  the tick (default 0.9; 1: all): beyond, the planner would extrapolate
-    rule         how a level planner picks its level: score (default; the best planned score) or pace
-                 (where its plans just spend the budget by the day's end, capped where their CPA
-                 reaches the target), or budget (the pacing level without the CPA cap)
     change       largest move of the bid level from one tick to the next (log units; default 0: any)
     select       how candidates are ranked: evaluator (default; the learned plan evaluator, see
                  ``aigb fit-evaluator``), plan (the score the plan claims) or objective; an
@@ -72,8 +69,6 @@ GUIDANCE_PRESETS = ("mpgd", "dps", "lgd", "freedom", "ugd", "tfg")
 DEFAULT_GAMMA = 0.001
 """Implicit-dynamics scale of lgd and tfg when none is given: TFG's beam-search start."""
 SELECTIONS = ("evaluator", "plan", "objective")
-LEVEL_RULES = ("score", "pace", "budget")
-"""aigb.algos.diffbid's SELECTIONS and LEVEL_RULES (copied: parsing a spec needs no torch)."""
 # Options that tune the strengths, or only say where things run or live: not part of the key of a tuning.
 _NOT_IN_TUNING_KEY = ("strength", "rho", "mu", "gamma", "device", "evaluator")
 _NEEDS_GUIDE = ("preset", "strength", "rho", "mu", "gamma", "iters", "recur", "clip")
@@ -159,7 +154,6 @@ DIFFBID_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "levels": ("search_levels", _integer(1), "bid levels searched per tick (a planner trained with condition=level)"),
     "samples": ("search_samples", _integer(1), "plans per bid level and tick (condition=level)"),
     "change": ("max_change", _number(0.0), "largest change of the bid level from one tick to the next, log units (condition=level; 0: none)"),
-    "rule": ("level_rule", _choice(LEVEL_RULES), f"how a level planner picks its level: {', '.join(LEVEL_RULES)}"),
     "support": ("support", _number(0.5, 1.0), "highest level searched: this quantile of the data's levels at the tick (condition=level)"),
     "select": ("select", _choice(SELECTIONS), f"candidate ranking: {', '.join(SELECTIONS)}"),
     "evaluator": ("evaluator", _path, "plan evaluator file"),
@@ -345,7 +339,7 @@ def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
     from aigb.algos.plan_evaluator import PlanEvaluator
 
     planner_keys = {"guidance", "target_return", "target_cpa", "target_util", "steps", "temperature", "eta", "device",
-                    "search_levels", "search_samples", "support", "max_change", "level_rule"}
+                    "search_levels", "search_samples", "support", "max_change"}
     kwargs = {"device": "auto", **{k: v for k, v in options.items() if k in planner_keys}}
     try:
         if "guide" in options:

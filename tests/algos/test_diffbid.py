@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aigb.algos.checkpoint import load_algorithm, read_checkpoint, save_checkpoint
-from aigb.algos.diffbid import DiffBid, DiffBidConfig, open_loop_days, pace_level, remaining_levels, transition_rows
+from aigb.algos.diffbid import DiffBid, DiffBidConfig, open_loop_days, remaining_levels, transition_rows
 from aigb.algos.plan_features import MARKET_CHANNELS, MarketPlan, RobustScaler, efficiency_rank
 from aigb.algos.registry import make_algorithm
 from aigb.data.dataset import TrajectoryDataset
@@ -266,27 +266,6 @@ def test_a_level_planner_is_conditioned_on_the_mean_remaining_logged_action(data
     assert level_algo.bounds.low <= low < high <= level_algo.bounds.high
 
 
-def _plans_level_by_level(level_algo, planner, states, seed):
-    """A brute force of the level search: each level's 2 plans sampled alone from the tick's noise
-    draw (the planner's seed stream), in plan units, float64."""
-    t = states.shape[0] - 1
-    noise = torch.randn((2, planner.horizon, len(planner.channels)),
-                        generator=torch.Generator().manual_seed(torch_seed(seed, "diffbid/plan", t)))
-    prefix = torch.from_numpy(level_algo.plan_scaler.to_unit(level_algo.view.plan(states)))
-    known_x = torch.zeros(2, planner.horizon, len(planner.channels))
-    known_x[:, : t + 1] = prefix
-    known_mask = (torch.arange(planner.horizon)[None] <= t).expand(2, -1)
-    context = torch.from_numpy(level_algo.context_scaler.to_unit(level_algo.view.context(states)))[None]
-    plans = []
-    for level in planner.levels:
-        emb = planner.cond(context.expand(2, -1), level_algo.bounds.to_unit(level).view(1, 1).expand(2, 1))
-        eps_fn = x0_model_eps_fn(lambda x, k, emb=emb: planner.denoiser(x, k, emb, known=known_mask), planner.schedule)
-        x0 = ddim_sample(eps_fn, planner.schedule, (2, planner.horizon, len(planner.channels)), steps=4, temperature=0.5,
-                         known_x=known_x, known_mask=known_mask, noise=noise, clip_x0=3.0, generator=torch.Generator())
-        plans.append(level_algo.plan_scaler.from_unit(x0).numpy().astype(np.float64))
-    return plans
-
-
 def test_a_level_planner_bids_the_level_whose_plans_score_best(dataset, level_algo):
     """The batched search equals a brute force: each level sampled alone from the same noise, its
     plans scored by hand from the last row (v_T min(1, (v_T / spent)^2)) and their scores averaged."""
@@ -294,8 +273,20 @@ def test_a_level_planner_bids_the_level_whose_plans_score_best(dataset, level_al
     states = _states(dataset, i=2, t=7)
     step = planner.plan(states, seed=5)
     t = states.shape[0] - 1
+    noise = torch.randn((2, planner.horizon, len(planner.channels)),
+                        generator=torch.Generator().manual_seed(torch_seed(5, "diffbid/plan", t)))
+    prefix = torch.from_numpy(level_algo.plan_scaler.to_unit(level_algo.view.plan(states)))
+    known_x = torch.zeros(2, planner.horizon, len(planner.channels))
+    known_x[:, : t + 1] = prefix
+    known_mask = (torch.arange(planner.horizon)[None] <= t).expand(2, -1)
+    context = torch.from_numpy(level_algo.context_scaler.to_unit(level_algo.view.context(states)))[None]
     scores = []
-    for plan in _plans_level_by_level(level_algo, planner, states, seed=5):
+    for level in planner.levels:
+        emb = planner.cond(context.expand(2, -1), level_algo.bounds.to_unit(level).view(1, 1).expand(2, 1))
+        eps_fn = x0_model_eps_fn(lambda x, k, emb=emb: planner.denoiser(x, k, emb, known=known_mask), planner.schedule)
+        x0 = ddim_sample(eps_fn, planner.schedule, (2, planner.horizon, len(planner.channels)), steps=4, temperature=0.5,
+                         known_x=known_x, known_mask=known_mask, noise=noise, clip_x0=3.0, generator=torch.Generator())
+        plan = level_algo.plan_scaler.from_unit(x0).numpy().astype(np.float64)
         v = plan[:, -1, MARKET_CHANNELS.index("value_delivered")]
         spent = np.maximum(1 - plan[:, -1, MARKET_CHANNELS.index("budget_left")], 1e-6)
         efficiency = np.maximum(v, 0) * np.minimum(1, (np.maximum(v, 0) / spent) ** 2)
@@ -308,59 +299,6 @@ def test_a_level_planner_bids_the_level_whose_plans_score_best(dataset, level_al
     best = int(np.argmax(scores))
     assert step.candidate == best and step.action == pytest.approx(float(planner.levels[best]))
     assert step.plan.shape == (planner.horizon, len(planner.channels))
-
-
-def test_pace_level_by_hand():
-    levels = np.array([0.0, 1.0, 2.0, 3.0])
-    rich = np.full(4, 10.0)                                   # CPA far within target at every level
-    # b_T 0.3 at level 1, 0 at level 2: 0.02 left is reached at 1 + (0.3 - 0.02) / 0.3
-    assert pace_level(levels, [0.6, 0.3, 0.0, 0.0], rich) == pytest.approx(1 + 0.28 / 0.3)
-    # noise: b_T rises at level 1; the running minimum keeps 0.6, then 0.3 at 2, 0 at 3
-    assert pace_level(levels, [0.6, 0.7, 0.3, 0.0], rich) == pytest.approx(2 + 0.28 / 0.3)
-    assert pace_level(levels, [0.5, 0.5, 0.5, 0.5], rich) == 3.0      # no level spends the budget: the highest
-    assert pace_level(levels, [0.0, 0.0, 0.0, 0.0], rich) == 0.0      # every level does: the lowest
-    # CPA ratios (1 - b) / v = 0.5, 0.7, 2.0, 2.5 reach 1 at 1 + 0.3 / 1.3, below the pacing level
-    b, v = [0.6, 0.3, 0.0, 0.0], [0.8, 1.0, 0.5, 0.4]
-    assert pace_level(levels, b, v) == pytest.approx(1 + 0.3 / 1.3)
-    assert pace_level(levels, b, v, cpa=False) == pytest.approx(1 + 0.28 / 0.3)   # Max-Return: budget only
-    assert pace_level(levels, b, [0.1, 1.0, 0.5, 0.4]) == 0.0          # over target already at the lowest
-    assert pace_level(levels, [0.6, 0.3, 0.1, 0.05], rich, leftover=0.1) == pytest.approx(2.0)
-    with pytest.raises(ValueError, match="ascending"):
-        pace_level(levels[::-1], b, v)
-
-
-def test_a_pacing_level_planner_bids_where_its_plans_spend_the_budget(dataset, level_algo, monkeypatch):
-    """rule=pace hands pace_level each searched level's (support cap applied) mean final budget
-    share and value over its brute-force plans, and bids what it returns (a spy returns a level
-    between the grid's: the 20-update model's plans hardly move with the level)."""
-    import aigb.algos.diffbid as diffbid_module
-
-    seen = {}
-
-    def spy(levels, budget_left, value, *, cpa=True):
-        seen.update(levels=levels, b=budget_left, v=value, cpa=cpa)
-        return float(0.7 * levels[1] + 0.3 * levels[2])
-
-    monkeypatch.setattr(diffbid_module, "pace_level", spy)
-    planner = level_algo.policy(level_rule="pace", support=1.0)
-    states = _states(dataset, i=2, t=7)
-    step = planner.plan(states, seed=5)
-    plans = _plans_level_by_level(level_algo, planner, states, seed=5)
-    np.testing.assert_allclose(seen["b"], [p[:, -1, MARKET_CHANNELS.index("budget_left")].mean() for p in plans], atol=1e-5)
-    np.testing.assert_allclose(seen["v"], [p[:, -1, MARKET_CHANNELS.index("value_delivered")].mean() for p in plans], atol=1e-5)
-    levels = planner.levels.numpy().astype(np.float64)
-    np.testing.assert_allclose(seen["levels"], levels)
-    assert seen["cpa"] is True                                      # a Target-CPA planner caps its CPA
-    assert step.action == pytest.approx(0.7 * levels[1] + 0.3 * levels[2], abs=1e-6)
-    assert step.candidate == 1                                      # the plan shown is the nearest level's
-    capped = level_algo.policy(level_rule="pace")                   # support 0.9: fewer levels handed over
-    capped.plan(states, seed=5)
-    t = states.shape[0] - 1
-    keep = (np.arange(levels.size) == 0) | (levels <= capped.level_cap[t])
-    np.testing.assert_allclose(seen["levels"], levels[keep])
-    assert planner.options()["level_rule"] == "pace"
-    with pytest.raises(ConfigError, match="level_rule"):
-        DiffBidConfig(level_rule="argmax")
 
 
 def test_a_level_planners_trust_region_limits_the_change_per_tick(dataset, level_algo):
