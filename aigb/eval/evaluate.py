@@ -61,7 +61,8 @@ from aigb.strategies.registry import strategy_factory
 from aigb.types import ConfigError, MarketConfig, check_market_version
 
 __all__ = ["EVAL_FIRST_PERIOD", "EvalConfig", "EvalResults", "EvaluationStopped", "evaluate", "resolve_periods",
-           "resolve_slots", "RESULT_SCHEMA", "RESULTS_FILE", "CONFIG_FILE", "JOURNAL_FILE", "load_results", "combine_results"]
+           "resolve_slots", "RESULT_SCHEMA", "RESULTS_FILE", "CONFIG_FILE", "JOURNAL_FILE", "load_results", "combine_results",
+           "interrupted_evaluation"]
 
 RESULTS_FILE, CONFIG_FILE = "results.parquet", "config.json"
 JOURNAL_FILE = "rows.partial.jsonl"
@@ -189,6 +190,27 @@ def _differences(there, now, prefix: str = "") -> list[str]:
     return [] if there == now else [f"{prefix.rstrip('.')}: {there!r} there, {now!r} now"]
 
 
+def _read_journal(journal: Path) -> tuple[dict | None, dict[int, list[dict]], int]:
+    """(header, task -> rows of each completed campaign, bytes of whole lines) of a journal; the
+    part after the last newline, cut by a crash, is left out (header None: not even it is whole)."""
+    done, valid_bytes, header = {}, 0, None
+    with open(journal, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    for n, line in enumerate(lines[:-1]):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            break
+        if n == 0:
+            if not isinstance(entry, dict) or entry.get("kind") != "aigb-evaluation-rows":
+                raise ConfigError(f"out_dir: {journal} is not an aigb evaluation journal; use another directory or --force")
+            header = entry
+        else:
+            done[int(entry["task"])] = entry["rows"]
+        valid_bytes += len(line) + 1
+    return header, done, valid_bytes
+
+
 def _prepare_out(out: Path, config: EvalConfig, force: bool) -> dict[int, list[dict]]:
     """Check ``out`` before any rollout; return the journal's completed campaigns (task -> rows)."""
     ensure_writable_dir(out)
@@ -202,26 +224,13 @@ def _prepare_out(out: Path, config: EvalConfig, force: bool) -> dict[int, list[d
                           f"or --force (force=True) to replace it")
     if not journal.exists():
         return {}
-    done, valid_bytes = {}, 0
-    with open(journal, "rb") as fh:
-        lines = fh.read().split(b"\n")
-    for n, line in enumerate(lines[:-1]):  # the part after the last newline was cut by a crash
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            break
-        if n == 0:
-            if entry.get("kind") != "aigb-evaluation-rows":
-                raise ConfigError(f"out_dir: {journal} is not an aigb evaluation journal; use another directory or --force")
-            diffs = _differences(_settings(entry.get("config") or {}), _settings(config.to_dict()))
-            if diffs:
-                raise ConfigError(
-                    f"out_dir: {out} holds a partial evaluation of other settings ({'; '.join(diffs[:3])}"
-                    f"{' ...' if len(diffs) > 3 else ''}); re-run those settings to resume it, use another "
-                    "directory, or --force (force=True) to start over")
-        else:
-            done[int(entry["task"])] = entry["rows"]
-        valid_bytes += len(line) + 1
+    header, done, valid_bytes = _read_journal(journal)
+    diffs = [] if header is None else _differences(_settings(header.get("config") or {}), _settings(config.to_dict()))
+    if diffs:
+        raise ConfigError(
+            f"out_dir: {out} holds a partial evaluation of other settings ({'; '.join(diffs[:3])}"
+            f"{' ...' if len(diffs) > 3 else ''}); re-run those settings to resume it, use another "
+            "directory, or --force (force=True) to start over")
     try:
         with open(journal, "r+b") as fh:  # drop a line cut short by a crash before appending to it
             fh.truncate(valid_bytes)
@@ -379,9 +388,14 @@ _CAMPAIGN_FIELDS = ("periods", "slots", "market", "population", "eval_first_peri
 
 
 def load_results(directory) -> tuple[pa.Table, dict]:
-    """(rows, configuration) of an evaluation's output directory."""
+    """(rows, configuration) of an evaluation's output directory. An interrupted evaluation (its
+    journal, no results file yet) gives the rows of the campaigns it completed, and its
+    configuration says so: ``partial`` = [campaigns completed, campaigns planned]."""
     directory = Path(directory)
     path, config_path = directory / RESULTS_FILE, directory / CONFIG_FILE
+    journal = directory / JOURNAL_FILE
+    if not path.is_file() and not config_path.is_file() and journal.is_file():
+        return _partial_results(journal)
     for f in (path, config_path):
         if not f.is_file():
             raise FileNotFoundError(f"{directory}: no {f.name}; is this an `aigb evaluate --out` directory?")
@@ -389,14 +403,41 @@ def load_results(directory) -> tuple[pa.Table, dict]:
         config = json.loads(config_path.read_text())
     except ValueError as err:
         raise ValueError(f"{config_path}: not valid JSON ({err})") from None
-    check_market_version((config.get("market") or {}).get("market_version"), str(config_path))
-    config.setdefault("task", DEFAULT_TASK)   # written before tasks existed: a Target-CPA evaluation
-    check_task(config["task"], f"{config_path}: task")
+    _check_config(config, str(config_path))
     table = read_table(path, check_version=False)  # page checksums verified: a damaged file is named
     missing = [n for n in RESULT_SCHEMA.names if n not in table.column_names]
     if missing:
         raise ValueError(f"{path}: missing result columns {missing}")
     return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA), config
+
+
+def _check_config(config: dict, where: str) -> None:
+    check_market_version((config.get("market") or {}).get("market_version"), where)
+    config.setdefault("task", DEFAULT_TASK)   # written before tasks existed: a Target-CPA evaluation
+    check_task(config["task"], f"{where}: task")
+
+
+def interrupted_evaluation(directory) -> tuple[int, int] | None:
+    """(campaigns completed, campaigns planned) when ``directory`` holds an interrupted evaluation
+    (a journal and no results yet), else None."""
+    directory = Path(directory)
+    if (directory / RESULTS_FILE).is_file() or (directory / CONFIG_FILE).is_file() or not (directory / JOURNAL_FILE).is_file():
+        return None
+    return tuple(_partial_results(directory / JOURNAL_FILE)[1]["partial"])
+
+
+def _partial_results(journal: Path) -> tuple[pa.Table, dict]:
+    """The completed campaigns of an interrupted evaluation's journal (read only: a re-run of the
+    same ``aigb evaluate`` resumes it)."""
+    header, done, _ = _read_journal(journal)
+    if header is None or not isinstance(header.get("config"), dict):
+        raise ValueError(f"{journal}: the journal's header line (its configuration) is missing or cut")
+    config = dict(header["config"])
+    _check_config(config, f"{journal} (header)")
+    n_planned = len(config.get("seeds") or ()) * len(config.get("periods") or ()) * len(config.get("slots") or ())
+    config["partial"] = [len(done), n_planned]
+    rows = [{name: row.get(name) for name in RESULT_SCHEMA.names} for task in sorted(done) for row in done[task]]
+    return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), config
 
 
 def combine_results(directories: Sequence, baseline: str | None = None) -> Summary:

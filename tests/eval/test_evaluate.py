@@ -192,6 +192,38 @@ def test_a_failure_stops_the_evaluation_keeping_finished_campaigns_for_a_resume(
     assert [s.n_errors for s in resumed.summary.strategies] == [0, 1] and resumed.summary.campaigns == 2
 
 
+def test_an_interrupted_evaluation_is_compared_on_the_campaigns_it_completed(monkeypatch, tmp_path, capsys):
+    """A stopped evaluation (a real failure: its journal holds advertisers 0 and 3, not 5) loads as
+    those campaigns' rows, equal to an uninterrupted run's, says it is partial, and pairs with a
+    whole evaluation of another strategy on the campaigns both played."""
+    from aigb.cli import main
+    from aigb.eval.evaluate import interrupted_evaluation, load_results
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register("fails5", lambda market: FailsOn(5))
+    kwargs = dict(periods=1, slots=[0, 3, 5], market=MARKET, progress=False)
+    with pytest.raises(EvaluationStopped):
+        evaluate(["fixed", "fails5"], out_dir=tmp_path / "stopped", **kwargs)
+    table, config = load_results(tmp_path / "stopped")
+    assert config["partial"] == [2, 3] and interrupted_evaluation(tmp_path / "stopped") == (2, 3)
+    assert sorted(table.column("advertiser").to_pylist()) == [0, 0, 3, 3]
+    whole = evaluate(["fixed", "fails5"], out_dir=tmp_path / "whole", keep_going=True, **kwargs).table
+    keep = [i for i, a in enumerate(whole.column("advertiser").to_pylist()) if a != 5]
+    order = lambda t: t.sort_by([("strategy", "ascending"), ("advertiser", "ascending")])  # noqa: E731
+    assert_same_rows(order(table), order(whole.take(keep)))
+    assert interrupted_evaluation(tmp_path / "whole") is None
+    evaluate(["onlinelp"], out_dir=tmp_path / "other", **kwargs)
+    summary = combine_results([tmp_path / "stopped", tmp_path / "other"], baseline="onlinelp")
+    assert summary.campaigns == 2 and summary.campaigns_played == 3
+    capsys.readouterr()
+    main(["compare", str(tmp_path / "stopped"), str(tmp_path / "other")])
+    assert "an interrupted evaluation; its 2 completed campaign(s) of 3 are compared" in capsys.readouterr().out
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / JOURNAL_FILE).write_text('{"kind": "aigb-evaluation-ro')   # cut inside its header
+    with pytest.raises(ValueError, match="header line"):
+        load_results(tmp_path / "cut")
+
+
 def test_evaluation_and_checker_apply_one_bid_rule(monkeypatch):
     from aigb.strategies.check import StrategyCheckError, check_strategy
     from tests.strategies.test_registry import _Negative
