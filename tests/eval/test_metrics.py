@@ -99,3 +99,18 @@ def test_unknown_baseline_and_missing_columns_are_errors():
     rows = [{k: v for k, v in r.items() if k != "bound_score"} for r in _rows()]
     with pytest.raises(ValueError, match="bound_score"):
         summarize(rows)
+
+
+def test_long_strategy_names_stay_told_apart_in_the_table():
+    """Two specs that differ only in their serving options (the end of the name) get rows of their
+    own; a name over the widest column keeps its start and end."""
+    base = "diffbid:runs/a_long_run_directory_name/best_checkpoint_4500.pt"
+    names = [base + "?guide=cpa:0.8&strength=0", base + "?guide=cap:0.3@24*4&strength=0"]
+    rows = [{**r, "strategy": n} for n in names for r in _rows() if r["strategy"] == "a"]
+    lines = format_summary(summarize(rows, baseline=names[0])).splitlines()
+    first = [line.split()[0] for line in lines if line.startswith("diffbid:")]
+    assert len(first) == 3 and first[0] != first[1] and first[1] == first[2]   # 2 table rows, 1 paired row
+    assert all(f.startswith("diffbid:runs/") and "..." in f for f in first)
+    assert first[0].endswith("cpa:0.8&strength=0") and first[1].endswith("cap:0.3@24*4&strength=0")
+    short = format_summary(summarize(_rows())).splitlines()
+    assert short[2][:34] == "strategy".ljust(28) + "     n"   # short names: the 28-wide column
