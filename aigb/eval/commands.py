@@ -95,13 +95,9 @@ def _exit_status(summary) -> int:
 
 
 def cmd_compare(args) -> int:
-    from aigb.eval.evaluate import combine_results, interrupted_evaluation
+    from aigb.eval.evaluate import combine_results
     from aigb.eval.metrics import format_summary
 
     summary = combine_results(args.results, baseline=args.baseline)
-    for d in args.results:
-        done = interrupted_evaluation(d)
-        if done is not None:
-            print(f"# {d}: an interrupted evaluation; its {done[0]} completed campaign(s) of {done[1]} are compared")
     print(format_summary(summary))
     return _exit_status(summary)

@@ -41,7 +41,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +61,7 @@ from aigb.strategies.registry import strategy_factory
 from aigb.types import ConfigError, MarketConfig, check_market_version
 
 __all__ = ["EVAL_FIRST_PERIOD", "EvalConfig", "EvalResults", "EvaluationStopped", "evaluate", "resolve_periods",
-           "resolve_slots", "RESULT_SCHEMA", "RESULTS_FILE", "CONFIG_FILE", "JOURNAL_FILE", "load_results", "combine_results",
-           "interrupted_evaluation"]
+           "resolve_slots", "RESULT_SCHEMA", "RESULTS_FILE", "CONFIG_FILE", "JOURNAL_FILE", "load_results", "combine_results"]
 
 RESULTS_FILE, CONFIG_FILE = "results.parquet", "config.json"
 JOURNAL_FILE = "rows.partial.jsonl"
@@ -417,15 +416,6 @@ def _check_config(config: dict, where: str) -> None:
     check_task(config["task"], f"{where}: task")
 
 
-def interrupted_evaluation(directory) -> tuple[int, int] | None:
-    """(campaigns completed, campaigns planned) when ``directory`` holds an interrupted evaluation
-    (a journal and no results yet), else None."""
-    directory = Path(directory)
-    if (directory / RESULTS_FILE).is_file() or (directory / CONFIG_FILE).is_file() or not (directory / JOURNAL_FILE).is_file():
-        return None
-    return tuple(_partial_results(directory / JOURNAL_FILE)[1]["partial"])
-
-
 def _partial_results(journal: Path) -> tuple[pa.Table, dict]:
     """The completed campaigns of an interrupted evaluation's journal (read only: a re-run of the
     same ``aigb evaluate`` resumes it)."""
@@ -449,9 +439,10 @@ def combine_results(directories: Sequence, baseline: str | None = None) -> Summa
     population) and a (strategy, seed) evaluated in two of them."""
     if not directories:
         raise ConfigError("results: give at least one evaluation directory")
-    tables, first, owner = [], None, {}
+    tables, configs, first, owner = [], [], None, {}
     for d in directories:
         table, config = load_results(d)
+        configs.append(config)
         if first is None:
             first = (d, config)
         if config["task"] != first[1]["task"]:
@@ -468,4 +459,7 @@ def combine_results(directories: Sequence, baseline: str | None = None) -> Summa
         tables.append(table)
     if baseline is not None and baseline not in {name for name, _ in owner}:
         raise ConfigError(f"baseline: {baseline!r} is not among the evaluated strategies {list(dict.fromkeys(n for n, _ in owner))}")
-    return summarize(pa.concat_tables(tables), baseline=baseline)
+    summary = summarize(pa.concat_tables(tables), baseline=baseline)
+    notes = tuple(f"{d}: an interrupted evaluation; its {c['partial'][0]} completed campaign(s) of {c['partial'][1]} take part"
+                  for d, c in zip(directories, configs) if "partial" in c)
+    return replace(summary, notes=notes)

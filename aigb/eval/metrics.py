@@ -156,6 +156,8 @@ class Summary:
     """Campaigns every strategy completed (what every statistic is over)."""
     campaigns_played: int = 0
     """Distinct campaigns in the rows, completed or not."""
+    notes: tuple[str, ...] = ()
+    """Lines printed above the table (e.g. which evaluations were interrupted)."""
 
 
 def _columns(rows, keys: Sequence[str]) -> dict[str, np.ndarray]:
@@ -271,7 +273,8 @@ def format_summary(summary: Summary) -> str:
             f"{'% oracle':>14} {'% orc (exp)':>14} {'% orc sum':>10} {'CPA viol':>8} {'budget':>7} "
             f"{'exhaust':>7} {'@tick':>6} {'oscill':>7}")
     n_strategies = len(summary.strategies)
-    lines = [f"per campaign, mean ±{c}% CI half-width over the {summary.campaigns} campaign(s) "
+    lines = [f"# {note}" for note in summary.notes]
+    lines += [f"per campaign, mean ±{c}% CI half-width over the {summary.campaigns} campaign(s) "
              f"{'all ' + str(n_strategies) + ' strategies' if n_strategies > 1 else 'the strategy'} completed"]
     left_out = summary.campaigns_played - summary.campaigns
     if left_out:

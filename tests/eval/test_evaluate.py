@@ -197,7 +197,7 @@ def test_an_interrupted_evaluation_is_compared_on_the_campaigns_it_completed(mon
     those campaigns' rows, equal to an uninterrupted run's, says it is partial, and pairs with a
     whole evaluation of another strategy on the campaigns both played."""
     from aigb.cli import main
-    from aigb.eval.evaluate import interrupted_evaluation, load_results
+    from aigb.eval.evaluate import load_results
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     registry.register("fails5", lambda market: FailsOn(5))
@@ -205,19 +205,20 @@ def test_an_interrupted_evaluation_is_compared_on_the_campaigns_it_completed(mon
     with pytest.raises(EvaluationStopped):
         evaluate(["fixed", "fails5"], out_dir=tmp_path / "stopped", **kwargs)
     table, config = load_results(tmp_path / "stopped")
-    assert config["partial"] == [2, 3] and interrupted_evaluation(tmp_path / "stopped") == (2, 3)
+    assert config["partial"] == [2, 3]
     assert sorted(table.column("advertiser").to_pylist()) == [0, 0, 3, 3]
     whole = evaluate(["fixed", "fails5"], out_dir=tmp_path / "whole", keep_going=True, **kwargs).table
     keep = [i for i, a in enumerate(whole.column("advertiser").to_pylist()) if a != 5]
     order = lambda t: t.sort_by([("strategy", "ascending"), ("advertiser", "ascending")])  # noqa: E731
     assert_same_rows(order(table), order(whole.take(keep)))
-    assert interrupted_evaluation(tmp_path / "whole") is None
+    assert "partial" not in load_results(tmp_path / "whole")[1]
     evaluate(["onlinelp"], out_dir=tmp_path / "other", **kwargs)
     summary = combine_results([tmp_path / "stopped", tmp_path / "other"], baseline="onlinelp")
     assert summary.campaigns == 2 and summary.campaigns_played == 3
+    assert summary.notes == (f"{tmp_path / 'stopped'}: an interrupted evaluation; its 2 completed campaign(s) of 3 take part",)
     capsys.readouterr()
     main(["compare", str(tmp_path / "stopped"), str(tmp_path / "other")])
-    assert "an interrupted evaluation; its 2 completed campaign(s) of 3 are compared" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith(f"# {tmp_path / 'stopped'}: an interrupted evaluation; its 2 completed campaign(s) of 3 take part\n")
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / JOURNAL_FILE).write_text('{"kind": "aigb-evaluation-ro')   # cut inside its header
     with pytest.raises(ValueError, match="header line"):
