@@ -191,6 +191,7 @@ def cmd_fit_evaluator(args) -> int:
 def cmd_objective_check(args) -> int:
     from aigb.algos.plan_objectives import objective_compliance, parse_guide
     from aigb.eval.evaluate import load_results
+    from aigb.eval.metrics import name_width, strategy_label
 
     try:
         terms = parse_guide(args.guide)
@@ -201,9 +202,10 @@ def cmd_objective_check(args) -> int:
     for r in rows:
         by_strategy.setdefault(r["strategy"], []).append(r)
     labels = [t.label for t in terms]
-    print(f"{'strategy':<60} {'campaigns':>9} " + " ".join(f"{lab + ' met':>16} {'mean':>8}" for lab in labels) + f" {'all met':>8}")
+    w = name_width(by_strategy)
+    print(f"{'strategy':<{w}} {'campaigns':>9} " + " ".join(f"{lab + ' met':>16} {'mean':>8}" for lab in labels) + f" {'all met':>8}")
     for name, group in by_strategy.items():
         res = objective_compliance(group, terms)
         cells = " ".join(f"{res[lab]['met']:>16.1%} {res[lab]['measure']:>8.3f}" for lab in labels)
-        print(f"{name[:60]:<60} {res['all']['campaigns']:>9} {cells} {res['all']['met']:>8.1%}")
+        print(f"{strategy_label(name, w):<{w}} {res['all']['campaigns']:>9} {cells} {res['all']['met']:>8.1%}")
     return 0

@@ -26,7 +26,8 @@ from scipy import stats
 from aigb.seeding import rng
 
 __all__ = ["MeanCI", "StrategySummary", "PairedDifference", "Summary", "mean_ci", "ratio_of_sums_ci",
-           "summarize", "format_summary", "BOUND_TOLERANCE", "BOOTSTRAP_SAMPLES"]
+           "summarize", "format_summary", "name_width", "strategy_label", "NAME_WIDTH", "BOUND_TOLERANCE",
+           "BOOTSTRAP_SAMPLES"]
 
 BOUND_TOLERANCE = 1e-6
 """Relative slack allowed in ``expected_score <= bound`` (float rounding of sums over 500k PVs)."""
@@ -253,10 +254,15 @@ def _pct(x: float) -> str:
 
 
 NAME_WIDTH = (28, 64)
-"""The strategy column of ``format_summary`` is as wide as the longest name within these bounds."""
+"""A table's strategy column is as wide as its longest name within these bounds."""
 
 
-def _label(name: str, width: int) -> str:
+def name_width(names) -> int:
+    """The strategy column's width for these names (``NAME_WIDTH``)."""
+    return min(max([NAME_WIDTH[0], *(len(n) for n in names)]), NAME_WIDTH[1])
+
+
+def strategy_label(name: str, width: int) -> str:
     """``name`` within ``width`` characters: a longer one keeps its start and its end (a spec's
     serving options), joined by '...'."""
     if len(name) <= width:
@@ -268,7 +274,7 @@ def _label(name: str, width: int) -> str:
 def format_summary(summary: Summary) -> str:
     """The summary as a plain-text table (means ± half-width of the confidence interval)."""
     c = int(round(summary.confidence * 100))
-    w = min(max([NAME_WIDTH[0], *(len(s.strategy) for s in summary.strategies)]), NAME_WIDTH[1])
+    w = name_width(s.strategy for s in summary.strategies)
     head = (f"{'strategy':<{w}} {'n':>5} {'err':>4} {'score':>14} {'exp. score':>14} {'oracle':>8} "
             f"{'% oracle':>14} {'% orc (exp)':>14} {'% orc sum':>10} {'CPA viol':>8} {'budget':>7} "
             f"{'exhaust':>7} {'@tick':>6} {'oscill':>7}")
@@ -283,7 +289,7 @@ def format_summary(summary: Summary) -> str:
     lines += [head, "-" * len(head)]
     for s in summary.strategies:
         lines.append(
-            f"{_label(s.strategy, w):<{w}} {s.n_campaigns:>5} {s.n_errors:>4} {s.score.fmt():>14} {s.expected_score.fmt():>14} "
+            f"{strategy_label(s.strategy, w):<{w}} {s.n_campaigns:>5} {s.n_errors:>4} {s.score.fmt():>14} {s.expected_score.fmt():>14} "
             f"{s.oracle_score.fmt(nd=2).split(' ')[0]:>8} {s.pct_oracle.fmt(100, 1):>14} {s.pct_oracle_expected.fmt(100, 1):>14} "
             f"{_pct(s.pct_oracle_sum.mean):>10} {_pct(s.cpa_violation_rate):>8} {_pct(s.budget_utilisation.mean):>7} "
             f"{_pct(s.exhausted_share):>7} {s.exhaustion_tick.fmt(nd=1).split(' ')[0]:>6} {s.spend_oscillation.fmt(nd=2).split(' ')[0]:>7}")
@@ -296,5 +302,5 @@ def format_summary(summary: Summary) -> str:
         lines.append(f"paired differences vs {summary.paired[0].baseline} (same seed, period, advertiser), mean ±{c}% CI half-width")
         lines.append(f"{'strategy':<{w}} {'pairs':>6} {'d score':>16} {'d exp. score':>16} {'wins':>6}")
         for p in summary.paired:
-            lines.append(f"{_label(p.strategy, w):<{w}} {p.score.n:>6} {p.score.fmt():>16} {p.expected_score.fmt():>16} {_pct(p.win_rate):>6}")
+            lines.append(f"{strategy_label(p.strategy, w):<{w}} {p.score.n:>6} {p.score.fmt():>16} {p.expected_score.fmt():>16} {_pct(p.win_rate):>6}")
     return "\n".join(lines)
