@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from aigb.eval.evaluate import load_results
 from aigb.eval.traces import TICKS_FILE
@@ -27,9 +29,7 @@ BINS = (-math.inf, -0.5, -0.2, 0.1, 0.4, math.inf)
 
 
 def _ticks(directory) -> dict[tuple, np.ndarray]:
-    import pyarrow.parquet as pq
-    from pathlib import Path
-
+    """(strategy, seed, period, advertiser) -> tick_alpha of an evaluation's ticks.parquet (none: {})."""
     path = Path(directory) / TICKS_FILE
     if not path.is_file():
         return {}
