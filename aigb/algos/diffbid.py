@@ -646,7 +646,7 @@ class DiffBidPlanner:
                  search_samples: int | None = None, support: float | None = None, max_change: float | None = None) -> None:
         cfg = algo.config
         if cfg.condition != "level" and any(v is not None for v in (search_levels, search_samples, support, max_change)):
-            raise ValueError("levels, samples, support: only a planner trained with condition='level' searches bid levels")
+            raise ValueError("levels, samples, support, change: only a planner trained with condition='level' searches bid levels")
         chosen = {"guidance": cfg.guidance if guidance is None else guidance,
                   "target_return": cfg.target_return if target_return is None else target_return,
                   "target_cpa": cfg.target_cpa if target_cpa is None else target_cpa,

@@ -175,5 +175,5 @@ def test_a_level_planner_trains_serves_and_bids_searched_levels(tmp_path_factory
     assert len(strategy.plans) == 48
     assert all(p.action == pytest.approx(float(levels[p.candidate])) for p in strategy.plans)
     _, outcome_run = trained
-    with pytest.raises(ConfigError, match="levels, samples, support: only a planner trained with condition='level'"):
+    with pytest.raises(ConfigError, match="levels, samples, support, change: only a planner trained with condition='level'"):
         strategy_factory(f"diffbid:{outcome_run / 'best.pt'}?levels=4")(market)
