@@ -34,6 +34,9 @@ Objectives after training (``aigb.algos.plan_objectives``; training-free guidanc
                  ``aigb fit-evaluator``), plan (the score the plan claims) or objective; an
                  objective's log f is added to the first two
     evaluator    the evaluator file (default: evaluator.pt beside the checkpoint)
+    throttle     enforce the guide's cap and exhaust terms on every day, not only on the plans:
+                 bid on a share of the PVs when the tick's forecast spend would cross a cap,
+                 aiming this margin below it (e.g. 0.1; ``aigb.strategies.throttle``)
 
 Left out, an option keeps the value stored in the checkpoint's config. At every tick the strategy
 re-plans the rest of the day with the realised states in-painted (``aigb.algos.diffbid``) and
@@ -70,7 +73,7 @@ DEFAULT_GAMMA = 0.001
 """Implicit-dynamics scale of lgd and tfg when none is given: TFG's beam-search start."""
 SELECTIONS = ("evaluator", "plan", "objective")
 # Options that tune the strengths, or only say where things run or live: not part of the key of a tuning.
-_NOT_IN_TUNING_KEY = ("strength", "rho", "mu", "gamma", "device", "evaluator")
+_NOT_IN_TUNING_KEY = ("strength", "rho", "mu", "gamma", "device", "evaluator", "throttle")
 _NEEDS_GUIDE = ("preset", "strength", "rho", "mu", "gamma", "iters", "recur", "clip")
 
 
@@ -157,6 +160,7 @@ DIFFBID_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "support": ("support", _number(0.5, 1.0), "highest level searched: this quantile of the data's levels at the tick (condition=level)"),
     "select": ("select", _choice(SELECTIONS), f"candidate ranking: {', '.join(SELECTIONS)}"),
     "evaluator": ("evaluator", _path, "plan evaluator file"),
+    "throttle": ("throttle", _number(0.0, 0.99), "enforce the guide's caps by throttling, aiming this margin below them (in [0, 0.99])"),
 }
 """Spec option -> (keyword, parser, help). The guidance and search keywords are turned into the
 planner's ``tfg``, ``n_candidates``, ``select`` and ``evaluator`` by ``load_diffbid_strategy``."""
@@ -200,6 +204,12 @@ def _check_combination(given: set[str], options: dict[str, Any], text: str) -> N
     for key in ("select", "evaluator"):
         if key in given and n < 2:
             raise ConfigError(f"diffbid: option {key} ranks candidate plans; it needs n >= 2 in {text!r}")
+    if "throttle" in given:
+        from aigb.strategies.throttle import caps_of_terms
+
+        if "guide" not in given or not caps_of_terms(parse_guide(options["guide"]), 1):
+            raise ConfigError(f"diffbid: option throttle enforces caps on early spend; give one with guide=cap:S@TAU "
+                              f"or guide=exhaust:F@TAU in {text!r}")
     if options.get("select") == "objective" and "guide" not in given:
         raise ConfigError(f"diffbid: option select: 'objective' needs guide=... in {text!r}")
 
@@ -330,7 +340,12 @@ def load_diffbid_strategy(text: str, name: str | None = None) -> "DiffBidStrateg
     if found != "diffbid":
         raise ValueError(f"{path}: checkpoint holds a {found!r} policy, not 'diffbid'")
     algo = load_algorithm(path, expected_feature_version=FEATURE_VERSION)
-    return DiffBidStrategy(planner_of(algo, path, options), name or f"diffbid:{text}")
+    guard = None
+    if "throttle" in options:
+        from aigb.strategies.throttle import SpendCapGuard, caps_of_terms
+
+        guard = SpendCapGuard(caps_of_terms(parse_guide(options["guide"]), algo.config.n_ticks), margin=options["throttle"])
+    return DiffBidStrategy(planner_of(algo, path, options), name or f"diffbid:{text}", guard=guard)
 
 
 def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
@@ -362,12 +377,15 @@ class DiffBidStrategy(AlphaStrategy):
     """Bids ``alpha = exp(a_t) * C`` with a_t from a fresh plan at every tick; keeps the plans.
 
     The planner's noise comes from the campaign's seed and the tick (``aigb.seeding`` stream
-    "diffbid/plan"), so the same campaign and seed give the same plans and bids.
+    "diffbid/plan"), so the same campaign and seed give the same plans and bids. ``guard``
+    (``aigb.strategies.throttle.SpendCapGuard``) throttles the bids where a cap on early spend
+    would be crossed.
     """
 
-    def __init__(self, planner, name: str) -> None:
+    def __init__(self, planner, name: str, guard=None) -> None:
         self.planner = planner
         self.name = name
+        self.guard = guard
         self.channels: tuple[str, ...] = tuple(planner.channels)
         self.plans: list = []
         self._states: list[np.ndarray] = []
@@ -389,6 +407,10 @@ class DiffBidStrategy(AlphaStrategy):
                                  previous=self.plans[-1].action if self.plans else None)
         self.plans.append(step)
         return float(np.exp(step.action) * obs.campaign.target_cpa)
+
+    def bid(self, obs: Observation) -> np.ndarray:
+        bids = super().bid(obs)
+        return bids if self.guard is None else self.guard.apply(obs, bids, self._seed)
 
     def planned_remaining_budget(self, tick: int) -> np.ndarray:
         """(T + 1,) the remaining budget, in money, that the plan of ``tick`` expects before each
