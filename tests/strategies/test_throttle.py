@@ -44,7 +44,7 @@ def test_charge_rate_and_participation_by_hand():
     assert guard.participation(_obs(4, 995.0, history), np.full(4, 50.0)) == 1.0        # 265 left >= 2 x 0.3 x 200
 
 def test_throttled_bids_are_a_seeded_subset():
-    guard = SpendCapGuard([(0.3, 24)], margin=0.1)
+    guard = SpendCapGuard([(0.3, 24)], margin=0.1, q_floor=0.0)
     history = {"bid_mean": [1.0], "n_pv": [1000], "cost": [100.0]}                         # q = 0.1
     obs = _obs(1, 900.0, history, n_pv=20_000)
     bids = np.full(20_000, 0.5)                                                            # forecast 0.1 x 10,000 = 1000
@@ -53,6 +53,8 @@ def test_throttled_bids_are_a_seeded_subset():
     kept = out > 0
     assert np.all(out[kept] == 0.5)
     assert kept.mean() == pytest.approx(0.085, abs=0.01)
+    # the default floor: q is taken as at least 0.3, so the forecast is 3,000
+    assert SpendCapGuard([(0.3, 24)], margin=0.1).participation(obs, bids) == pytest.approx((270 - 100) / 6000)
     assert np.array_equal(out, guard.apply(obs, bids, seed=7))
     assert not np.array_equal(out, guard.apply(obs, bids, seed=8))
 
@@ -60,6 +62,7 @@ def test_throttled_bids_are_a_seeded_subset():
 @pytest.mark.parametrize("kwargs, message", [
     ({"caps": []}, "no cap on early spend"), ({"caps": [(1.5, 24)]}, "share must lie in"),
     ({"caps": [(0.3, 0)]}, "tick must be >= 1"), ({"caps": [(0.3, 24)], "margin": 1.0}, "margin"),
+    ({"caps": [(0.3, 24)], "q_floor": 1.5}, "q_floor"),
 ])
 def test_bad_guards_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
