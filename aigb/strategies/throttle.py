@@ -14,8 +14,8 @@ cap's TAU, forecasts the tick's spend at full participation from what is known w
     q_t = max over the last ``window`` ticks with bids of  cost_k / (bid_mean_k x n_pv_k)
 
 q is the share of the offered bid money the market actually charged (the win rate times the
-price paid relative to the bid); it moves slowly, while the bid money follows the tick's traffic
-and the bidder's level, so the forecast sees a surge in the same tick. Before any tick with bids
+price paid relative to the bid); the bid money follows the tick's traffic and the bidder's
+level, so the forecast sees a surge of traffic in the same tick. Before any tick with bids
 q = 1 (the worst case: paying the full bid on every PV). q is not stable: it jumps when the
 competitors' budgets and bids change (measured through mornings: 0.008, 0.118, 0.135, 0.245 in four
 ticks on one campaign; 0.084, 0.026, 0.523 on another, whose day then spent 56 % of its budget in one
@@ -76,8 +76,8 @@ class SpendCapGuard:
         if not caps:
             raise ValueError("caps: no cap on early spend to enforce (give a cap:S@TAU or exhaust:F@TAU term)")
         for share, tick in caps:
-            if not 0.0 < share <= 1.0:
-                raise ValueError(f"caps: a share must lie in (0, 1], got {share}")
+            if not 0.0 <= share <= 1.0:     # 0: nothing before the tick (exhaust:1@TAU)
+                raise ValueError(f"caps: a share must lie in [0, 1], got {share}")
             if tick < 1:
                 raise ValueError(f"caps: a tick must be >= 1, got {tick}")
         if not 0.0 <= margin < 1.0:
