@@ -205,9 +205,9 @@ def _check_combination(given: set[str], options: dict[str, Any], text: str) -> N
         if key in given and n < 2:
             raise ConfigError(f"diffbid: option {key} ranks candidate plans; it needs n >= 2 in {text!r}")
     if "throttle" in given:
-        from aigb.strategies.throttle import caps_of_terms
+        from aigb.strategies.throttle import CAP_KINDS
 
-        if "guide" not in given or not caps_of_terms(parse_guide(options["guide"]), 1):
+        if "guide" not in given or not any(t.kind in CAP_KINDS for t in parse_guide(options["guide"])):
             raise ConfigError(f"diffbid: option throttle enforces caps on early spend; give one with guide=cap:S@TAU "
                               f"or guide=exhaust:F@TAU in {text!r}")
     if options.get("select") == "objective" and "guide" not in given:
