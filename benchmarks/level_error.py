@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from aigb.eval.evaluate import load_results
+from aigb.eval.metrics import name_width, strategy_label
 from aigb.eval.traces import TICKS_FILE
 
 BINS = (-math.inf, -0.5, -0.2, 0.1, 0.4, math.inf)
@@ -66,7 +67,8 @@ def main() -> None:
     if not oracle:
         raise SystemExit(f"no rows of {args.oracle!r} in {args.results}")
     names = list(dict.fromkeys(k[0] for k in rows if k[0] != args.oracle))
-    print(f"{'strategy':<64} {'n':>5} {'bias':>7} {'rmse':>7} {'day sd':>7} {'score':>7}")
+    w = name_width(names)
+    print(f"{'strategy':<{w}} {'n':>5} {'bias':>7} {'rmse':>7} {'day sd':>7} {'score':>7}")
     per_bin = {}
     for name in names:
         err, sd, score, level = [], [], [], []
@@ -82,18 +84,18 @@ def main() -> None:
         if not err:
             continue
         err, level = np.array(err), np.array(level)
-        print(f"{name[:64]:<64} {err.size:>5} {err.mean():>+7.3f} {np.sqrt((err ** 2).mean()):>7.3f} "
+        print(f"{strategy_label(name, w):<{w}} {err.size:>5} {err.mean():>+7.3f} {np.sqrt((err ** 2).mean()):>7.3f} "
               f"{np.mean(sd):>7.3f} {np.mean(score):>7.2f}")
         per_bin[name] = (err, level)
     print("\nby oracle level log(alpha*/C): bias / rmse (campaigns)")
     edges = list(zip(BINS[:-1], BINS[1:]))
-    print(f"{'strategy':<64} " + " ".join(f"{f'[{lo:+.1f},{hi:+.1f})':>19}" for lo, hi in edges))
+    print(f"{'strategy':<{w}} " + " ".join(f"{f'[{lo:+.1f},{hi:+.1f})':>19}" for lo, hi in edges))
     for name, (err, level) in per_bin.items():
         cells = []
         for lo, hi in edges:
             m = (level >= lo) & (level < hi)
             cells.append(f"{err[m].mean():+.2f} / {np.sqrt((err[m] ** 2).mean()):.2f} ({m.sum():>3})" if m.any() else "-")
-        print(f"{name[:64]:<64} " + " ".join(f"{c:>19}" for c in cells))
+        print(f"{strategy_label(name, w):<{w}} " + " ".join(f"{c:>19}" for c in cells))
 
 
 if __name__ == "__main__":
