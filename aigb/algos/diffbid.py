@@ -154,6 +154,11 @@ class DiffBidConfig:
     state s_t, 1: the planned s_{t+1}; rows before 0 repeat row 0, rows after T repeat row T). Must
     contain 0 and 1. Negative offsets give it the realised history; positive ones beyond 1 the
     plan's later rows."""
+    completer: bool = True
+    """Train as a completer: each sample keeps a random realised prefix (rows 0..t, t uniform over
+    the day) clean and learns the rest. False (the ablation): only row 0, the day's first state,
+    is kept clean, so the denoiser only ever learns whole days; serving still in-paints the
+    realised rows by replacement."""
     lr: float = 3e-4
     """AdamW peak learning rate of the denoiser and condition network."""
     weight_decay: float = 1e-4
@@ -193,6 +198,7 @@ class DiffBidConfig:
 
     def __post_init__(self) -> None:
         check_common_config(self)
+        require(isinstance(self.completer, bool), "completer", f"must be true or false, got {self.completer!r}")
         require(self.plan in ("market", "raw"), "plan", f"must be 'market' or 'raw', got {self.plan!r}")
         require(self.level_days in ("open_loop", "all"), "level_days", f"must be 'open_loop' or 'all', got {self.level_days!r}")
         require(self.condition in ("outcome", "level"), "condition", f"must be 'outcome' or 'level', got {self.condition!r}")
@@ -449,6 +455,8 @@ class DiffBid(TorchAlgorithm):
         n, t_max = a["action"].shape
         i = rng.integers(0, n, size=batch_size)
         prefix = rng.integers(0, t_max, size=batch_size)
+        if not self.config.completer:   # the ablation: whole days, row 0 known (drawn anyway: same stream)
+            prefix = np.zeros_like(prefix)
         tick = rng.integers(0, a["active_ticks"][i])     # the IDM learns from ticks whose bids could act
         outcome = (a["outcome"][i] if self.config.condition == "outcome"
                    else self.bounds.to_unit(a["level"][i, prefix])[:, None].astype(np.float32))

@@ -150,6 +150,25 @@ def test_the_completer_loss_ignores_the_prefix(dataset):
     assert losses["unknown"] > 100 * losses["plain"]       # the same garbage one row later counts
 
 
+def test_without_completer_training_the_prefix_rows_are_learned(dataset):
+    """completer=False (the ablation): the same days, but only row 0 is kept clean, so garbage on
+    the rows a completer batch would have kept clean now counts in the loss."""
+    full = make_algorithm("diffbid", dataset.feature_dim, TINY).sample_batch(dataset, 32, rng(0, "prefix"))
+    whole = make_algorithm("diffbid", dataset.feature_dim, {**TINY, "completer": False}).sample_batch(dataset, 32, rng(0, "prefix"))
+    assert (full["prefix"] > 0).sum() > 16 and not whole["prefix"].any()
+    np.testing.assert_array_equal(whole["obs"], full["obs"])
+    losses = {}
+    for variant in ("plain", "garbage"):
+        algo = make_algorithm("diffbid", dataset.feature_dim, {**TINY, "completer": False}, seed=4)
+        algo.prepare(dataset, 4)
+        if variant == "garbage":   # garbage on rows 0..t of the completer batch's prefixes t
+            algo.nets["denoiser"] = _GarbageOnKnownRows(algo.nets["denoiser"], full["prefix"])
+        losses[variant] = algo.update(whole)["diffusion_loss"]
+    assert losses["garbage"] > 100 * losses["plain"]
+    with pytest.raises(ConfigError, match="completer"):
+        DiffBidConfig(completer=1)
+
+
 def test_inverse_dynamics_fits_a_synthetic_mapping(dataset):
     algo = make_algorithm("diffbid", dataset.feature_dim, {**TINY, "idm_hidden_dims": (64, 64), "idm_lr": 3e-3}, seed=0)
     algo.prepare(dataset, 0)
