@@ -21,9 +21,9 @@ import argparse
 import json
 
 import numpy as np
+import torch
 
 from aigb.eval.evaluate import load_results
-from aigb.eval.rollout import _one_torch_thread
 from aigb.seeding import rng
 from aigb.sim.env import BiddingEnv
 from aigb.sim.population import PopulationConfig
@@ -98,8 +98,8 @@ def main() -> None:
         raise SystemExit("--replay: only evaluations of the default market and population can be replayed here")
     pick = rng(args.seed, "day-profile").choice(len(same), size=min(args.replay, len(same)), replace=False)
     keys = [same[i] for i in sorted(pick)]
-    with _one_torch_thread():
-        traces = {s: np.array([replay(s, k, market, population) for k in keys]) for s in (args.a, args.b)}
+    torch.set_num_threads(1)   # as the evaluation plays learned strategies
+    traces = {s: np.array([replay(s, k, market, population) for k in keys]) for s in (args.a, args.b)}
     print(f"\nreplay of {len(keys)} equal-spend campaigns (seed {args.seed}): per tick window, mean over campaigns")
     print(f"{'':<24}" + "".join(f"{f'{lo}-{hi - 1}':>8}" for lo, hi in WINDOWS) + f"{'day':>8}")
     for s, x in traces.items():
