@@ -54,9 +54,10 @@ def time_planner(planner, states: np.ndarray, repeats: int) -> tuple[list[float]
     machine the CPU time is the steadier figure; the wall time is what a bidder waits."""
     wall, cpu = [], []
     for r in range(repeats):
+        previous = None   # last tick's action, as the strategy passes it (a level planner's trust region)
         for t in range(states.shape[0]):
             t0, c0 = time.perf_counter(), time.process_time()
-            planner.plan(states[: t + 1], seed=r)
+            previous = planner.plan(states[: t + 1], seed=r, previous=previous).action
             wall.append(1000.0 * (time.perf_counter() - t0))
             cpu.append(1000.0 * (time.process_time() - c0))
     return wall, cpu
@@ -74,6 +75,8 @@ def main() -> None:
     parser.add_argument("--candidates", default="1,4,16", help="candidate plans per tick N to time (search)")
     parser.add_argument("--guide", default="cpa:0.9", help="objective of the guided rows")
     parser.add_argument("--evaluator", default=None, help="a plan evaluator file (aigb fit-evaluator); default: rank by the plan")
+    parser.add_argument("--change", type=float, default=0.0,
+                        help="trust region of the timed level searches (the serving option change; 0: none)")
     parser.add_argument("--levels", default="16x2,8x2,8x1",
                         help="LEVELSxSAMPLES searches to time for a planner trained with condition=level (instead of N candidates)")
     args = parser.parse_args()
@@ -106,16 +109,17 @@ def main() -> None:
 
 def time_levels(algo, states: np.ndarray, args) -> list[dict]:
     """Milliseconds per tick of a level planner's search (L levels x S plans in one batch), by K, at w = 1."""
-    print(f"level search, w = 1 (one branch): L levels x S plans per tick")
+    print(f"level search, w = 1 (one branch): L levels x S plans per tick, trust region change = {args.change}")
     print(f"{'L x S':>7} {'K':>3} {'median ms':>10} {'p95 ms':>8} {'CPU median ms':>14}")
     rows = []
     for spec in args.levels.split(","):
         n_levels, n_samples = (int(v) for v in spec.split("x"))
         for k in (int(s) for s in args.steps.split(",")):
-            planner = algo.policy(device=args.device, steps=k, guidance=1.0, search_levels=n_levels, search_samples=n_samples)
+            planner = algo.policy(device=args.device, steps=k, guidance=1.0, search_levels=n_levels, search_samples=n_samples,
+                                  max_change=args.change)
             time_planner(planner, states[:4], 1)                          # warm-up
             ms, cpu = time_planner(planner, states, args.repeats)
-            row = {"levels": n_levels, "samples": n_samples, "steps": k, "median_ms": round(statistics.median(ms), 2),
+            row = {"levels": n_levels, "samples": n_samples, "steps": k, "change": args.change, "median_ms": round(statistics.median(ms), 2),
                    "p95_ms": round(float(np.percentile(ms, 95)), 2), "cpu_median_ms": round(statistics.median(cpu), 2),
                    "decisions": len(ms)}
             rows.append(row)

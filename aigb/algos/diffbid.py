@@ -825,32 +825,37 @@ class DiffBidPlanner:
         return score
 
     def _search_levels(self, t: int, known_x, known_mask, emb_cond, emb_null, generator, previous=None) -> PlanStep:
-        """Plan the day under each bid level (S plans each, one shared noise draw), bid the best."""
+        """Plan the day under each bid level that may be chosen (S plans each, one shared noise draw),
+        bid the best. Levels above the tick's support cap (the lowest always stays) or, with
+        ``max_change``, farther than that from ``previous`` are not sampled at all: a level's plans
+        depend only on its own condition and the shared noise, so leaving the others out changes
+        no choice and saves their share of the compute."""
         c, dev = self.config, self.device
-        n_levels, n_samples = self.levels.numel(), c.search_samples
-        m = n_levels * n_samples
-        noise = torch.randn((n_samples, self.horizon, len(self.channels)), generator=generator,
-                            device=generator.device).to(dev).repeat(n_levels, 1, 1)         # (L*S, H, P), level-major
-        level_emb = emb_cond.repeat_interleave(n_samples, dim=0)                           # (L*S, E)
-        eps_fn = cfg_eps_fn(self.denoiser, level_emb, emb_null.expand(m, -1), c.guidance, known=known_mask.expand(m, -1))
-        if c.prediction == "x0":
-            eps_fn = x0_model_eps_fn(eps_fn, self.schedule)
-        x0 = ddim_sample(eps_fn, self.schedule, (m,) + tuple(known_x.shape[1:]), steps=c.sampling_steps, eta=c.eta,
-                         temperature=c.temperature, known_x=known_x.expand(m, -1, -1), known_mask=known_mask.expand(m, -1),
-                         generator=generator, clip_x0=c.clip_x0 or None, noise=noise,
-                         guidance=TFGGuidance(self.objective.at(t), self.tfg) if self._guided else None)   # (L*S, H, P)
-        # The expected score of a level: the mean of its plans' scores (not of their logs, which
-        # would penalise a level for the spread of its outcomes on top of their mean).
-        score = torch.logsumexp(self.plan_score(x0, t).view(n_levels, n_samples), dim=1)  # (L,) log S + log mean
         outside = self._level_values > self.level_cap[t]
         outside[0] = False                                                                 # the lowest level always stays
         if previous is not None and c.max_change > 0:   # a trust region around last tick's level
             far = np.abs(self._level_values - previous) > c.max_change
             if not np.all(far | outside):
                 outside |= far
-        score = score.masked_fill(torch.from_numpy(outside).to(score.device), -math.inf)
-        best = int(torch.argmax(score))
-        unit = x0[best * n_samples].float().cpu().numpy()
+        keep = np.flatnonzero(~outside)                                                    # (L',) level indices searched
+        n_levels, n_samples = keep.size, c.search_samples
+        m = n_levels * n_samples
+        noise = torch.randn((n_samples, self.horizon, len(self.channels)), generator=generator,
+                            device=generator.device).to(dev).repeat(n_levels, 1, 1)         # (L'*S, H, P), level-major
+        level_emb = emb_cond[torch.from_numpy(keep).to(emb_cond.device)].repeat_interleave(n_samples, dim=0)   # (L'*S, E)
+        eps_fn = cfg_eps_fn(self.denoiser, level_emb, emb_null.expand(m, -1), c.guidance, known=known_mask.expand(m, -1))
+        if c.prediction == "x0":
+            eps_fn = x0_model_eps_fn(eps_fn, self.schedule)
+        x0 = ddim_sample(eps_fn, self.schedule, (m,) + tuple(known_x.shape[1:]), steps=c.sampling_steps, eta=c.eta,
+                         temperature=c.temperature, known_x=known_x.expand(m, -1, -1), known_mask=known_mask.expand(m, -1),
+                         generator=generator, clip_x0=c.clip_x0 or None, noise=noise,
+                         guidance=TFGGuidance(self.objective.at(t), self.tfg) if self._guided else None)   # (L'*S, H, P)
+        # The expected score of a level: the mean of its plans' scores (not of their logs, which
+        # would penalise a level for the spread of its outcomes on top of their mean).
+        score = torch.logsumexp(self.plan_score(x0, t).view(n_levels, n_samples), dim=1)  # (L',) log S + log mean
+        pos = int(torch.argmax(score))
+        best = int(keep[pos])
+        unit = x0[pos * n_samples].float().cpu().numpy()
         a = float(self.bounds.clip(float(self.levels[best])))
         return PlanStep(tick=t, action=a, plan=self.plan_scaler.from_unit(unit), unit=unit, candidate=best)
 

@@ -337,6 +337,32 @@ def test_a_level_planners_trust_region_limits_the_change_per_tick(dataset, level
         DiffBidConfig(max_change=-1.0)
 
 
+def test_a_level_search_samples_only_the_levels_it_may_choose(dataset, level_algo):
+    """Levels outside the trust region (or above the support cap) are not sampled: the denoiser sees
+    S rows per allowed level, and the choice and its plan are those of the unrestricted search
+    whenever its choice is allowed (a level's plans depend on its condition and the shared noise only)."""
+    free, held = level_algo.policy(support=1.0), level_algo.policy(max_change=0.8, support=1.0)
+    levels = held.levels.numpy()
+    batches = []
+    inner = held.denoiser
+
+    def counting(x, k, emb, **known):
+        batches.append(x.shape[0])
+        return inner(x, k, emb, **known)
+
+    counting.known_input = inner.known_input   # the sampler hands it the known flags like the inner one
+    held.denoiser = counting
+    states = _states(dataset, i=3, t=9)
+    choice = free.plan(states, seed=2)
+    previous = float(choice.action)
+    step = held.plan(states, seed=2, previous=previous)
+    allowed = int((np.abs(levels - previous) <= 0.8).sum())
+    assert 2 <= allowed < levels.size
+    assert set(batches) == {allowed * held.config.search_samples}
+    assert step.candidate == choice.candidate
+    np.testing.assert_allclose(step.plan, choice.plan, rtol=1e-4, atol=1e-5)
+
+
 def _live_open_loop(algo, dataset, t):
     a = algo._arrays(dataset)
     days = a["open_loop"] if a["open_loop"].any() else np.ones_like(a["open_loop"])
