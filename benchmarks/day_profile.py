@@ -66,10 +66,10 @@ def spend_groups(rows: dict, a: str, b: str) -> list[tuple]:
     return [k for k, m in zip(keys, groups["within 5 % of A"]) if m]
 
 
-def replay(spec: str, key: tuple, market: MarketConfig, population: PopulationConfig) -> np.ndarray:
-    """(3, T): expected conversions, expected cost / B and cost / B per tick of one campaign."""
+def replay(strategy, key: tuple, market: MarketConfig, population: PopulationConfig) -> np.ndarray:
+    """(3, T): expected conversions, expected cost / B and cost / B per tick of one campaign
+    played by ``strategy`` (reset here, as the evaluation resets it for every campaign)."""
     seed, period, adv = key
-    strategy = make_strategy(spec, market)
     env = BiddingEnv(market, adv, seed=seed, population=population, keep_pv_history=strategy.needs_pv_history)
     obs, _ = env.reset(period=period)
     strategy.reset(obs.campaign, market.n_ticks, strategy_seed(seed, period, adv))
@@ -99,7 +99,10 @@ def main() -> None:
     pick = rng(args.seed, "day-profile").choice(len(same), size=min(args.replay, len(same)), replace=False)
     keys = [same[i] for i in sorted(pick)]
     torch.set_num_threads(1)   # as the evaluation plays learned strategies
-    traces = {s: np.array([replay(s, k, market, population) for k in keys]) for s in (args.a, args.b)}
+    traces = {}
+    for spec in (args.a, args.b):
+        strategy = make_strategy(spec, market)
+        traces[spec] = np.array([replay(strategy, k, market, population) for k in keys])
     print(f"\nreplay of {len(keys)} equal-spend campaigns (seed {args.seed}): per tick window, mean over campaigns")
     print(f"{'':<24}" + "".join(f"{f'{lo}-{hi - 1}':>8}" for lo, hi in WINDOWS) + f"{'day':>8}")
     for s, x in traces.items():
