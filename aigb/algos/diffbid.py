@@ -45,7 +45,7 @@ from torch import nn
 from aigb.algos.base import TorchAlgorithm, check_common_config, mlp, require, require_positive, validate_history
 from aigb.algos.device import resolve_device
 from aigb.algos.plan_features import (
-    PLAN_VERSION, RobustScaler, efficiency_rank, make_plan_view, whole_trajectories,
+    PLAN_VERSION, PLAN_VIEWS, RobustScaler, efficiency_rank, make_plan_view, whole_trajectories,
 )
 from aigb.diffusion import (
     DENOISERS, ConditionEmbedding, CosineSchedule, TFGConfig, TFGGuidance, best_of_n, cfg_eps_fn, completer_loss, ddim_sample,
@@ -199,7 +199,7 @@ class DiffBidConfig:
     def __post_init__(self) -> None:
         check_common_config(self)
         require(isinstance(self.completer, bool), "completer", f"must be true or false, got {self.completer!r}")
-        require(self.plan in ("market", "raw"), "plan", f"must be 'market' or 'raw', got {self.plan!r}")
+        require(self.plan in PLAN_VIEWS, "plan", f"must be one of {', '.join(PLAN_VIEWS)}, got {self.plan!r}")
         require(self.level_days in ("open_loop", "all"), "level_days", f"must be 'open_loop' or 'all', got {self.level_days!r}")
         require(self.condition in ("outcome", "level"), "condition", f"must be 'outcome' or 'level', got {self.condition!r}")
         require(math.isfinite(self.max_change) and self.max_change >= 0, "max_change", f"must be a finite number >= 0, got {self.max_change}")

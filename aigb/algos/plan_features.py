@@ -143,6 +143,23 @@ class MarketPlan:
         return np.stack([rank, e, u], axis=-1).astype(np.float32)
 
 
+class DemandPlan(MarketPlan):
+    """The market plan plus the campaign's demand of each tick: log1p(n_pv x mean p_value x C /
+    (B / T)), the money a bid of alpha = C on every PV of the tick would offer, against an even
+    day's pace. Known before the tick's bids (its PVs and their p_values are observed first), it
+    tells the planner how heavy this campaign's own traffic is, which the market-wide PV count
+    does not."""
+
+    kind = "demand"
+    channels = MARKET_CHANNELS + ("log_demand",)
+
+    def plan(self, states: np.ndarray) -> np.ndarray:
+        x = np.asarray(states, dtype=np.float64)
+        money = _column(x, "cur_n_pv") * _column(x, "cur_p_value_mean") * _column(x, "target_cpa")
+        demand = np.log1p(np.maximum(money, 0.0) / (_column(x, "budget") / self.n_ticks))
+        return np.concatenate([super().plan(states), demand[..., None].astype(np.float32)], axis=-1)
+
+
 class RawPlan:
     """Any feature set: the plan is the state itself, the context its first row, the outcome R."""
 
@@ -177,7 +194,7 @@ class RawPlan:
         return np.asarray(rank, dtype=np.float32)[:, None]
 
 
-PLAN_VIEWS = {"market": MarketPlan, "raw": RawPlan}
+PLAN_VIEWS = {"market": MarketPlan, "demand": DemandPlan, "raw": RawPlan}
 
 
 def make_plan_view(kind: str, feature_dim: int, n_ticks: int):

@@ -8,7 +8,7 @@ import torch
 
 from aigb.algos.checkpoint import load_algorithm, read_checkpoint, save_checkpoint
 from aigb.algos.diffbid import DiffBid, DiffBidConfig, open_loop_days, remaining_levels, transition_rows
-from aigb.algos.plan_features import MARKET_CHANNELS, MarketPlan, RobustScaler, efficiency_rank
+from aigb.algos.plan_features import MARKET_CHANNELS, DemandPlan, MarketPlan, RobustScaler, efficiency_rank
 from aigb.algos.registry import make_algorithm
 from aigb.data.dataset import TrajectoryDataset
 from aigb.data.generate import generate_dataset
@@ -404,6 +404,30 @@ def test_plan_features_online_equal_offline():
     np.testing.assert_array_equal(np.stack(online_rows), offline[:-1])
     # Rows move over the day; the row after the day has no traffic.
     assert offline[-1, MARKET_CHANNELS.index("pv")] == 0 and np.ptp(offline[:, 0]) > 0.1
+
+
+def test_demand_plan_adds_the_money_of_the_ticks_own_pvs():
+    """plan='demand': the market plan's channels unchanged, plus log1p(sum of the tick's p_values x C
+    / (B / T)), checked against the p_values the env hands the bidder before each tick's bids."""
+    market, advertiser = MarketConfig(n_pv=30_000), 5
+    env = BiddingEnv(market, advertiser=advertiser, seed=3)
+    obs, _ = env.reset()
+    view, base = DemandPlan(FEATURE_DIM, market.n_ticks), MarketPlan(FEATURE_DIM, market.n_ticks)
+    assert view.channels[:-1] == MARKET_CHANNELS and view.channels[-1] == "log_demand"
+    seen, expected = [], []
+    while True:
+        seen.append(obs.features)
+        c, b = obs.campaign.target_cpa, obs.campaign.budget
+        expected.append(np.log1p(float(np.sum(obs.p_value, dtype=np.float64)) * c / (b / market.n_ticks)))
+        obs, _, done, _, _ = env.step(obs.p_value * c * 2.0)
+        if done:
+            break
+    rows = view.plan(np.stack(seen))
+    np.testing.assert_array_equal(rows[:, :-1], base.plan(np.stack(seen)))
+    np.testing.assert_allclose(rows[:, -1], expected, rtol=1e-5)
+    assert np.ptp(rows[:, -1]) > 0.5                                        # the surge shows
+    with pytest.raises(ConfigError, match="plan"):
+        DiffBidConfig(plan="demands")
 
 
 def test_plan_features_are_bounded_and_scaled(dataset, algo):
