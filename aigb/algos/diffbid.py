@@ -75,8 +75,9 @@ class DiffBidConfig:
     serving fields are defaults that a strategy spec overrides without retraining."""
 
     plan: str = "market"
-    """What is diffused: "market" (the 7 plan channels of v1 states, aigb.algos.plan_features) or
-    "raw" (the states themselves; any feature set, e.g. the contract checker's synthetic data)."""
+    """What is diffused: "market" (the 7 plan channels of v1 states, aigb.algos.plan_features),
+    "demand" (those plus each tick's own demand; measured worse, kept to reproduce it) or "raw"
+    (the states themselves; any feature set, e.g. the contract checker's synthetic data)."""
     n_ticks: int = 48
     """Ticks per day T; plans have T + 1 rows (the state before each tick and after the last)."""
     denoiser: str = "transformer"

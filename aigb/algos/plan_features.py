@@ -82,13 +82,13 @@ class MarketPlan:
 
     def __init__(self, feature_dim: int, n_ticks: int) -> None:
         if feature_dim != len(FEATURE_NAMES):
-            raise ValueError(f"plan 'market' reads v1 states of {len(FEATURE_NAMES)} features, got feature_dim {feature_dim}; "
+            raise ValueError(f"plan {self.kind!r} reads v1 states of {len(FEATURE_NAMES)} features, got feature_dim {feature_dim}; "
                              "use plan='raw' for other feature sets")
         self.n_ticks = int(n_ticks)
 
     def check_feature_version(self, version: str) -> None:
         if version != FEATURE_VERSION:
-            raise ValueError(f"plan 'market' reads {FEATURE_VERSION} states, the data has feature version {version!r}; "
+            raise ValueError(f"plan {self.kind!r} reads {FEATURE_VERSION} states, the data has feature version {version!r}; "
                              "use plan='raw' for other feature sets")
 
     def plan(self, states: np.ndarray) -> np.ndarray:
