@@ -56,6 +56,7 @@ from aigb.seeding import torch_seed
 __all__ = ["DiffBidConfig", "DiffBid", "DiffBidPlanner", "PlanStep", "InverseDynamics", "PLAN_BATCH_FIELDS",
            "EFFICIENCY_LEVELS", "SELECTIONS"]
 
+LEVEL_DAYS = ("open_loop", "held", "all")
 OPEN_LOOP_AUTOCORR = 0.25
 """A day whose logged actions have a lag-1 autocorrelation under this is open-loop (no feedback)."""
 SUPPORT_LEVELS = np.linspace(0.5, 1.0, 11)
@@ -126,7 +127,10 @@ class DiffBidConfig:
     lowers its level *because* its market is cheap, so over all days a low level comes with a spent
     budget (default dataset: 10 % left whatever the level) while on open-loop days it leaves the
     budget unspent (85 % left at levels -1.2..-0.8, 0 % at 0.8..1.2): only the latter say what
-    bidding a level does."""
+    bidding a level does. "held": the open-loop days, plus every other day from the tick its
+    actions stop changing until its last active tick (``held_from``; at least two ticks), e.g. a
+    dataset's holding advertisers (``aigb generate --hold-share``), which hold one level after a
+    closed-loop morning: the condition is kept for the prefixes that end inside the held part."""
     search_levels: int = 16
     """Bid levels tried per tick by a "level" planner, evenly spaced over the 5th-95th percentile
     range of the training days' levels (``LEVEL_QUANTILES``)."""
@@ -201,7 +205,7 @@ class DiffBidConfig:
         check_common_config(self)
         require(isinstance(self.completer, bool), "completer", f"must be true or false, got {self.completer!r}")
         require(self.plan in PLAN_VIEWS, "plan", f"must be one of {', '.join(PLAN_VIEWS)}, got {self.plan!r}")
-        require(self.level_days in ("open_loop", "all"), "level_days", f"must be 'open_loop' or 'all', got {self.level_days!r}")
+        require(self.level_days in LEVEL_DAYS, "level_days", f"must be one of {', '.join(map(repr, LEVEL_DAYS))}, got {self.level_days!r}")
         require(self.condition in ("outcome", "level"), "condition", f"must be 'outcome' or 'level', got {self.condition!r}")
         require(math.isfinite(self.max_change) and self.max_change >= 0, "max_change", f"must be a finite number >= 0, got {self.max_change}")
         require(0.5 <= self.support <= 1.0, "support", f"must lie in [0.5, 1], got {self.support}")
@@ -278,21 +282,41 @@ def open_loop_days(action: np.ndarray, active_ticks: np.ndarray, min_ticks: int 
     return (autocorr < OPEN_LOOP_AUTOCORR) & (k >= min_ticks)
 
 
+def held_from(action: np.ndarray, active_ticks: np.ndarray, open_loop: np.ndarray, min_ticks: int = 2) -> np.ndarray:
+    """(N,) int: the first tick from which each day's logged actions say what holding a level
+    does: 0 for an open-loop day (``open_loop`` (N,) bool); otherwise the start s of the run of
+    actions exactly equal to the last active one (a_s = ... = a_{k-1}, k = active ticks) when it
+    covers at least ``min_ticks`` ticks; T (no tick) when it does not."""
+    action = np.asarray(action, dtype=np.float64)
+    n, t_max = action.shape
+    k = np.clip(np.asarray(active_ticks, dtype=np.int64), 1, t_max)
+    ticks = np.arange(t_max)
+    last = action[np.arange(n), k - 1][:, None]
+    differs = (action != last) & (ticks[None] < k[:, None])                             # (N, T)
+    start = np.where(differs.any(axis=1), t_max - np.argmax(differs[:, ::-1], axis=1), 0)   # after the last differing tick
+    held = (k - start) >= min_ticks
+    return np.where(np.asarray(open_loop, dtype=bool), 0, np.where(held, start, t_max)).astype(np.int64)
+
+
 def level_support(level: np.ndarray, active_ticks: np.ndarray, days: np.ndarray | None = None) -> np.ndarray:
     """(len(SUPPORT_LEVELS), T): per tick t, the SUPPORT_LEVELS quantiles of ``level[:, t]`` over the
-    days (``days`` (N,) bool, None: all) still bidding at t (t < active ticks); a tick with no such
-    day takes the previous tick's column (the first: every day's)."""
+    days (``days`` (N,) bool, or (N, T) bool per day and tick; None: all) still bidding at t
+    (t < active ticks); a tick with no such day takes the previous tick's column (the first:
+    every day's)."""
     level = np.asarray(level, dtype=np.float64)
     active_ticks = np.asarray(active_ticks)
     n, t_max = level.shape
-    chosen = np.ones(n, dtype=bool) if days is None or not np.any(days) else np.asarray(days, dtype=bool)
+    chosen = np.ones((n, t_max), dtype=bool) if days is None or not np.any(days) else np.asarray(days, dtype=bool)
+    if chosen.ndim == 1:
+        chosen = np.repeat(chosen[:, None], t_max, axis=1)
     out = np.empty((SUPPORT_LEVELS.size, t_max))
     for t in range(t_max):
-        live = chosen & (active_ticks > t)
+        live = chosen[:, t] & (active_ticks > t)
         if live.any():
             out[:, t] = np.quantile(level[live, t], SUPPORT_LEVELS)
         else:
-            out[:, t] = out[:, t - 1] if t else np.quantile(level[chosen, 0], SUPPORT_LEVELS)
+            first = chosen[:, 0] if chosen[:, 0].any() else np.ones(n, dtype=bool)
+            out[:, t] = out[:, t - 1] if t else np.quantile(level[first, 0], SUPPORT_LEVELS)
     return out
 
 
@@ -426,6 +450,7 @@ class DiffBid(TorchAlgorithm):
         }
         arrays["level"] = remaining_levels(self.bounds.clip(arrays["action"]), arrays["active_ticks"])   # (N, T)
         arrays["open_loop"] = open_loop_days(arrays["action"], arrays["active_ticks"])                # (N,)
+        arrays["held_from"] = held_from(arrays["action"], arrays["active_ticks"], arrays["open_loop"])  # (N,)
         self._cache = (dataset, arrays)
         return arrays
 
@@ -443,13 +468,17 @@ class DiffBid(TorchAlgorithm):
         """The search tables of a level planner, from the training arrays (``_arrays``): the range
         of levels searched (``LEVEL_QUANTILES`` of the day levels) and the per-tick support
         (``level_support``), both over the open-loop days with ``level_days = "open_loop"`` (all
-        days when there are none) and over every day otherwise."""
-        days = arrays["open_loop"] if self.config.level_days == "open_loop" else None
+        days when there are none), the support with ``"held"`` over the (day, tick)s from each
+        day's ``held_from`` on, and both over every day with ``"all"``."""
+        days = arrays["open_loop"] if self.config.level_days in ("open_loop", "held") else None
         if days is not None and not days.any():
             days = None
         first = arrays["level"][:, 0] if days is None else arrays["level"][days, 0]
+        ticks = days
+        if self.config.level_days == "held":
+            ticks = np.arange(arrays["level"].shape[1])[None] >= arrays["held_from"][:, None]          # (N, T)
         return (np.quantile(first, LEVEL_QUANTILES).astype(np.float64),
-                level_support(arrays["level"], arrays["active_ticks"], days))
+                level_support(arrays["level"], arrays["active_ticks"], ticks))
 
     def sample_batch(self, dataset: Any, batch_size: int, rng: np.random.Generator) -> dict:
         a = self._arrays(dataset)
@@ -466,6 +495,8 @@ class DiffBid(TorchAlgorithm):
                 "tick_info": a["tick_info"][i, tick], "action": a["action"][i, tick].astype(np.float32)}
         if self.config.condition == "level" and self.config.level_days == "open_loop":
             batch["condition_known"] = a["open_loop"][i]
+        elif self.config.condition == "level" and self.config.level_days == "held":
+            batch["condition_known"] = prefix >= a["held_from"][i]
         return batch
 
     def _batch_tensors(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:

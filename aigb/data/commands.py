@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 from aigb.backends import add_backend_args, backend_from_args
 from aigb.data.dataset import dataset_info, format_dataset_info
 from aigb.data.generate import DEFAULT_MARKET, DatasetMismatchError, generate_dataset
 from aigb.features import FeatureVersionError
 from aigb.score import DEFAULT_TASK, TASKS
+from aigb.sim.population import EXPLORE
 from aigb.types import PRESETS, MarketConfig
 
 __all__ = ["register", "cmd_generate", "cmd_dataset_info"]
@@ -23,7 +25,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     backend = backend_from_args(args)
     market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
     try:
+        population = replace(EXPLORE, hold_share=args.hold_share)
         report = generate_dataset(args.out, args.periods, args.seed, market=market, impressions=args.impressions,
+                                  population=population,
                                   workers=args.workers, first_period=args.first_period, progress=not args.quiet,
                                   explore_campaigns=not args.fixed_campaigns, backend=backend, task=args.task)
     except DatasetMismatchError as err:
@@ -75,6 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=TASKS, default=DEFAULT_TASK,
                    help="what the score_to_go column scores: 'cpa' (Target-CPA, conversions x CPA penalty) or "
                         "'max-return' (budget only: the conversions); recorded in dataset.json (default %(default)s)")
+    p.add_argument("--hold-share", type=float, default=0.0,
+                   help="share of the exploring advertisers that stop controlling at a random tick (4..44) and hold "
+                        "one level (alpha / C log-uniform in 0.3..2.5) for the rest of the day, without noise: data "
+                        "for a level planner (`--set level_days=held`); recorded in dataset.json (default %(default)s)")
     p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (default %(default)s)")
     p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
     p.add_argument("--n-advertisers", type=int, default=d.n_advertisers, help="advertisers (default %(default)s)")

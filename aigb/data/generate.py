@@ -92,7 +92,7 @@ def dataset_identity(market: MarketConfig, population: PopulationConfig, explore
                      task: str = DEFAULT_TASK) -> dict[str, Any]:
     """The resolved configuration that determines a dataset's content, as plain JSON values; the
     task only when it is not the default (see the module docstring)."""
-    identity = {"market": market.to_dict(), "population": asdict(population), "explore_campaigns": bool(explore_campaigns)}
+    identity = {"market": market.to_dict(), "population": population.to_dict(), "explore_campaigns": bool(explore_campaigns)}
     if check_task(task) != DEFAULT_TASK:
         identity["task"] = task
     return json.loads(json.dumps(identity))  # tuples -> lists: the form it has when read back

@@ -33,6 +33,12 @@ CPA range), so the CPA-blind kinds bid on the market's scale, never on their own
 The default field is AuctionNet's roster (``AUCTIONNET_ROSTER``): per category of 8, one PID, two
 OnlineLP and five offline-RL policies at fixed positions, parameters drawn per period. Each bidder
 multiplies its alpha by per-tick log-normal noise of its own scale.
+
+Held levels (``hold_share``, datasets only): a share of the advertisers, of any kind, stop
+controlling at a random tick and bid one level ``alpha = r * C`` for the rest of the day, without
+noise. Their days show what holding a level does after a closed-loop morning, the question a
+level planner asks at every tick (``aigb.algos.diffbid``, ``level_days="held"``); the fixed-rate
+bidders only show it from the first tick on.
 """
 
 from __future__ import annotations
@@ -96,6 +102,12 @@ class PopulationConfig:
     """Range of each bidder's per-tick log-normal alpha noise scale."""
     alpha_bounds: tuple[float, float] = (0.05, 5.0)
     """Bounds of alpha / C (CPA-aware kinds) and of alpha / S (CPA-blind kinds)."""
+    hold_share: float = 0.0
+    """Share of advertisers (any kind) that hold one level from a random tick on; 0: none."""
+    hold_tick: tuple[float, float] = (4.0, 44.0)
+    """Range (uniform, whole ticks) of the tick a holding advertiser's level starts at."""
+    hold_rate: tuple[float, float] = (0.3, 2.5)
+    """Range (log-uniform) of a held level's alpha / C."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roster", tuple(str(k) for k in self.roster))
@@ -105,19 +117,28 @@ class PopulationConfig:
         shares = np.asarray(self.kind_shares, dtype=float)
         if shares.shape != (len(KINDS),) or (shares < 0).any() or shares.sum() <= 0:
             raise ConfigError(f"kind_shares: need {len(KINDS)} non-negative shares ({', '.join(KINDS)}), got {self.kind_shares}")
-        if not 0.0 <= float(self.lp_day_plan_share) <= 1.0:
-            raise ConfigError(f"lp_day_plan_share: must lie in [0, 1], got {self.lp_day_plan_share}")
+        for name in ("lp_day_plan_share", "hold_share"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ConfigError(f"{name}: must lie in [0, 1], got {getattr(self, name)}")
         for f in fields(self):
-            if f.name in ("roster", "kind_shares", "lp_day_plan_share"):
+            if f.name in ("roster", "kind_shares", "lp_day_plan_share", "hold_share"):
                 continue
             lo, hi = getattr(self, f.name)
             if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi):
                 raise ConfigError(f"{f.name}: need a range 0 <= low <= high, got {(lo, hi)}")
+        if self.hold_rate[0] <= 0:
+            raise ConfigError(f"hold_rate: the low end must be > 0 (log-uniform), got {self.hold_rate}")
         if self.aggressiveness[0] <= 0:
             raise ConfigError(f"aggressiveness: the low end must be > 0 (log-uniform), got {self.aggressiveness}")
 
     def to_dict(self) -> dict:
-        return {f.name: (list(v) if isinstance(v, tuple) else v) for f in fields(self) for v in [getattr(self, f.name)]}
+        """Plain JSON values; the hold fields only when ``hold_share`` > 0, so that the identity of
+        a dataset generated before they existed is unchanged."""
+        out = {f.name: (list(v) if isinstance(v, tuple) else v) for f in fields(self) for v in [getattr(self, f.name)]}
+        if not self.hold_share:
+            for name in ("hold_share", "hold_tick", "hold_rate"):
+                del out[name]
+        return out
 
 
 # Behaviour policies for datasets: every kind drawn at random per advertiser, with wider ranges,
@@ -151,7 +172,7 @@ class RuleBidders:
 
     def __init__(self, kind, rate, gain, lp_cap, noise, target_cpa, budget, profile, alpha_bounds,
                  lp_prior: np.ndarray | None = None, *, market_gain=None, lp_day_plan=None,
-                 alpha_scale: float | None = None):
+                 alpha_scale: float | None = None, hold_tick=None, hold_rate=None):
         self.kind = np.asarray(kind, dtype=np.int64)        # (n,) index into KINDS
         self.rate = np.asarray(rate, dtype=np.float64)      # (n,)
         self.gain = np.asarray(gain, dtype=np.float64)      # (n,)
@@ -177,6 +198,9 @@ class RuleBidders:
         self.lp_prior = None if lp_prior is None else np.broadcast_to(lp_prior, (n, N_RATIO_BINS, 2)).copy()
         self.prices = np.full((n, PRICE_WINDOW), np.nan)  # recent market cost of a conversion / unit
         self._last_spent = np.zeros(n)
+        # Held levels: from tick hold_tick on, alpha = hold_rate * C without noise (no hold: never).
+        self.hold_tick = np.full(n, np.iinfo(np.int64).max) if hold_tick is None else np.asarray(hold_tick, dtype=np.int64)
+        self.hold_rate = np.ones(n) if hold_rate is None else np.asarray(hold_rate, dtype=np.float64)
 
     @classmethod
     def draw(cls, config: PopulationConfig, target_cpa, budget, profile, g: np.random.Generator,
@@ -200,8 +224,16 @@ class RuleBidders:
         day_plan = g.random(n) < config.lp_day_plan_share
         rate = np.select([kind == FIXED, kind == ANET_PID, kind == FEEDBACK], [fixed_rate, anet, aggressive], initial)
         gain = np.where(kind == FEEDBACK, budget_gain, pid_gain)
+        hold_tick = hold_rate = None
+        if config.hold_share > 0:   # drawn last and only then: populations without holds draw as before
+            holds = g.random(n) < config.hold_share
+            lo, hi = config.hold_tick
+            tick = g.integers(int(np.ceil(lo)), int(np.floor(hi)) + 1, n)
+            hold_tick = np.where(holds, tick, np.iinfo(np.int64).max)
+            hold_rate = np.exp(g.uniform(*np.log(config.hold_rate), n))
         return cls(kind, rate, gain, lp_cap, noise, target_cpa, budget, profile, config.alpha_bounds,
-                   market_gain=market_gain, lp_day_plan=day_plan, alpha_scale=alpha_scale)
+                   market_gain=market_gain, lp_day_plan=day_plan, alpha_scale=alpha_scale,
+                   hold_tick=hold_tick, hold_rate=hold_rate)
 
     def alphas(self, tick: int, spent: np.ndarray, conversions: np.ndarray, g: np.random.Generator) -> np.ndarray:
         """Bid multipliers for ``tick`` (absolute, i.e. already times C or S).  # (n,)"""
@@ -237,7 +269,9 @@ class RuleBidders:
         self.relative_alpha = np.where(self.kind == FIXED, self.relative_alpha, rel)
         self._last_spent = np.array(spent, dtype=np.float64)
         noisy = rel * np.exp(self.noise * g.standard_normal(rel.size))
-        return np.clip(noisy, *self.alpha_bounds) * self.unit
+        out = np.clip(noisy, *self.alpha_bounds) * self.unit
+        held = tick >= self.hold_tick
+        return np.where(held, self.hold_rate * self.target_cpa, out) if held.any() else out
 
     def _feedback(self, tick: int, n_ticks: int, remaining: np.ndarray) -> np.ndarray:
         time_left = (n_ticks - tick) / n_ticks

@@ -1,13 +1,14 @@
 """DiffBid: guidance, in-painting, seeding, the completer loss, inverse dynamics, plan-feature parity."""
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from aigb.algos.checkpoint import load_algorithm, read_checkpoint, save_checkpoint
-from aigb.algos.diffbid import DiffBid, DiffBidConfig, open_loop_days, remaining_levels, transition_rows
+from aigb.algos.diffbid import SUPPORT_LEVELS, DiffBid, DiffBidConfig, held_from, open_loop_days, remaining_levels, transition_rows
 from aigb.algos.plan_features import MARKET_CHANNELS, DemandPlan, MarketPlan, RobustScaler, efficiency_rank
 from aigb.algos.registry import make_algorithm
 from aigb.data.dataset import TrajectoryDataset
@@ -17,6 +18,7 @@ from aigb.diffusion import cfg_combine, ddim_sample, x0_model_eps_fn
 from aigb.features import FEATURE_DIM, FEATURE_NAMES
 from aigb.seeding import rng, torch_seed
 from aigb.sim.env import BiddingEnv
+from aigb.sim.population import EXPLORE
 from aigb.types import ConfigError, MarketConfig
 
 SMALL = MarketConfig(n_pv=3000, preset="random")
@@ -264,6 +266,45 @@ def test_a_level_planner_learns_levels_from_open_loop_days_only(dataset, level_a
     assert bool(seen["drop"][1::2].all())                          # closed-loop days: condition dropped
     assert not bool(seen["drop"][::2].all())                       # open-loop days keep it (but for dropout)
     assert a["open_loop"].shape == (a["plan"].shape[0],)
+
+
+def test_held_from_by_hand():
+    t_max = 8
+    open_day = [0.3, 0.1, 0.5, 0.2, 0.4, 0.0, 0.3, 0.3]
+    held = [0.9, 0.5, 0.7, 0.2, 0.2, 0.2, 0.2, 0.2]            # holds 0.2 from tick 3
+    exhausted = [0.9, 0.5, 0.1, 0.1, 0.1, 0.8, 0.6, 0.4]       # holds 0.1 over ticks 2-4, then exhausted (5 active)
+    pacing = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]          # never holds
+    single = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.7]          # a run of two at the end: held from 6
+    action = np.array([open_day, held, exhausted, pacing, single])
+    got = held_from(action, np.array([8, 8, 5, 8, 8]), np.array([True, False, False, False, False]))
+    assert got.tolist() == [0, 3, 2, t_max, 6]
+    assert held_from(action, np.array([8, 8, 5, 8, 8]), np.zeros(5, bool), min_ticks=3)[4] == t_max
+
+
+def test_a_held_level_planner_keeps_the_condition_from_the_hold_on(tmp_path):
+    generate_dataset(tmp_path, periods=2, seed=11, market=SMALL, progress=False,
+                     population=replace(EXPLORE, hold_share=0.5))
+    held_data = TrajectoryDataset.load(tmp_path)
+    algo = make_algorithm("diffbid", held_data.feature_dim, {**TINY, "condition": "level", "guidance": 1.0,
+                                                             "level_days": "held"}, seed=0)
+    algo.prepare(held_data, 0)
+    a = algo._arrays(held_data)
+    t_max = a["action"].shape[1]
+    holding = (a["held_from"] > 0) & (a["held_from"] < t_max)
+    assert holding.mean() > 0.25                                   # half the advertisers hold (some exhaust first)
+    batch = algo.sample_batch(held_data, 256, rng(7, "held"))
+    # the batch's days, found by their plans, and whether each prefix ends inside the day's held part
+    day = np.array([int(np.flatnonzero((a["plan"] == row).all(axis=(1, 2)))[0]) for row in batch["obs"]])
+    np.testing.assert_array_equal(batch["condition_known"], batch["prefix"] >= a["held_from"][day])
+    assert batch["condition_known"][holding[day]].any() and not batch["condition_known"][holding[day]].all()
+    # the support at a tick: quantiles over the (day, tick)s from each day's hold on, still bidding
+    for t in (0, 20, 40):
+        rows = [a["level"][d, t] for d in range(a["level"].shape[0]) if t >= a["held_from"][d] and a["active_ticks"][d] > t]
+        np.testing.assert_allclose(algo.level_support[:, t], np.quantile(rows, SUPPORT_LEVELS))
+    # an open-loop planner on the same data reads the open-loop days only
+    plain = make_algorithm("diffbid", held_data.feature_dim, {**TINY, "condition": "level", "guidance": 1.0}, seed=0)
+    plain.prepare(held_data, 0)
+    np.testing.assert_array_equal(plain.sample_batch(held_data, 256, rng(7, "held"))["condition_known"], a["open_loop"][day])
 
 
 @pytest.fixture(scope="module")

@@ -302,3 +302,47 @@ def test_a_max_return_dataset_scores_the_conversions_of_the_same_days(small_data
         generate_dataset(cpa_dir, 1, SEED, market=SMALL, progress=False, task="max-return")
     with pytest.raises(ConfigError, match="task: unknown task"):
         generate_dataset(tmp_path / "x", 1, SEED, market=SMALL, progress=False, task="roas")
+
+
+def test_holding_bidders_bid_one_level_from_their_tick():
+    from aigb.sim.population import RuleBidders
+    profile = np.full(48, 1 / 48)
+    common = dict(kind=[1, 1], rate=[1.0, 1.0], gain=[1.0, 1.0], lp_cap=[1.5, 1.5], noise=[0.3, 0.3],
+                  target_cpa=[10.0, 20.0], budget=[100.0, 100.0], profile=profile, alpha_bounds=(0.05, 5.0))
+    free = RuleBidders(**common)
+    held = RuleBidders(**common, hold_tick=[2, 10**9], hold_rate=[1.5, 0.7])
+    spent, conv = np.zeros(2), np.zeros(2)
+    for t in range(5):
+        a_free = free.alphas(t, spent, conv, np.random.default_rng(t))
+        a_held = held.alphas(t, spent, conv, np.random.default_rng(t))
+        assert a_held[1] == a_free[1]                              # the other row never holds
+        assert a_held[0] == (15.0 if t >= 2 else a_free[0])         # 1.5 x C from tick 2, no noise
+        spent = spent + np.array([3.0, 1.0])
+
+
+def test_a_hold_dataset_changes_nothing_before_the_holds(tmp_path):
+    from dataclasses import replace
+    from aigb.algos.diffbid import held_from
+    plain = generate_dataset(tmp_path / "plain", 2, SEED, market=SMALL, progress=False)
+    holding = replace(EXPLORE, hold_share=0.5)
+    generate_dataset(tmp_path / "hold", 2, SEED, market=SMALL, progress=False, population=holding)
+    assert plain.generated == (0, 1)
+    info = json.loads((tmp_path / "hold" / DATASET_FILE).read_text())
+    assert info["config"]["population"]["hold_share"] == 0.5
+    # a dataset without holds keeps the identity it had before holds existed
+    assert "hold_share" not in json.loads((tmp_path / "plain" / DATASET_FILE).read_text())["config"]["population"]
+    shares = {}
+    for name in ("plain", "hold"):
+        cols = [pq.read_table(period_path(tmp_path / name, "trajectories", p)).to_pydict() for p in (0, 1)]
+        action = np.concatenate([np.asarray(c["action"]).reshape(48, 48) for c in cols])
+        shares[name] = action
+        start = held_from(action, np.full(len(action), 48), np.zeros(len(action), bool))  # logged all day
+        shares[name + "_held"] = (start > 0) & (start < 40)   # (bidders pinned at an alpha bound make late runs)
+        shares[name + "_start"] = start
+    # holds start at tick 4 or later: the days are identical before (the hold draws come last)
+    np.testing.assert_array_equal(shares["plain"][:, :4], shares["hold"][:, :4])
+    assert shares["plain_held"].mean() < 0.1 and 0.3 < shares["hold_held"].mean() < 0.6   # 1/2 x 36/41 hold before 40
+    held_rows = shares["hold_held"]
+    levels = shares["hold"][held_rows, shares["hold_start"][held_rows]]
+    inside = (levels >= np.log(0.3) - 1e-6) & (levels <= np.log(2.5) + 1e-6)   # hold_rate's range
+    assert inside.mean() > 0.9                                     # (the rest: bidders pinned at a bound)
