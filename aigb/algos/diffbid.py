@@ -139,6 +139,13 @@ class DiffBidConfig:
     max_change: float = 0.0
     """A level planner's trust region: from tick 1 on, search only levels within this distance (in
     log(alpha / C)) of the last tick's (0: no limit)."""
+    refine: bool = False
+    """A level planner bids between grid levels: the vertex of the parabola through the best
+    level's score and its two neighbours' (when both were searched), within half a grid step of
+    the best level; False bids the best grid level."""
+    day_noise: bool = False
+    """Draw a planner's sampling noise once per day (the same draw at every tick) instead of once
+    per tick: consecutive decisions then differ only through what the day has realised."""
     support: float = 0.9
     """A level planner searches, at tick t, only levels up to this quantile of the levels of the
     open-loop training days still bidding at t (1: every level). High levels leave the data as the
@@ -683,10 +690,11 @@ class DiffBidPlanner:
                  temperature: float | None = None, eta: float | None = None, device: str | torch.device = "cpu",
                  seed: int = 0, guide=None, tfg: TFGConfig | None = None, n_candidates: int = 1,
                  select: str = "evaluator", evaluator=None, search_levels: int | None = None,
-                 search_samples: int | None = None, support: float | None = None, max_change: float | None = None) -> None:
+                 search_samples: int | None = None, support: float | None = None, max_change: float | None = None,
+                 refine: bool | None = None, day_noise: bool | None = None) -> None:
         cfg = algo.config
-        if cfg.condition != "level" and any(v is not None for v in (search_levels, search_samples, support, max_change)):
-            raise ValueError("levels, samples, support, change: only a planner trained with condition='level' searches bid levels")
+        if cfg.condition != "level" and any(v is not None for v in (search_levels, search_samples, support, max_change, refine)):
+            raise ValueError("levels, samples, support, change, refine: only a planner trained with condition='level' searches bid levels")
         chosen = {"guidance": cfg.guidance if guidance is None else guidance,
                   "target_return": cfg.target_return if target_return is None else target_return,
                   "target_cpa": cfg.target_cpa if target_cpa is None else target_cpa,
@@ -697,7 +705,9 @@ class DiffBidPlanner:
                   "search_levels": cfg.search_levels if search_levels is None else search_levels,
                   "search_samples": cfg.search_samples if search_samples is None else search_samples,
                   "support": cfg.support if support is None else support,
-                  "max_change": cfg.max_change if max_change is None else max_change}
+                  "max_change": cfg.max_change if max_change is None else max_change,
+                  "refine": cfg.refine if refine is None else bool(refine),
+                  "day_noise": cfg.day_noise if day_noise is None else bool(day_noise)}
         self.config = DiffBidConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, **chosen})  # validates
         self.device = resolve_device(device)
         self.seed = int(seed)
@@ -768,7 +778,9 @@ class DiffBidPlanner:
                "device": str(self.device), "n_candidates": self.n_candidates}
         if self.level_search:
             out.update(condition="level", search_levels=int(self.levels.numel()), search_samples=c.search_samples,
-                       support=c.support, max_change=c.max_change)
+                       support=c.support, max_change=c.max_change, refine=c.refine)
+        if c.day_noise:
+            out["day_noise"] = True
         if self.objective is not None:
             out["guide"] = self.objective.text
         if self.tfg is not None:
@@ -813,7 +825,8 @@ class DiffBidPlanner:
             emb_cond = self.cond(context.expand(self.outcome.shape[0], -1), self.outcome)   # (1 or L, E)
             self._embeddings = (key, context, emb_cond, self.cond(context, None))
         _, context, emb_cond, emb_null = self._embeddings
-        generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, "diffbid/plan", t))
+        stream = ("diffbid/plan",) if self.config.day_noise else ("diffbid/plan", t)
+        generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, *stream))
         c = self.config
         if self.level_search:
             return self._search_levels(t, known_x, known_mask, emb_cond, emb_null, generator, previous)
@@ -888,7 +901,14 @@ class DiffBidPlanner:
         pos = int(torch.argmax(score))
         best = int(keep[pos])
         unit = x0[pos * n_samples].float().cpu().numpy()
-        a = float(self.bounds.clip(float(self.levels[best])))
+        level = float(self.levels[best])
+        if c.refine and 0 < pos < n_levels - 1 and keep[pos - 1] == best - 1 and keep[pos + 1] == best + 1:
+            left, mid, right = (float(score[i]) for i in (pos - 1, pos, pos + 1))
+            curve = left - 2.0 * mid + right                                               # <= 0 at a maximum
+            if curve < 0:
+                step = float(self.levels[1] - self.levels[0])
+                level += step * float(np.clip(0.5 * (left - right) / curve, -0.5, 0.5))
+        a = float(self.bounds.clip(level))
         return PlanStep(tick=t, action=a, plan=self.plan_scaler.from_unit(unit), unit=unit, candidate=best)
 
     def act(self, states, actions, rewards) -> float:

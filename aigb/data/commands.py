@@ -15,7 +15,7 @@ from aigb.data.dataset import dataset_info, format_dataset_info
 from aigb.data.generate import DEFAULT_MARKET, DatasetMismatchError, generate_dataset
 from aigb.features import FeatureVersionError
 from aigb.score import DEFAULT_TASK, TASKS
-from aigb.sim.population import EXPLORE
+from aigb.sim.population import EXPLORE, PopulationConfig
 from aigb.types import PRESETS, MarketConfig
 
 __all__ = ["register", "cmd_generate", "cmd_dataset_info"]
@@ -25,7 +25,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     backend = backend_from_args(args)
     market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
     try:
-        population = replace(EXPLORE, hold_share=args.hold_share)
+        base = EXPLORE if args.population == "explore" else PopulationConfig()
+        population = replace(base, hold_share=args.hold_share, hold_tick=tuple(args.hold_ticks))
         report = generate_dataset(args.out, args.periods, args.seed, market=market, impressions=args.impressions,
                                   population=population,
                                   workers=args.workers, first_period=args.first_period, progress=not args.quiet,
@@ -83,6 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of the exploring advertisers that stop controlling at a random tick (4..44) and hold "
                         "one level (alpha / C log-uniform in 0.3..2.5) for the rest of the day, without noise: data "
                         "for a level planner (`--set level_days=held`); recorded in dataset.json (default %(default)s)")
+    p.add_argument("--hold-ticks", type=float, nargs=2, default=(4.0, 44.0), metavar=("LO", "HI"),
+                   help="range of the tick a hold starts at (whole ticks, default 4 44)")
+    p.add_argument("--population", choices=("explore", "field"), default="explore",
+                   help="behaviour policies: 'explore' (every kind, wide ranges, noisy; the default) or 'field' (the "
+                        "evaluation field's population: AuctionNet's roster and parameter ranges), holds on top")
     p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (default %(default)s)")
     p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
     p.add_argument("--n-advertisers", type=int, default=d.n_advertisers, help="advertisers (default %(default)s)")

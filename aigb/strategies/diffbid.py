@@ -129,6 +129,12 @@ def _guide(text: str) -> str:
     return ",".join(t.label for t in parse_guide(text))       # canonical, ValueError names the bad term
 
 
+def _flag(text: str) -> bool:
+    if text not in ("0", "1"):
+        raise ValueError(f"must be 0 or 1, got {text!r}")
+    return text == "1"
+
+
 def _path(text: str) -> str:
     if not text:
         raise ValueError("must be a file path")
@@ -157,6 +163,8 @@ DIFFBID_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "levels": ("search_levels", _integer(1), "bid levels searched per tick (a planner trained with condition=level)"),
     "samples": ("search_samples", _integer(1), "plans per bid level and tick (condition=level)"),
     "change": ("max_change", _number(0.0), "largest change of the bid level from one tick to the next, log units (condition=level; 0: none)"),
+    "refine": ("refine", _flag, "1: bid between grid levels, at the vertex of the parabola through the best level's score and its neighbours' (condition=level)"),
+    "day_noise": ("day_noise", _flag, "1: one sampling-noise draw per day instead of one per tick"),
     "support": ("support", _number(0.5, 1.0), "highest level searched: this quantile of the data's levels at the tick (condition=level)"),
     "select": ("select", _choice(SELECTIONS), f"candidate ranking: {', '.join(SELECTIONS)}"),
     "evaluator": ("evaluator", _path, "plan evaluator file"),
@@ -354,7 +362,7 @@ def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
     from aigb.algos.plan_evaluator import PlanEvaluator
 
     planner_keys = {"guidance", "target_return", "target_cpa", "target_util", "steps", "temperature", "eta", "device",
-                    "search_levels", "search_samples", "support", "max_change"}
+                    "search_levels", "search_samples", "support", "max_change", "refine", "day_noise"}
     kwargs = {"device": "auto", **{k: v for k, v in options.items() if k in planner_keys}}
     try:
         if "guide" in options:
