@@ -342,6 +342,13 @@ def remaining_levels(action: np.ndarray, active_ticks: np.ndarray) -> np.ndarray
     return np.where(ticks[None] < k[:, None], tail / count, last)
 
 
+def parabola_vertex(left: float, mid: float, right: float) -> float:
+    """Where the parabola through (-1, left), (0, mid), (1, right) peaks, when ``mid`` is the
+    largest of the three: an offset in [-0.5, 0.5] grid steps (0 for a flat or upward curve)."""
+    curve = left - 2.0 * mid + right
+    return float(np.clip(0.5 * (left - right) / curve, -0.5, 0.5)) if curve < 0 else 0.0
+
+
 def transition_rows(plans: torch.Tensor, tick: torch.Tensor, offsets: tuple[int, ...] = (-2, -1, 0, 1)) -> torch.Tensor:
     """Rows t + o (o in ``offsets``; by default t-2, t-1, t, t+1) of each plan (B, T+1, P) at ticks
     (B,) -> (B, R, P); rows before 0 repeat row 0 (the first ticks have no history yet, in training
@@ -903,11 +910,8 @@ class DiffBidPlanner:
         unit = x0[pos * n_samples].float().cpu().numpy()
         level = float(self.levels[best])
         if c.refine and 0 < pos < n_levels - 1 and keep[pos - 1] == best - 1 and keep[pos + 1] == best + 1:
-            left, mid, right = (float(score[i]) for i in (pos - 1, pos, pos + 1))
-            curve = left - 2.0 * mid + right                                               # <= 0 at a maximum
-            if curve < 0:
-                step = float(self.levels[1] - self.levels[0])
-                level += step * float(np.clip(0.5 * (left - right) / curve, -0.5, 0.5))
+            step = float(self.levels[1] - self.levels[0])
+            level += step * parabola_vertex(*(float(score[i]) for i in (pos - 1, pos, pos + 1)))
         a = float(self.bounds.clip(level))
         return PlanStep(tick=t, action=a, plan=self.plan_scaler.from_unit(unit), unit=unit, candidate=best)
 

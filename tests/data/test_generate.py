@@ -346,3 +346,19 @@ def test_a_hold_dataset_changes_nothing_before_the_holds(tmp_path):
     levels = shares["hold"][held_rows, shares["hold_start"][held_rows]]
     inside = (levels >= np.log(0.3) - 1e-6) & (levels <= np.log(2.5) + 1e-6)   # hold_rate's range
     assert inside.mean() > 0.9                                     # (the rest: bidders pinned at a bound)
+
+
+def test_generate_cli_draws_holds_on_the_field_population(tmp_path, capsys):
+    from aigb.algos.diffbid import held_from
+    from aigb.cli import main
+    from aigb.sim.population import AUCTIONNET_ROSTER
+    out = tmp_path / "field"
+    assert main(["generate", "--periods", "1", "--out", str(out), "--n-pv", "3000", "--quiet", "--population", "field",
+                 "--hold-share", "0.5", "--hold-ticks", "0", "44"]) == 0
+    population = json.loads((out / DATASET_FILE).read_text())["config"]["population"]
+    assert population["roster"] == list(AUCTIONNET_ROSTER) and population["hold_tick"] == [0.0, 44.0]
+    action = np.asarray(pq.read_table(period_path(out, "trajectories", 0)).to_pydict()["action"]).reshape(48, 48)
+    start = held_from(action, np.full(48, 48), np.zeros(48, bool))
+    assert 0.3 < (start < 48).mean() < 0.8 and (start < 4).any()   # about half hold, some from the first ticks
+    assert main(["generate", "--periods", "1", "--out", str(tmp_path / "bad"), "--hold-ticks", "30", "10"]) == 2
+    assert "hold_tick" in capsys.readouterr().err
