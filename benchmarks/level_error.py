@@ -8,7 +8,9 @@ spent in, weighted by that spend (the level its money was actually placed at); i
 minus log(alpha* / C) of the oracle row of the same campaign (same seed, period, advertiser). Printed
 per strategy: campaigns, mean error (bias), RMS error, the within-day spread of its levels
 (spend-weighted SD), its mean score; then the bias and RMS error by bins of the oracle level (does a
-strategy shrink its levels toward the middle?). Needs the evaluations' ``ticks.parquet``
+strategy shrink its levels toward the middle?) and how the level moves from tick to tick over the
+ticks with spend: the mean |change|, the lag-1 autocorrelation of the changes (negative: it
+oscillates) and the share of consecutive changes that flip sign. Needs the evaluations' ``ticks.parquet``
 (``tick_alpha``) and results (``tick_spend``, ``oracle_alpha``); nothing is fitted.
 """
 
@@ -52,6 +54,19 @@ def day_level(tick_alpha: np.ndarray, tick_spend: np.ndarray, target_cpa: float)
     return mean, float(np.sqrt((w * (a - mean) ** 2).sum()))
 
 
+def level_changes(tick_alpha: np.ndarray, tick_spend: np.ndarray, target_cpa: float) -> tuple[float, float, float] | None:
+    """(mean |change|, lag-1 autocorrelation of the changes, share of sign flips) of log(alpha_t / C)
+    over the ticks with spend, taken in order; None with fewer than 6 such ticks or constant changes."""
+    spend = np.asarray(tick_spend, dtype=np.float64)
+    live = (spend > 0) & (np.asarray(tick_alpha) > 0)
+    if live.sum() < 6:
+        return None
+    d = np.diff(np.log(np.asarray(tick_alpha)[live] / target_cpa))
+    if d[1:].std() == 0 or d[:-1].std() == 0:
+        return None
+    return float(np.abs(d).mean()), float(np.corrcoef(d[1:], d[:-1])[0, 1]), float((np.sign(d[1:]) != np.sign(d[:-1])).mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", help="aigb evaluate --out directories (one must hold the oracle)")
@@ -68,10 +83,10 @@ def main() -> None:
         raise SystemExit(f"no rows of {args.oracle!r} in {args.results}")
     names = list(dict.fromkeys(k[0] for k in rows if k[0] != args.oracle))
     w = name_width(names)
-    print(f"{'strategy':<{w}} {'n':>5} {'bias':>7} {'rmse':>7} {'day sd':>7} {'score':>7}")
+    print(f"{'strategy':<{w}} {'n':>5} {'bias':>7} {'rmse':>7} {'day sd':>7} {'score':>7} {'|chg|':>7} {'chg ac1':>7} {'flips':>6}")
     per_bin = {}
     for name in names:
-        err, sd, score, level = [], [], [], []
+        err, sd, score, level, moves = [], [], [], [], []
         for k, r in rows.items():
             if k[0] != name or k[1:] not in oracle or k not in ticks or r["error"] is not None:
                 continue
@@ -81,11 +96,15 @@ def main() -> None:
             o = oracle[k[1:]]
             star = math.log(o["oracle_alpha"] / o["target_cpa"])
             err.append(got[0] - star), sd.append(got[1]), score.append(r["score"]), level.append(star)
+            move = level_changes(ticks[k], r["tick_spend"], r["target_cpa"])
+            if move is not None:
+                moves.append(move)
         if not err:
             continue
         err, level = np.array(err), np.array(level)
         print(f"{strategy_label(name, w):<{w}} {err.size:>5} {err.mean():>+7.3f} {np.sqrt((err ** 2).mean()):>7.3f} "
-              f"{np.mean(sd):>7.3f} {np.mean(score):>7.2f}")
+              f"{np.mean(sd):>7.3f} {np.mean(score):>7.2f} " + " ".join(f"{v:>{n}.{p}f}" for v, n, p in
+                                                                         zip(np.mean(moves, axis=0) if moves else [np.nan] * 3, (7, 7, 6), (3, 3, 2))))
         per_bin[name] = (err, level)
     print("\nby oracle level log(alpha*/C): bias / rmse (campaigns)")
     edges = list(zip(BINS[:-1], BINS[1:]))
