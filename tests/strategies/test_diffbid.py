@@ -20,6 +20,7 @@ def test_spec_options_parse():
     assert options == {"guidance": 1.2, "target_return": 0.9, "target_cpa": 1.0, "target_util": 0.8, "steps": 10,
                        "temperature": 0.5, "eta": 0.0, "device": "cpu"}
     assert parse_diffbid_spec("best.pt") == ("best.pt", {})
+    assert parse_diffbid_spec("best.pt?refine=1&day_noise=0")[1] == {"refine": True, "day_noise": False}
     assert {"w", "return", "cpa", "util", "steps", "temperature", "eta", "device"} <= set(DIFFBID_OPTIONS)   # + guidance
     # and search options: tests/strategies/test_diffbid_guidance.py
 
@@ -33,6 +34,8 @@ def test_spec_options_parse():
     ("best.pt?steps=2.5", "option steps"),
     ("best.pt?temperature=0", "option temperature: .*must be > 0"),
     ("best.pt?device=tpu", "option device"),
+    ("best.pt?refine=yes", "option refine: .*must be 0 or 1"),
+    ("best.pt?day_noise=2", "option day_noise: .*must be 0 or 1"),
     ("best.pt?w=1&w=2", "given twice"),
     ("best.pt?w", "expected option=value"),
     ("?w=1", "needs a checkpoint path"),
@@ -175,5 +178,5 @@ def test_a_level_planner_trains_serves_and_bids_searched_levels(tmp_path_factory
     assert len(strategy.plans) == 48
     assert all(p.action == pytest.approx(float(levels[p.candidate])) for p in strategy.plans)
     _, outcome_run = trained
-    with pytest.raises(ConfigError, match="levels, samples, support, change: only a planner trained with condition='level'"):
+    with pytest.raises(ConfigError, match="levels, samples, support, change, refine: only a planner trained with condition='level'"):
         strategy_factory(f"diffbid:{outcome_run / 'best.pt'}?levels=4")(market)
