@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="what the score_to_go column scores: 'cpa' (Target-CPA, conversions x CPA penalty) or "
                         "'max-return' (budget only: the conversions); recorded in dataset.json (default %(default)s)")
     p.add_argument("--hold-share", type=float, default=0.0,
-                   help="share of the exploring advertisers that stop controlling at a random tick (4..44) and hold "
+                   help="share of the advertisers that stop controlling at a random tick (--hold-ticks) and hold "
                         "one level (alpha / C log-uniform in 0.3..2.5) for the rest of the day, without noise: data "
                         "for a level planner (`--set level_days=held`); recorded in dataset.json (default %(default)s)")
     p.add_argument("--hold-ticks", type=float, nargs=2, default=(4.0, 44.0), metavar=("LO", "HI"),
