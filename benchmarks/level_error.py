@@ -41,15 +41,20 @@ def _ticks(directory) -> dict[tuple, np.ndarray]:
             for s, seed, p, a, x in zip(t["strategy"], t["seed"], t["period"], t["advertiser"], t["tick_alpha"])}
 
 
+def _spent_levels(tick_alpha: np.ndarray, tick_spend: np.ndarray, target_cpa: float) -> tuple[np.ndarray, np.ndarray]:
+    """(log(alpha_t / C), spend_t) over the ticks with spend, in tick order."""
+    spend = np.asarray(tick_spend, dtype=np.float64)
+    live = (spend > 0) & (np.asarray(tick_alpha) > 0)
+    return np.log(np.asarray(tick_alpha)[live] / target_cpa), spend[live]
+
+
 def day_level(tick_alpha: np.ndarray, tick_spend: np.ndarray, target_cpa: float) -> tuple[float, float] | None:
     """(spend-weighted mean, spend-weighted SD) of log(alpha_t / C) over the ticks with spend; None
     with fewer than 2 such ticks."""
-    spend = np.asarray(tick_spend, dtype=np.float64)
-    live = (spend > 0) & (np.asarray(tick_alpha) > 0)
-    if live.sum() < 2:
+    a, spend = _spent_levels(tick_alpha, tick_spend, target_cpa)
+    if a.size < 2:
         return None
-    w = spend[live] / spend[live].sum()
-    a = np.log(np.asarray(tick_alpha)[live] / target_cpa)
+    w = spend / spend.sum()
     mean = float((w * a).sum())
     return mean, float(np.sqrt((w * (a - mean) ** 2).sum()))
 
@@ -57,11 +62,10 @@ def day_level(tick_alpha: np.ndarray, tick_spend: np.ndarray, target_cpa: float)
 def level_changes(tick_alpha: np.ndarray, tick_spend: np.ndarray, target_cpa: float) -> tuple[float, float, float] | None:
     """(mean |change|, lag-1 autocorrelation of the changes, share of sign flips) of log(alpha_t / C)
     over the ticks with spend, taken in order; None with fewer than 6 such ticks or constant changes."""
-    spend = np.asarray(tick_spend, dtype=np.float64)
-    live = (spend > 0) & (np.asarray(tick_alpha) > 0)
-    if live.sum() < 6:
+    a, _ = _spent_levels(tick_alpha, tick_spend, target_cpa)
+    if a.size < 6:
         return None
-    d = np.diff(np.log(np.asarray(tick_alpha)[live] / target_cpa))
+    d = np.diff(a)
     if d[1:].std() == 0 or d[:-1].std() == 0:
         return None
     return float(np.abs(d).mean()), float(np.corrcoef(d[1:], d[:-1])[0, 1]), float((np.sign(d[1:]) != np.sign(d[:-1])).mean())
