@@ -669,10 +669,11 @@ class PlanStep:
     """Which of the N candidate plans was kept (0 without search)."""
 
 
-SELECTIONS = ("evaluator", "plan", "objective")
+SELECTIONS = ("evaluator", "plan", "objective", "critic")
 """How a search ranks its candidates: the learned evaluator's predicted score efficiency, the
 efficiency the plan's last row claims, or the objective alone; with an objective, log f is added
-to the log efficiency (the score as if the objective were a multiplicative penalty)."""
+to the log efficiency (the score as if the objective were a multiplicative penalty). "critic"
+ranks a level planner's levels by a Q critic (``level_critic.LevelCritic``), Q + mean|Q| log f."""
 
 
 class DiffBidPlanner:
@@ -689,7 +690,8 @@ class DiffBidPlanner:
     steers each DDIM step toward the objective's log f (zero strength: plain sampling, bit for
     bit); n_candidates: plans sampled per tick as one batch (one denoiser call on N x 2 rows with
     CFG), the best kept by ``select`` (``SELECTIONS``), which with "evaluator" needs ``evaluator``
-    (a ``plan_evaluator.PlanEvaluator``). N = 1 is plain sampling.
+    (a ``plan_evaluator.PlanEvaluator``). N = 1 is plain sampling. A level planner ranks its levels
+    by the plans' claimed score, or with select="critic" by ``critic`` (a ``level_critic.LevelCritic``).
     """
 
     def __init__(self, algo: DiffBid, *, guidance: float | None = None, target_return: float | None = None,
@@ -698,7 +700,7 @@ class DiffBidPlanner:
                  seed: int = 0, guide=None, tfg: TFGConfig | None = None, n_candidates: int = 1,
                  select: str = "evaluator", evaluator=None, search_levels: int | None = None,
                  search_samples: int | None = None, support: float | None = None, max_change: float | None = None,
-                 refine: bool | None = None, day_noise: bool | None = None) -> None:
+                 refine: bool | None = None, day_noise: bool | None = None, critic=None) -> None:
         cfg = algo.config
         if cfg.condition != "level" and any(v is not None for v in (search_levels, search_samples, support, max_change, refine)):
             raise ValueError("levels, samples, support, change, refine: only a planner trained with condition='level' searches bid levels")
@@ -744,9 +746,9 @@ class DiffBidPlanner:
             targets = {"return": self.config.target_return, "cpa": self.config.target_cpa, "util": self.config.target_util}
             self.outcome = torch.tensor([[targets[n] for n in self.view.outcome_names]], dtype=torch.float32, device=self.device)
         self._embeddings: tuple | None = None   # (context key, context, conditional and null embeddings)
-        self._init_search(guide, tfg, n_candidates, select, evaluator)
+        self._init_search(guide, tfg, n_candidates, select, evaluator, critic)
 
-    def _init_search(self, guide, tfg, n_candidates, select, evaluator) -> None:
+    def _init_search(self, guide, tfg, n_candidates, select, evaluator, critic=None) -> None:
         from aigb.algos.plan_objectives import PlanObjective
 
         self.objective = None if guide is None else PlanObjective(guide, self.channels, self.plan_scaler, self.n_ticks)
@@ -765,6 +767,15 @@ class DiffBidPlanner:
             raise ValueError(f"select: must be one of {', '.join(SELECTIONS)}, got {select!r}")
         self.select = select
         self.evaluator = evaluator
+        self.critic = critic
+        if (select == "critic") != (critic is not None):
+            raise ValueError("select: ranking by a critic needs one (critic=CHECKPOINT), and a critic needs select='critic'")
+        if select == "critic":
+            if not self.level_search:
+                raise ValueError("select: 'critic' ranks the bid levels of a planner trained with condition='level'; "
+                                 "rank an outcome planner's candidates with select=evaluator, plan or objective")
+            if critic.feature_dim != self.feature_dim:
+                raise ValueError(f"critic: it reads states of {critic.feature_dim} features, the planner {self.feature_dim}")
         if self.n_candidates > 1:
             if select == "evaluator" and evaluator is None:
                 raise ValueError("select: ranking candidates by the evaluator needs one (aigb fit-evaluator)")
@@ -792,8 +803,10 @@ class DiffBidPlanner:
             out["guide"] = self.objective.text
         if self.tfg is not None:
             out["tfg"] = {k: getattr(self.tfg, k) for k in self.tfg.__dataclass_fields__}
-        if self.n_candidates > 1:
+        if self.n_candidates > 1 or self.critic is not None:
             out["select"] = self.select
+        if self.critic is not None:
+            out["critic"] = self.critic.source
         return out
 
     def _candidate_scores(self, x0: torch.Tensor, t: int, context_plan: torch.Tensor) -> torch.Tensor:
@@ -836,7 +849,7 @@ class DiffBidPlanner:
         generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, *stream))
         c = self.config
         if self.level_search:
-            return self._search_levels(t, known_x, known_mask, emb_cond, emb_null, generator, previous)
+            return self._search_levels(t, known_x, known_mask, emb_cond, emb_null, generator, previous, states[-1])
         n = self.n_candidates
         if n > 1:   # N candidates in one batch: every tensor of the single plan repeated N times
             known_x, known_mask = known_x.expand(n, -1, -1), known_mask.expand(n, -1)
@@ -876,9 +889,12 @@ class DiffBidPlanner:
             score = score + self.objective(x0, t).double()
         return score
 
-    def _search_levels(self, t: int, known_x, known_mask, emb_cond, emb_null, generator, previous=None) -> PlanStep:
+    def _search_levels(self, t: int, known_x, known_mask, emb_cond, emb_null, generator, previous=None,
+                       state=None) -> PlanStep:
         """Plan the day under each bid level that may be chosen (S plans each, one shared noise draw),
-        bid the best. Levels above the tick's support cap (the lowest always stays) or, with
+        bid the best (by the plans' mean claimed score, or with a critic by Q(state, level), plus,
+        with an objective, the log of its mean f over the level's plans times the levels' mean |Q|:
+        Q f to first order where Q > 0, and a penalty that also lowers a negative Q). Levels above the tick's support cap (the lowest always stays) or, with
         ``max_change``, farther than that from ``previous`` are not sampled at all: a level's plans
         depend only on its own condition and the shared noise, so leaving the others out changes
         no choice and saves their share of the compute."""
@@ -904,7 +920,14 @@ class DiffBidPlanner:
                          guidance=TFGGuidance(self.objective.at(t), self.tfg) if self._guided else None)   # (L'*S, H, P)
         # The expected score of a level: the mean of its plans' scores (not of their logs, which
         # would penalise a level for the spread of its outcomes on top of their mean).
-        score = torch.logsumexp(self.plan_score(x0, t).view(n_levels, n_samples), dim=1)  # (L',) log S + log mean
+        if self.critic is None:
+            score = torch.logsumexp(self.plan_score(x0, t).view(n_levels, n_samples), dim=1)  # (L',) log S + log mean
+        else:
+            q = torch.from_numpy(self.critic.values(state, self._level_values[keep]))      # (L',)
+            score = q
+            if self.objective is not None:   # log of the mean f of the level's plans, in units of the levels' mean |Q|
+                log_f = torch.logsumexp(self.objective(x0, t).double().view(n_levels, n_samples).cpu(), dim=1) - math.log(n_samples)
+                score = q + q.abs().mean() * log_f
         pos = int(torch.argmax(score))
         best = int(keep[pos])
         unit = x0[pos * n_samples].float().cpu().numpy()

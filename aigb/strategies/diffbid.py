@@ -32,8 +32,11 @@ Objectives after training (``aigb.algos.plan_objectives``; training-free guidanc
     change       largest move of the bid level from one tick to the next (log units; default 0: any)
     select       how candidates are ranked: evaluator (default; the learned plan evaluator, see
                  ``aigb fit-evaluator``), plan (the score the plan claims) or objective; an
-                 objective's log f is added to the first two
+                 objective's log f is added to the first two. A level planner ranks its levels by
+                 the score its plans claim, or with select=critic by a Q critic (Q + mean|Q| log f)
     evaluator    the evaluator file (default: evaluator.pt beside the checkpoint)
+    critic       with select=critic: a CQL or IQL checkpoint whose twin-Q ranks a level planner's
+                 levels (``aigb.algos.level_critic``)
     throttle     enforce the guide's cap and exhaust terms on every day, not only on the plans:
                  bid on a share of the PVs when the tick's forecast spend would cross a cap,
                  aiming this margin below it (e.g. 0.1; ``aigb.strategies.throttle``)
@@ -71,9 +74,9 @@ GUIDANCE_PRESETS = ("mpgd", "dps", "lgd", "freedom", "ugd", "tfg")
 """aigb.diffusion.guidance.PRESETS, and "tfg": every correction at once."""
 DEFAULT_GAMMA = 0.001
 """Implicit-dynamics scale of lgd and tfg when none is given: TFG's beam-search start."""
-SELECTIONS = ("evaluator", "plan", "objective")
+SELECTIONS = ("evaluator", "plan", "objective", "critic")
 # Options that tune the strengths, or only say where things run or live: not part of the key of a tuning.
-_NOT_IN_TUNING_KEY = ("strength", "rho", "mu", "gamma", "device", "evaluator", "throttle")
+_NOT_IN_TUNING_KEY = ("strength", "rho", "mu", "gamma", "device", "evaluator", "throttle", "critic")
 _NEEDS_GUIDE = ("preset", "strength", "rho", "mu", "gamma", "iters", "recur", "clip")
 
 
@@ -168,6 +171,7 @@ DIFFBID_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "support": ("support", _number(0.5, 1.0), "highest level searched: this quantile of the data's levels at the tick (condition=level)"),
     "select": ("select", _choice(SELECTIONS), f"candidate ranking: {', '.join(SELECTIONS)}"),
     "evaluator": ("evaluator", _path, "plan evaluator file"),
+    "critic": ("critic", _path, "CQL or IQL checkpoint whose Q ranks a level planner's levels (with select=critic)"),
     "throttle": ("throttle", _number(0.0, 0.99), "enforce the guide's caps by throttling, aiming this margin below them (in [0, 0.99])"),
 }
 """Spec option -> (keyword, parser, help). The guidance and search keywords are turned into the
@@ -209,8 +213,12 @@ def _check_combination(given: set[str], options: dict[str, Any], text: str) -> N
             if key in given:
                 raise ConfigError(f"diffbid: option {key}: strength=auto tunes rho, mu and gamma; give either, not both, in {text!r}")
     n = options.get("n_candidates", 1)
+    by_critic = options.get("select") == "critic"
+    if by_critic != ("critic" in given):
+        raise ConfigError(f"diffbid: options select=critic and critic=CHECKPOINT go together (a level planner's levels "
+                          f"ranked by that checkpoint's Q) in {text!r}")
     for key in ("select", "evaluator"):
-        if key in given and n < 2:
+        if key in given and n < 2 and not by_critic:
             raise ConfigError(f"diffbid: option {key} ranks candidate plans; it needs n >= 2 in {text!r}")
     if "throttle" in given:
         from aigb.strategies.throttle import CAP_KINDS
@@ -334,6 +342,8 @@ def check_diffbid_spec(text: str) -> None:
     if evaluator is not None and not evaluator.is_file():
         raise ConfigError(f"diffbid: n={options['n_candidates']} ranks candidates by the plan evaluator, none at {str(evaluator)!r}; "
                           f"fit one (aigb fit-evaluator --data DIR --out {evaluator}) or give select=plan or select=objective")
+    if "critic" in options and not Path(options["critic"]).is_file():
+        raise ConfigError(f"diffbid: option critic: no checkpoint at {options['critic']!r} (train one: aigb train cql)")
     if _auto(options):
         read_tuned_strengths(path, options)
 
@@ -376,6 +386,11 @@ def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
             evaluator = evaluator_path(path, options)
             if evaluator is not None:
                 kwargs["evaluator"] = PlanEvaluator.load(evaluator, channels=tuple(algo.view.channels))
+        if "critic" in options:
+            from aigb.algos.level_critic import LevelCritic
+
+            kwargs["select"] = "critic"
+            kwargs["critic"] = LevelCritic.load(options["critic"], expected_feature_version=FEATURE_VERSION)
         return algo.policy(**kwargs)
     except ValueError as err:   # ConfigError from an option the checkpoint's config refuses (e.g. steps)
         raise ConfigError(f"diffbid: {err}") from None

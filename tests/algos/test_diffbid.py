@@ -623,3 +623,90 @@ def test_day_noise_draws_the_same_noise_at_every_tick(dataset, level_algo, monke
     per_tick, per_day = seen[:2], seen[2:]
     assert not torch.equal(per_tick[0], per_tick[1])
     assert torch.equal(per_day[0], per_day[1])
+
+
+class _PeakCritic:
+    """A stand-in Q that peaks at one level: value 100 - (a - peak)^2 (positive on the grid)."""
+
+    def __init__(self, peak: float, feature_dim: int = FEATURE_DIM) -> None:
+        self.peak, self.feature_dim, self.source, self.seen = peak, feature_dim, "peak", []
+
+    def values(self, state, actions):
+        self.seen.append((np.array(state), np.array(actions)))
+        return 100.0 - (np.asarray(actions, dtype=np.float64) - self.peak) ** 2
+
+
+def test_a_critic_ranks_a_level_planners_levels(dataset, level_algo):
+    """select='critic': the level bid is the critic's best among the levels the search may choose,
+    asked at the tick's own state; a critic preferring a level above the support cap gets the
+    highest level under it, and with change= the best within the trust region."""
+    states = _states(dataset, i=5, t=12)
+    open_ = level_algo.policy(device="cpu", support=1.0)
+    levels = open_.levels.numpy()
+    for peak in (levels[1] + 0.01, levels[3] - 0.01):
+        critic = _PeakCritic(float(peak))
+        step = level_algo.policy(device="cpu", support=1.0, select="critic", critic=critic).plan(states, seed=3)
+        nearest = int(np.argmin(np.abs(levels - peak)))
+        assert step.candidate == nearest and step.action == pytest.approx(float(levels[nearest]))
+        np.testing.assert_array_equal(critic.seen[-1][0], states[-1])
+    capped = level_algo.policy(device="cpu", select="critic", critic=_PeakCritic(5.0))
+    cap = capped.level_cap[12]
+    below = np.flatnonzero(levels <= cap)
+    assert below.size < levels.size                                   # the cap leaves some levels out
+    assert capped.plan(states, seed=3).candidate == int(below.max())
+    near = level_algo.policy(device="cpu", support=1.0, max_change=0.3, select="critic", critic=_PeakCritic(5.0))
+    step = near.plan(states, seed=3, previous=float(levels[1]))
+    assert step.candidate == int(np.flatnonzero(np.abs(levels - levels[1]) <= 0.3).max())
+    # an objective's log f (here -1 on every plan of the critic's favourite) weighs in, x mean |Q|
+    guided = level_algo.policy(device="cpu", support=1.0, select="critic", critic=_PeakCritic(float(levels[2])))
+    samples = guided.config.search_samples
+    guided.objective = lambda x0, t: -(torch.arange(x0.shape[0]) // samples == 2).double()
+    second = int(np.argsort(np.abs(levels - levels[2]))[1])
+    assert guided.plan(states, seed=3).candidate == second
+
+
+def test_a_critic_needs_a_level_planner_and_select_critic(dataset, algo, level_algo):
+    with pytest.raises(ValueError, match="ranking by a critic needs one"):
+        level_algo.policy(select="critic")
+    with pytest.raises(ValueError, match="ranking by a critic needs one"):
+        level_algo.policy(critic=_PeakCritic(0.0))
+    with pytest.raises(ValueError, match="'critic' ranks the bid levels of a planner trained with condition='level'"):
+        algo.policy(select="critic", critic=_PeakCritic(0.0))
+    with pytest.raises(ValueError, match="critic: it reads states of 5 features"):
+        level_algo.policy(select="critic", critic=_PeakCritic(0.0, feature_dim=5))
+
+
+def test_level_critic_is_the_smaller_twin_q_of_a_saved_cql_checkpoint(dataset, tmp_path):
+    """LevelCritic.load reads a CQL checkpoint (weights_only) and values a level a at state s as
+    min(Q1, Q2) of the normalised state and the unit action, by hand from the network's layers;
+    a checkpoint without a Q critic is refused, naming the file."""
+    from aigb.algos.level_critic import LevelCritic
+
+    cql = make_algorithm("cql", dataset.feature_dim, {"hidden_dims": (16, 16), "batch_size": 16}, seed=0)
+    cql.prepare(dataset, 0)
+    gen = rng(0, "critic-test")
+    for _ in range(5):
+        cql.update(cql.sample_batch(dataset, 16, gen))
+    critic = LevelCritic.load(save_checkpoint(tmp_path / "cql.pt", cql))
+    state = dataset.obs[2, 7]
+    levels = np.array([-3.0, -0.4, 0.0, 0.7, 2.0])
+    got = critic.values(state, levels)
+    norm = cql.normalizer
+    s = np.clip((state - norm.state_mean) / norm.state_std, -norm.clip, norm.clip)
+    unit = (levels - (-3.0 + 2.0) / 2) / ((2.0 - -3.0) / 2)              # the bounds [-3, 2] map to [-1, 1]
+    assert unit[0] == pytest.approx(-1.0) and unit[-1] == pytest.approx(1.0)
+
+    def head(q, x):   # the MLP's Linear/ReLU layers applied by hand
+        for layer in q:
+            x = np.maximum(x, 0) if isinstance(layer, torch.nn.ReLU) else x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
+        return x[:, 0]
+
+    x = np.hstack([np.repeat(s[None], len(levels), 0), unit[:, None]]).astype(np.float64)
+    twin = cql.nets["critic"]
+    np.testing.assert_allclose(got, np.minimum(head(twin.q1, x), head(twin.q2, x)), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="state: expected shape"):
+        critic.values(state[:5], levels)
+    bc = make_algorithm("bc", dataset.feature_dim, {"hidden_dims": (8,)}, seed=0)
+    bc.prepare(dataset, 0)
+    with pytest.raises(ValueError, match="bc.pt holds a BC policy without a Q critic"):
+        LevelCritic.load(save_checkpoint(tmp_path / "bc.pt", bc))

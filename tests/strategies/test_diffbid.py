@@ -21,6 +21,7 @@ def test_spec_options_parse():
                        "temperature": 0.5, "eta": 0.0, "device": "cpu"}
     assert parse_diffbid_spec("best.pt") == ("best.pt", {})
     assert parse_diffbid_spec("best.pt?refine=1&day_noise=0")[1] == {"refine": True, "day_noise": False}
+    assert parse_diffbid_spec("best.pt?select=critic&critic=runs/cql/best.pt")[1] == {"select": "critic", "critic": "runs/cql/best.pt"}
     assert {"w", "return", "cpa", "util", "steps", "temperature", "eta", "device"} <= set(DIFFBID_OPTIONS)   # + guidance
     # and search options: tests/strategies/test_diffbid_guidance.py
 
@@ -36,6 +37,9 @@ def test_spec_options_parse():
     ("best.pt?device=tpu", "option device"),
     ("best.pt?refine=yes", "option refine: .*must be 0 or 1"),
     ("best.pt?day_noise=2", "option day_noise: .*must be 0 or 1"),
+    ("best.pt?select=critic", "select=critic and critic=CHECKPOINT go together"),
+    ("best.pt?critic=runs/cql/best.pt", "select=critic and critic=CHECKPOINT go together"),
+    ("best.pt?select=plan&critic=runs/cql/best.pt", "select=critic and critic=CHECKPOINT go together"),
     ("best.pt?w=1&w=2", "given twice"),
     ("best.pt?w", "expected option=value"),
     ("?w=1", "needs a checkpoint path"),
@@ -52,6 +56,8 @@ def test_registry_checks_the_spec_before_building(tmp_path):
     with pytest.raises(ConfigError, match="unknown option 'x'"):
         strategy_factory(f"diffbid:{tmp_path / 'best.pt'}?x=1")
     assert strategy_factory(f"diffbid:{tmp_path / 'best.pt'}?w=2").spec.endswith("?w=2")
+    with pytest.raises(ConfigError, match="option critic: no checkpoint at '/no/cql.pt'"):
+        strategy_factory(f"diffbid:{tmp_path / 'best.pt'}?select=critic&critic=/no/cql.pt")
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -180,3 +186,37 @@ def test_a_level_planner_trains_serves_and_bids_searched_levels(tmp_path_factory
     _, outcome_run = trained
     with pytest.raises(ConfigError, match="levels, samples, support, change, refine: only a planner trained with condition='level'"):
         strategy_factory(f"diffbid:{outcome_run / 'best.pt'}?levels=4")(market)
+
+
+def test_a_level_planner_ranked_by_a_cql_critic_bids_the_critics_best_level(tmp_path_factory, trained):
+    """generate -> train a level planner and a CQL -> diffbid:PATH?select=critic&critic=CQL: at every
+    tick the level bid is the one the CQL checkpoint's min(Q1, Q2) values highest at the tick's
+    state among the searched levels; a BC checkpoint as the critic is refused, naming it."""
+    from aigb.algos.level_critic import LevelCritic
+    from aigb.data.generate import generate_dataset
+    from aigb.eval.training import train
+    from aigb.strategies.check import play_bids
+
+    data = tmp_path_factory.mktemp("critic-data")
+    generate_dataset(data, periods=3, seed=13, market=SMALL, progress=False)
+    runs = {algo: tmp_path_factory.mktemp(f"critic-{algo}") for algo in ("diffbid", "cql", "bc")}
+    train("diffbid", data, run_dir=runs["diffbid"], steps=20, batch_size=16, seed=3, overrides={**TINY, "condition": "level"},
+          validation=None, progress=False, device="cpu")
+    for algo in ("cql", "bc"):
+        train(algo, data, run_dir=runs[algo], steps=20, batch_size=16, seed=3, overrides={"hidden_dims": (16, 16)},
+              validation=None, progress=False, device="cpu")
+    cql = runs["cql"] / "last.pt"
+    spec = f"diffbid:{runs['diffbid'] / 'last.pt'}?levels=6&samples=1&steps=2&support=1&select=critic&critic={cql}"
+    market = MarketConfig(n_pv=2000, n_advertisers=12)
+    strategy = strategy_factory(spec)(market)
+    assert strategy.planner.options()["critic"] == str(cql)
+    play_bids(strategy, market, 0, 0, 3)
+    levels = strategy.planner.levels.numpy()
+    critic = LevelCritic.load(cql)
+    chosen = [int(np.argmax(critic.values(strategy._states[p.tick], levels))) for p in strategy.plans]
+    assert [p.candidate for p in strategy.plans] == chosen and len(set(chosen)) > 1
+    with pytest.raises(ConfigError, match="critic: .*bc.*last.pt holds a BC policy without a Q critic"):
+        strategy_factory(spec.replace(str(cql), str(runs["bc"] / "last.pt")))(market)
+    _, outcome_run = trained
+    with pytest.raises(ConfigError, match="'critic' ranks the bid levels of a planner trained with condition='level'"):
+        strategy_factory(f"diffbid:{outcome_run / 'best.pt'}?select=critic&critic={cql}")(market)
