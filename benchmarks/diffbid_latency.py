@@ -3,6 +3,7 @@ cost of serving-time objectives (guidance) and decision-time search (N candidate
 
     python benchmarks/diffbid_latency.py [--checkpoint runs/diffbid/best.pt] [--steps 5,10,20] [--threads 1]
         [--candidates 1,4,16] [--guide cpa:0.9] [--evaluator runs/diffbid/evaluator.pt]
+        [--levels 16x2 --critic runs/cql/best.pt]   # a level planner; levels ranked by plans and by the critic
 
 Each decision is ``DiffBidPlanner.plan``: plan features of the realised prefix, in-painted DDIM
 sampling with classifier-free guidance (conditional and unconditional branches in one batch of 2;
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--evaluator", default=None, help="a plan evaluator file (aigb fit-evaluator); default: rank by the plan")
     parser.add_argument("--change", type=float, default=0.0,
                         help="trust region of the timed level searches (the serving option change; 0: none)")
+    parser.add_argument("--critic", default=None,
+                        help="a CQL or IQL checkpoint: also time each level search ranked by its Q (select=critic)")
     parser.add_argument("--levels", default="16x2,8x2,8x1",
                         help="LEVELSxSAMPLES searches to time for a planner trained with condition=level (instead of N candidates)")
     args = parser.parse_args()
@@ -108,22 +111,30 @@ def main() -> None:
 
 
 def time_levels(algo, states: np.ndarray, args) -> list[dict]:
-    """Milliseconds per tick of a level planner's search (L levels x S plans in one batch), by K, at w = 1."""
+    """Milliseconds per tick of a level planner's search (L levels x S plans in one batch), by K, at w = 1,
+    ranked by the plans' claimed score and, with --critic, by the critic's Q."""
+    rankings = [("plan", {})]
+    if args.critic:
+        from aigb.algos.level_critic import LevelCritic
+
+        rankings.append(("critic", {"select": "critic", "critic": LevelCritic.load(args.critic)}))
     print(f"level search, w = 1 (one branch): L levels x S plans per tick, trust region change = {args.change}")
-    print(f"{'L x S':>7} {'K':>3} {'median ms':>10} {'p95 ms':>8} {'CPU median ms':>14}")
+    print(f"{'L x S':>7} {'K':>3} {'ranked by':>9} {'median ms':>10} {'p95 ms':>8} {'CPU median ms':>14}")
     rows = []
     for spec in args.levels.split(","):
         n_levels, n_samples = (int(v) for v in spec.split("x"))
         for k in (int(s) for s in args.steps.split(",")):
-            planner = algo.policy(device=args.device, steps=k, guidance=1.0, search_levels=n_levels, search_samples=n_samples,
-                                  max_change=args.change)
-            time_planner(planner, states[:4], 1)                          # warm-up
-            ms, cpu = time_planner(planner, states, args.repeats)
-            row = {"levels": n_levels, "samples": n_samples, "steps": k, "change": args.change, "median_ms": round(statistics.median(ms), 2),
-                   "p95_ms": round(float(np.percentile(ms, 95)), 2), "cpu_median_ms": round(statistics.median(cpu), 2),
-                   "decisions": len(ms)}
-            rows.append(row)
-            print(f"{spec:>7} {k:>3} {row['median_ms']:>10.2f} {row['p95_ms']:>8.2f} {row['cpu_median_ms']:>14.2f}", flush=True)
+            for ranking, extra in rankings:
+                planner = algo.policy(device=args.device, steps=k, guidance=1.0, search_levels=n_levels, search_samples=n_samples,
+                                      max_change=args.change, **extra)
+                time_planner(planner, states[:4], 1)                          # warm-up
+                ms, cpu = time_planner(planner, states, args.repeats)
+                row = {"levels": n_levels, "samples": n_samples, "steps": k, "change": args.change, "ranked_by": ranking,
+                       "median_ms": round(statistics.median(ms), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
+                       "cpu_median_ms": round(statistics.median(cpu), 2), "decisions": len(ms)}
+                rows.append(row)
+                print(f"{spec:>7} {k:>3} {ranking:>9} {row['median_ms']:>10.2f} {row['p95_ms']:>8.2f} {row['cpu_median_ms']:>14.2f}",
+                      flush=True)
     return rows
 
 
