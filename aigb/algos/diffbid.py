@@ -894,8 +894,9 @@ class DiffBidPlanner:
         """Plan the day under each bid level that may be chosen (S plans each, one shared noise draw),
         bid the best (by the plans' mean claimed score, or with a critic by Q(state, level), plus,
         with an objective, the log of its mean f over the level's plans times the levels' mean |Q|:
-        Q f to first order where Q > 0, and a penalty that also lowers a negative Q). Levels above the tick's support cap (the lowest always stays) or, with
-        ``max_change``, farther than that from ``previous`` are not sampled at all: a level's plans
+        Q f to first order where Q > 0, and a penalty that also lowers a negative Q). Levels above
+        the tick's support cap (the lowest always stays) or, with ``max_change``, farther than that
+        from ``previous`` are not sampled at all: a level's plans
         depend only on its own condition and the shared noise, so leaving the others out changes
         no choice and saves their share of the compute."""
         c, dev = self.config, self.device
