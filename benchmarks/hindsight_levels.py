@@ -159,18 +159,19 @@ def labelled(data: str, tables_dir: str) -> dict[str, np.ndarray]:
                           columns=["advertiser", "tick", "state", "cost", "conversions", "remaining_budget"]).to_pydict()
         adv, tick = np.asarray(d["advertiser"]), np.asarray(d["tick"])
         obs = np.asarray(d["state"], dtype=np.float32)
+        logged_cost, logged_conv, left = (np.asarray(d[k]) for k in ("cost", "conversions", "remaining_budget"))
         n_ticks = z["spend"].shape[1]
         for a in range(z["spend"].shape[0]):
             rows = np.flatnonzero(adv == a)
             rows = rows[np.argsort(tick[rows])]
             cost, conv = np.zeros(n_ticks), np.zeros(n_ticks)
-            cost[tick[rows]] = np.asarray(d["cost"])[rows]
-            conv[tick[rows]] = np.asarray(d["conversions"])[rows]
+            cost[tick[rows]] = logged_cost[rows]
+            conv[tick[rows]] = logged_conv[rows]
             before_s = np.concatenate([[0.0], np.cumsum(cost)[:-1]])
             before_v = np.concatenate([[0.0], np.cumsum(conv)[:-1]])
             budget, cpa = float(z["budget"][a]), float(z["cpa"][a])
             sc = hold_scores(z["spend"][a].astype(np.float64), z["conv"][a].astype(np.float64), before_s, before_v, budget, cpa)
-            live = np.asarray(d["remaining_budget"])[rows] >= LIVE_BUDGET
+            live = left[rows] >= LIVE_BUDGET
             states.append(obs[rows][live])
             values.append((sc[tick[rows]] * cpa / budget)[live].astype(np.float32))
             periods.append(np.full(int(live.sum()), period))
