@@ -44,6 +44,7 @@ from aigb.score import score
 from aigb.sim.auction import rank_bids
 from aigb.sim.period import PeriodSim
 from aigb.sim.population import EXPLORE
+from aigb.strategies.oracle import uniform_bid_steps
 
 GRID = np.linspace(-3.0, 2.0, 101)
 """Levels log(alpha / C) of the tables, step 0.05 over the action bounds."""
@@ -56,25 +57,19 @@ def tick_tables(p_value: np.ndarray, bids: np.ndarray, cpa: np.ndarray, exposure
     """One tick: p_value, bids (n_pv, n_adv) as recorded, cpa (n_adv,) -> expected spend and
     conversions (n_adv, G) of each advertiser bidding exp(GRID) C p_value against the others' bids.
 
-    Against its three best competitors c1 >= c2 >= c3 a bid b takes slot k+1 when exactly k of them
-    bid at least b, and pays the next one (a slot priced at or under the reserve is unsold). In level
-    units the slot changes at g_k = log(c_k / (p C)); each PV adds its slot-to-slot increments at the
-    grid index past g_k, and a cumulative sum over the grid gives every level at once."""
+    The steps are the oracle's (``aigb.strategies.oracle.uniform_bid_steps``, against each advertiser's
+    three best competitors): in level units a step happens at g_k = log(alpha_k / C); each PV adds its
+    step at the grid index past g_k, and a cumulative sum over the grid gives every level at once."""
     n_pv, n_adv = bids.shape
-    e = np.asarray(exposure, dtype=np.float64)
     who, val = rank_bids(bids, 4)
     is_self = who[:, None, :] == np.arange(n_adv)[None, :, None]                     # (n_pv, n_adv, 4)
     order = np.argsort(is_self, axis=2, kind="stable")[..., :3]                       # the others, best first
     c = np.take_along_axis(np.broadcast_to(val[:, None, :], is_self.shape), order, axis=2)   # (n_pv, n_adv, 3)
-    p = p_value.astype(np.float64)
-    scale = p * cpa[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(scale[..., None] > 0, np.log(c / scale[..., None]), np.inf)
+    at, dw, dv = uniform_bid_steps(p_value.astype(np.float64).ravel(), c.reshape(-1, 3),
+                                   np.asarray(exposure, dtype=np.float64), reserve)
+    with np.errstate(divide="ignore"):
+        g = np.log(at.reshape(c.shape) / cpa[None, :, None])
     idx = np.searchsorted(GRID, g, side="right")                                      # first level that outbids c_k
-    sold = c > reserve
-    w, v = np.where(sold, e * c, 0.0), np.where(sold, e * p[..., None], 0.0)         # slot k+1's cost and conversions
-    dw = np.stack([w[..., 0] - w[..., 1], w[..., 1] - w[..., 2], w[..., 2]], axis=-1)
-    dv = np.stack([v[..., 0] - v[..., 1], v[..., 1] - v[..., 2], v[..., 2]], axis=-1)
     n_levels = GRID.size + 1
     flat = (np.arange(n_adv)[None, :, None] * n_levels + idx).ravel()
     spend = np.bincount(flat, weights=dw.ravel(), minlength=n_adv * n_levels).reshape(n_adv, n_levels).cumsum(1)

@@ -62,6 +62,7 @@ __all__ = [
     "lagrangian_slots",
     "slot_bids",
     "best_uniform_alpha",
+    "uniform_bid_steps",
 ]
 
 DEFAULT_EXPOSURE_PROBS = (1.0, 0.8, 0.48)  # net probability that slot k is shown (MarketConfig.net_exposure_probs)
@@ -479,6 +480,23 @@ def slot_bids(comp_top, slots, *, reserve_price: float = DEFAULT_RESERVE_PRICE) 
     return np.where(s == 0, 0.0, np.where(s == 1, 2.0 * ck, 0.5 * (ck + above)))
 
 
+def uniform_bid_steps(p, c, e, r) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The steps of ``bid = alpha * p_value`` under GSP, per PV and competitor: p (n_pv,), c (n_pv, K)
+    the competitors' top bids, e (K,) net exposure, r the reserve -> ``at`` (n_pv, K), the multiplier
+    c_k / p past which the bid outbids c_k (inf where p = 0), and ``dw``, ``dv`` (n_pv, K), the
+    expected cost and conversions that step adds: from slot k+1 (or nothing) to slot k, a slot
+    priced at or under the reserve being unsold. Summing the steps below alpha gives the expected
+    cost and conversions of multiplier alpha."""
+    sold = c > r                                                       # (n_pv, K) slot k sellable
+    w_state = np.where(sold, e[None, :] * c, 0.0)
+    v_state = np.where(sold, e[None, :] * p[:, None], 0.0)
+    dw = w_state - np.concatenate([w_state[:, 1:], np.zeros((p.size, 1))], axis=1)
+    dv = v_state - np.concatenate([v_state[:, 1:], np.zeros((p.size, 1))], axis=1)
+    with np.errstate(divide="ignore"):
+        at = np.where(p[:, None] > 0, c / np.where(p > 0, p, 1.0)[:, None], np.inf)
+    return at, dw, dv
+
+
 def best_uniform_alpha(p_value, comp_top, tick, budget: float, target_cpa: float, *, n_ticks: int = 48,
                        exposure_probs=DEFAULT_EXPOSURE_PROBS, reserve_price: float = DEFAULT_RESERVE_PRICE,
                        beta: float = DEFAULT_BETA) -> UniformAlphaSolution:
@@ -494,15 +512,9 @@ def best_uniform_alpha(p_value, comp_top, tick, budget: float, target_cpa: float
     t, n_ticks = _ticks(tick, p.size, n_ticks)
     e, r = _rules(exposure_probs, reserve_price, c.shape[1])
 
-    sold = c > r                                                       # (n_pv, K) slot k sellable
-    w_state = np.where(sold, e[None, :] * c, 0.0)
-    v_state = np.where(sold, e[None, :] * p[:, None], 0.0)
-    # Step at alpha = c_k / p: from slot k+1 (or nothing) to slot k.
-    dw = w_state - np.concatenate([w_state[:, 1:], np.zeros((p.size, 1))], axis=1)
-    dv = v_state - np.concatenate([v_state[:, 1:], np.zeros((p.size, 1))], axis=1)
+    at, dw, dv = uniform_bid_steps(p, c, e, r)
     keep = (p[:, None] > 0) & ((dw != 0) | (dv != 0))
-    with np.errstate(divide="ignore"):
-        at = (c / np.where(p > 0, p, 1.0)[:, None])[keep]
+    at = at[keep]
     order = np.argsort(at)  # steps at one alpha are bought together (``ends``), so ties need no order
     at, s_cum, v_cum = at[order], np.cumsum(dw[keep][order]), np.cumsum(dv[keep][order])
     # A multiplier just above at[j] buys every step through the last one at the same alpha.
