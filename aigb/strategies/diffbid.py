@@ -36,7 +36,9 @@ Objectives after training (``aigb.algos.plan_objectives``; training-free guidanc
                  the score its plans claim, or with select=critic by a Q critic (Q + mean|Q| log f)
     evaluator    the evaluator file (default: evaluator.pt beside the checkpoint)
     critic       with select=critic: a CQL or IQL checkpoint whose twin-Q ranks a level planner's
-                 levels (``aigb.algos.level_critic``)
+                 levels (``aigb.algos.level_critic``), or several, comma-separated: their mean
+    qsmooth      with select=critic: rank a level by the critic's mean over N(level, SD^2), SD in
+                 log(alpha / C) (default 0: the critic's value at the level itself)
     throttle     enforce the guide's cap and exhaust terms on every day, not only on the plans:
                  bid on a share of the PVs when the tick's forecast spend would cross a cap,
                  aiming this margin below it (e.g. 0.1; ``aigb.strategies.throttle``)
@@ -67,7 +69,7 @@ from aigb.types import ConfigError, Campaign
 
 __all__ = ["DIFFBID_OPTIONS", "GUIDANCE_PRESETS", "parse_diffbid_spec", "check_diffbid_spec", "load_diffbid_strategy",
            "DiffBidStrategy", "guidance_config", "tuning_key", "tuned_strengths_path", "read_tuned_strengths",
-           "write_tuned_strengths", "evaluator_path"]
+           "write_tuned_strengths", "evaluator_path", "critic_paths"]
 
 DEVICES = ("auto", "cpu", "cuda")
 GUIDANCE_PRESETS = ("mpgd", "dps", "lgd", "freedom", "ugd", "tfg")
@@ -76,7 +78,7 @@ DEFAULT_GAMMA = 0.001
 """Implicit-dynamics scale of lgd and tfg when none is given: TFG's beam-search start."""
 SELECTIONS = ("evaluator", "plan", "objective", "critic")
 # Options that tune the strengths, or only say where things run or live: not part of the key of a tuning.
-_NOT_IN_TUNING_KEY = ("strength", "rho", "mu", "gamma", "device", "evaluator", "throttle", "critic")
+_NOT_IN_TUNING_KEY = ("strength", "rho", "mu", "gamma", "device", "evaluator", "throttle", "critic", "qsmooth")
 _NEEDS_GUIDE = ("preset", "strength", "rho", "mu", "gamma", "iters", "recur", "clip")
 
 
@@ -171,7 +173,8 @@ DIFFBID_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "support": ("support", _number(0.5, 1.0), "highest level searched: this quantile of the data's levels at the tick (condition=level)"),
     "select": ("select", _choice(SELECTIONS), f"candidate ranking: {', '.join(SELECTIONS)}"),
     "evaluator": ("evaluator", _path, "plan evaluator file"),
-    "critic": ("critic", _path, "CQL or IQL checkpoint whose Q ranks a level planner's levels (with select=critic)"),
+    "critic": ("critic", _path, "CQL or IQL checkpoint(s), comma-separated, whose mean Q ranks a level planner's levels (with select=critic)"),
+    "qsmooth": ("qsmooth", _number(0.0), "with select=critic: rank a level by the critic's mean over N(level, SD^2), log units (>= 0)"),
     "throttle": ("throttle", _number(0.0, 0.99), "enforce the guide's caps by throttling, aiming this margin below them (in [0, 0.99])"),
 }
 """Spec option -> (keyword, parser, help). The guidance and search keywords are turned into the
@@ -217,6 +220,8 @@ def _check_combination(given: set[str], options: dict[str, Any], text: str) -> N
     if by_critic != ("critic" in given):
         raise ConfigError(f"diffbid: options select=critic and critic=CHECKPOINT go together (a level planner's levels "
                           f"ranked by that checkpoint's Q) in {text!r}")
+    if "qsmooth" in given and not by_critic:
+        raise ConfigError(f"diffbid: option qsmooth smooths a critic's values; it needs select=critic and critic=CHECKPOINT in {text!r}")
     for key in ("select", "evaluator"):
         if key in given and n < 2 and not by_critic:
             raise ConfigError(f"diffbid: option {key} ranks candidate plans; it needs n >= 2 in {text!r}")
@@ -332,6 +337,16 @@ def guidance_config(options: dict[str, Any], tuned: dict[str, Any] | None = None
     return dataclasses.replace(config, **overrides)
 
 
+def critic_paths(options: dict[str, Any]) -> list[str]:
+    """The checkpoints of option critic (comma-separated; none without it)."""
+    if "critic" not in options:
+        return []
+    paths = [p.strip() for p in options["critic"].split(",")]
+    if not all(paths):
+        raise ConfigError(f"diffbid: option critic: an empty checkpoint path in {options['critic']!r}")
+    return paths
+
+
 def check_diffbid_spec(text: str) -> None:
     """Check a spec's options and that its checkpoint (and the evaluator and stored tuning the
     options need) exist, without loading torch."""
@@ -342,8 +357,9 @@ def check_diffbid_spec(text: str) -> None:
     if evaluator is not None and not evaluator.is_file():
         raise ConfigError(f"diffbid: n={options['n_candidates']} ranks candidates by the plan evaluator, none at {str(evaluator)!r}; "
                           f"fit one (aigb fit-evaluator --data DIR --out {evaluator}) or give select=plan or select=objective")
-    if "critic" in options and not Path(options["critic"]).is_file():
-        raise ConfigError(f"diffbid: option critic: no checkpoint at {options['critic']!r} (train one: aigb train cql)")
+    for critic in critic_paths(options):
+        if not Path(critic).is_file():
+            raise ConfigError(f"diffbid: option critic: no checkpoint at {critic!r} (train one: aigb train cql)")
     if _auto(options):
         read_tuned_strengths(path, options)
 
@@ -390,7 +406,8 @@ def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
             from aigb.algos.level_critic import LevelCritic
 
             kwargs["select"] = "critic"
-            kwargs["critic"] = LevelCritic.load(options["critic"], expected_feature_version=FEATURE_VERSION)
+            kwargs["critic"] = LevelCritic.load(critic_paths(options), expected_feature_version=FEATURE_VERSION,
+                                                smooth=options.get("qsmooth", 0.0))
         return algo.policy(**kwargs)
     except ValueError as err:   # ConfigError from an option the checkpoint's config refuses (e.g. steps)
         raise ConfigError(f"diffbid: {err}") from None

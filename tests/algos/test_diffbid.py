@@ -676,6 +676,24 @@ def test_a_critic_needs_a_level_planner_and_select_critic(dataset, algo, level_a
         level_algo.policy(select="critic", critic=_PeakCritic(0.0, feature_dim=5))
 
 
+def _min_q_by_hand(cql, state, levels):
+    """min(Q1, Q2) of a CQL's critic at raw state ``state`` and levels log(alpha / C), from the
+    layers' weights: the state normalised and clipped, the bounds [-3, 2] mapped to [-1, 1]."""
+    levels = np.clip(np.asarray(levels, dtype=np.float64), -3.0, 2.0)
+    norm = cql.normalizer
+    s = np.clip((state - norm.state_mean) / norm.state_std, -norm.clip, norm.clip)
+    unit = (levels - (-3.0 + 2.0) / 2) / ((2.0 - -3.0) / 2)
+
+    def head(q, x):   # the MLP's Linear/ReLU layers applied by hand
+        for layer in q:
+            x = np.maximum(x, 0) if isinstance(layer, torch.nn.ReLU) else x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
+        return x[:, 0]
+
+    x = np.hstack([np.repeat(s[None], len(levels), 0), unit[:, None]]).astype(np.float64)
+    twin = cql.nets["critic"]
+    return np.minimum(head(twin.q1, x), head(twin.q2, x))
+
+
 def test_level_critic_is_the_smaller_twin_q_of_a_saved_cql_checkpoint(dataset, tmp_path):
     """LevelCritic.load reads a CQL checkpoint (weights_only) and values a level a at state s as
     min(Q1, Q2) of the normalised state and the unit action, by hand from the network's layers;
@@ -691,22 +709,53 @@ def test_level_critic_is_the_smaller_twin_q_of_a_saved_cql_checkpoint(dataset, t
     state = dataset.obs[2, 7]
     levels = np.array([-3.0, -0.4, 0.0, 0.7, 2.0])
     got = critic.values(state, levels)
-    norm = cql.normalizer
-    s = np.clip((state - norm.state_mean) / norm.state_std, -norm.clip, norm.clip)
-    unit = (levels - (-3.0 + 2.0) / 2) / ((2.0 - -3.0) / 2)              # the bounds [-3, 2] map to [-1, 1]
-    assert unit[0] == pytest.approx(-1.0) and unit[-1] == pytest.approx(1.0)
-
-    def head(q, x):   # the MLP's Linear/ReLU layers applied by hand
-        for layer in q:
-            x = np.maximum(x, 0) if isinstance(layer, torch.nn.ReLU) else x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
-        return x[:, 0]
-
-    x = np.hstack([np.repeat(s[None], len(levels), 0), unit[:, None]]).astype(np.float64)
-    twin = cql.nets["critic"]
-    np.testing.assert_allclose(got, np.minimum(head(twin.q1, x), head(twin.q2, x)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, _min_q_by_hand(cql, state, levels), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="state: expected shape"):
         critic.values(state[:5], levels)
     bc = make_algorithm("bc", dataset.feature_dim, {"hidden_dims": (8,)}, seed=0)
     bc.prepare(dataset, 0)
     with pytest.raises(ValueError, match="bc.pt holds a BC policy without a Q critic"):
         LevelCritic.load(save_checkpoint(tmp_path / "bc.pt", bc))
+
+
+def test_an_ensemble_critic_averages_and_qsmooth_integrates_over_a_gaussian(dataset, tmp_path):
+    """critic=A,B values a level by the mean of the two checkpoints' min(Q1, Q2) (by hand from each
+    network's layers); qsmooth=SD by the critic's expectation over N(level, SD^2), against scipy's
+    adaptive quadrature of the hand-computed critic; a level near a bound integrates the clipped
+    values (the critic is never asked outside its action interval)."""
+    from scipy import integrate, stats
+
+    from aigb.algos.level_critic import LevelCritic
+
+    cqls, paths = [], []
+    for seed in (0, 1):
+        cql = make_algorithm("cql", dataset.feature_dim, {"hidden_dims": (16, 16), "batch_size": 16}, seed=seed)
+        cql.prepare(dataset, seed)
+        gen = rng(seed, "critic-ensemble-test")
+        for _ in range(5):
+            cql.update(cql.sample_batch(dataset, 16, gen))
+        cqls.append(cql)
+        paths.append(save_checkpoint(tmp_path / f"cql{seed}.pt", cql))
+    state = dataset.obs[3, 11]
+    levels = np.array([-2.9, -0.4, 0.0, 0.7, 1.9])
+    by_hand = [_min_q_by_hand(c, state, levels) for c in cqls]
+    assert np.abs(by_hand[0] - by_hand[1]).max() > 1e-3                   # two different critics
+    ensemble = LevelCritic.load(paths)
+    np.testing.assert_allclose(ensemble.values(state, levels), (by_hand[0] + by_hand[1]) / 2, rtol=1e-4, atol=1e-4)
+
+    sd, cql = 0.3, cqls[0]
+    with torch.no_grad():   # a critic bent by the action (kinks within the levels' reach), saved again
+        for head in (cql.nets["critic"].q1, cql.nets["critic"].q2):
+            head[0].weight[:, -1] *= 20.0
+    bent = save_checkpoint(tmp_path / "bent.pt", cql)
+    got = LevelCritic.load(bent, smooth=sd).values(state, levels)
+    expect = np.array([integrate.quad(lambda z, a=a: _min_q_by_hand(cql, state, [a + sd * z])[0] * stats.norm.pdf(z),
+                                      -8, 8, limit=200, epsabs=1e-7)[0] for a in levels])
+    raw = _min_q_by_hand(cql, state, levels)
+    assert np.abs(raw - expect).max() > 2e-3                                # smoothing matters here
+    assert np.abs(got - expect).max() < 0.25 * np.abs(raw - expect).max()   # and the quadrature finds it
+    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-3)
+    np.testing.assert_array_equal(LevelCritic.load(paths[0], smooth=0.0).values(state, levels),
+                                  LevelCritic.load(paths[0]).values(state, levels))
+    with pytest.raises(ValueError, match="qsmooth: must be a finite number >= 0"):
+        LevelCritic.load(paths[0], smooth=-1.0)

@@ -40,6 +40,8 @@ def test_spec_options_parse():
     ("best.pt?select=critic", "select=critic and critic=CHECKPOINT go together"),
     ("best.pt?critic=runs/cql/best.pt", "select=critic and critic=CHECKPOINT go together"),
     ("best.pt?select=plan&critic=runs/cql/best.pt", "select=critic and critic=CHECKPOINT go together"),
+    ("best.pt?qsmooth=0.2", "option qsmooth smooths a critic's values; it needs select=critic"),
+    ("best.pt?select=critic&critic=a.pt&qsmooth=-0.1", "option qsmooth: .*must be >= 0"),
     ("best.pt?w=1&w=2", "given twice"),
     ("best.pt?w", "expected option=value"),
     ("?w=1", "needs a checkpoint path"),
@@ -58,6 +60,11 @@ def test_registry_checks_the_spec_before_building(tmp_path):
     assert strategy_factory(f"diffbid:{tmp_path / 'best.pt'}?w=2").spec.endswith("?w=2")
     with pytest.raises(ConfigError, match="option critic: no checkpoint at '/no/cql.pt'"):
         strategy_factory(f"diffbid:{tmp_path / 'best.pt'}?select=critic&critic=/no/cql.pt")
+    (tmp_path / "cql.pt").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="option critic: no checkpoint at '/no/cql2.pt'"):   # each of an ensemble
+        strategy_factory(f"diffbid:{tmp_path / 'best.pt'}?select=critic&critic={tmp_path / 'cql.pt'},/no/cql2.pt")
+    with pytest.raises(ConfigError, match="option critic: an empty checkpoint path"):
+        strategy_factory(f"diffbid:{tmp_path / 'best.pt'}?select=critic&critic={tmp_path / 'cql.pt'},")
 
 
 # ------------------------------------------------------------------------------ end to end
