@@ -750,7 +750,7 @@ def test_an_ensemble_critic_averages_and_qsmooth_integrates_over_a_gaussian(data
     bent = save_checkpoint(tmp_path / "bent.pt", cql)
     got = LevelCritic.load(bent, smooth=sd).values(state, levels)
     expect = np.array([integrate.quad(lambda z, a=a: _min_q_by_hand(cql, state, [a + sd * z])[0] * stats.norm.pdf(z),
-                                      -8, 8, limit=200, epsabs=1e-7)[0] for a in levels])
+                                      -8, 8, limit=200, epsabs=1e-7, epsrel=1e-5)[0] for a in levels])
     raw = _min_q_by_hand(cql, state, levels)
     assert np.abs(raw - expect).max() > 2e-3                                # smoothing matters here
     assert np.abs(got - expect).max() < 0.25 * np.abs(raw - expect).max()   # and the quadrature finds it
