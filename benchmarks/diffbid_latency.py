@@ -3,7 +3,8 @@ cost of serving-time objectives (guidance) and decision-time search (N candidate
 
     python benchmarks/diffbid_latency.py [--checkpoint runs/diffbid/best.pt] [--steps 5,10,20] [--threads 1]
         [--candidates 1,4,16] [--guide cpa:0.9] [--evaluator runs/diffbid/evaluator.pt]
-        [--levels 16x2 --critic runs/cql/best.pt]   # a level planner; levels ranked by plans and by the critic
+        [--levels 16x2 --critic runs/cql/best.pt[,MORE.pt] [--qsmooth 0.2]]
+        # a level planner: levels ranked by plans and by the critic (an ensemble, smoothed)
 
 Each decision is ``DiffBidPlanner.plan``: plan features of the realised prefix, in-painted DDIM
 sampling with classifier-free guidance (conditional and unconditional branches in one batch of 2;
@@ -79,7 +80,10 @@ def main() -> None:
     parser.add_argument("--change", type=float, default=0.0,
                         help="trust region of the timed level searches (the serving option change; 0: none)")
     parser.add_argument("--critic", default=None,
-                        help="a CQL or IQL checkpoint: also time each level search ranked by its Q (select=critic)")
+                        help="a CQL or IQL checkpoint, or several comma-separated (an ensemble): also time each level "
+                             "search ranked by its Q (select=critic)")
+    parser.add_argument("--qsmooth", type=float, default=0.0,
+                        help="with --critic: rank by the critic's mean over N(level, SD^2) (7 Q calls per level)")
     parser.add_argument("--levels", default="16x2,8x2,8x1",
                         help="LEVELSxSAMPLES searches to time for a planner trained with condition=level (instead of N candidates)")
     args = parser.parse_args()
@@ -117,7 +121,7 @@ def time_levels(algo, states: np.ndarray, args) -> list[dict]:
     if args.critic:
         from aigb.algos.level_critic import LevelCritic
 
-        rankings.append(("critic", {"select": "critic", "critic": LevelCritic.load(args.critic)}))
+        rankings.append(("critic", {"select": "critic", "critic": LevelCritic.load(args.critic.split(","), smooth=args.qsmooth)}))
     print(f"level search, w = 1 (one branch): L levels x S plans per tick, trust region change = {args.change}")
     print(f"{'L x S':>7} {'K':>3} {'ranked by':>9} {'median ms':>10} {'p95 ms':>8} {'CPU median ms':>14}")
     rows = []
