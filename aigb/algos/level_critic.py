@@ -44,8 +44,8 @@ class LevelCritic:
     with ``smooth`` > 0 its expectation over N(action, smooth^2)."""
 
     def __init__(self, critics, normalizers, bounds, feature_dim: int, source: str = "", smooth: float = 0.0) -> None:
-        critics = [critics] if isinstance(critics, TwinQ) else list(critics)
-        normalizers = list(normalizers) if isinstance(normalizers, (list, tuple)) else [normalizers]
+        """critics: the twin-Q networks, normalizers: the state normalizer of each."""
+        critics, normalizers = list(critics), list(normalizers)
         if not critics:
             raise ValueError("critic: needs at least one twin-Q network")
         for c in critics:
