@@ -120,8 +120,10 @@ def time_levels(algo, states: np.ndarray, args) -> list[dict]:
     rankings = [("plan", {})]
     if args.critic:
         from aigb.algos.level_critic import LevelCritic
+        from aigb.strategies.diffbid import critic_paths
 
-        rankings.append(("critic", {"select": "critic", "critic": LevelCritic.load(args.critic.split(","), smooth=args.qsmooth)}))
+        critic = LevelCritic.load(critic_paths({"critic": args.critic}), smooth=args.qsmooth)
+        rankings.append(("critic", {"select": "critic", "critic": critic}))
     print(f"level search, w = 1 (one branch): L levels x S plans per tick, trust region change = {args.change}")
     print(f"{'L x S':>7} {'K':>3} {'ranked by':>9} {'median ms':>10} {'p95 ms':>8} {'CPU median ms':>14}")
     rows = []
