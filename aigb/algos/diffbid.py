@@ -898,7 +898,8 @@ class DiffBidPlanner:
         the tick's support cap (the lowest always stays) or, with ``max_change``, farther than that
         from ``previous`` are not sampled at all: a level's plans
         depend only on its own condition and the shared noise, so leaving the others out changes
-        no choice and saves their share of the compute."""
+        no choice and saves their share of the compute. A critic without an objective needs no plan
+        to rank: only the level it keeps is planned (the plan a trace or report shows)."""
         c, dev = self.config, self.device
         outside = self._level_values > self.level_cap[t]
         outside[0] = False                                                                 # the lowest level always stays
@@ -907,11 +908,20 @@ class DiffBidPlanner:
             if not np.all(far | outside):
                 outside |= far
         keep = np.flatnonzero(~outside)                                                    # (L',) level indices searched
-        n_levels, n_samples = keep.size, c.search_samples
+        # A critic without an objective ranks the levels from the state alone: it decides before any
+        # plan is drawn, and only the kept level is planned (from the same shared noise: at eta 0 the
+        # plans the whole batch would have given it).
+        q = None
+        if self.critic is not None and self.objective is None:
+            q = torch.from_numpy(self.critic.values(state, self._level_values[keep]))      # (L',)
+            planned = keep[[int(torch.argmax(q))]]
+        else:
+            planned = keep
+        n_levels, n_samples = planned.size, c.search_samples
         m = n_levels * n_samples
         noise = torch.randn((n_samples, self.horizon, len(self.channels)), generator=generator,
                             device=generator.device).to(dev).repeat(n_levels, 1, 1)         # (L'*S, H, P), level-major
-        level_emb = emb_cond[torch.from_numpy(keep).to(emb_cond.device)].repeat_interleave(n_samples, dim=0)   # (L'*S, E)
+        level_emb = emb_cond[torch.from_numpy(planned).to(emb_cond.device)].repeat_interleave(n_samples, dim=0)   # (L'*S, E)
         eps_fn = cfg_eps_fn(self.denoiser, level_emb, emb_null.expand(m, -1), c.guidance, known=known_mask.expand(m, -1))
         if c.prediction == "x0":
             eps_fn = x0_model_eps_fn(eps_fn, self.schedule)
@@ -921,17 +931,17 @@ class DiffBidPlanner:
                          guidance=TFGGuidance(self.objective.at(t), self.tfg) if self._guided else None)   # (L'*S, H, P)
         # The expected score of a level: the mean of its plans' scores (not of their logs, which
         # would penalise a level for the spread of its outcomes on top of their mean).
-        if self.critic is None:
-            score = torch.logsumexp(self.plan_score(x0, t).view(n_levels, n_samples), dim=1)  # (L',) log S + log mean
-        else:
-            q = torch.from_numpy(self.critic.values(state, self._level_values[keep]))      # (L',)
+        if q is not None:
             score = q
-            if self.objective is not None:   # log of the mean f of the level's plans, in units of the levels' mean |Q|
-                log_f = torch.logsumexp(self.objective(x0, t).double().view(n_levels, n_samples).cpu(), dim=1) - math.log(n_samples)
-                score = q + q.abs().mean() * log_f
+        elif self.critic is None:
+            score = torch.logsumexp(self.plan_score(x0, t).view(n_levels, n_samples), dim=1)  # (L',) log S + log mean
+        else:   # Q plus the log of the mean f of the level's plans, in units of the levels' mean |Q|
+            q = torch.from_numpy(self.critic.values(state, self._level_values[keep]))      # (L',)
+            log_f = torch.logsumexp(self.objective(x0, t).double().view(n_levels, n_samples).cpu(), dim=1) - math.log(n_samples)
+            score = q + q.abs().mean() * log_f
         pos = int(torch.argmax(score))
         best = int(keep[pos])
-        unit = x0[pos * n_samples].float().cpu().numpy()
+        unit = x0[int(np.flatnonzero(planned == best)[0]) * n_samples].float().cpu().numpy()
         level = float(self.levels[best])
         if c.refine and 0 < pos < n_levels - 1 and keep[pos - 1] == best - 1 and keep[pos + 1] == best + 1:
             step = float(self.levels[1] - self.levels[0])

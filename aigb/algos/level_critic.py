@@ -8,8 +8,9 @@ planner searches at a tick (its grid, below the tick's support cap, within its t
 the critic is the twin-Q network of an offline-RL checkpoint trained on the same dataset (CQL or
 IQL: ``aigb train cql``). A level's value is min(Q1, Q2)(s_t, a): the discounted conversions to
 come, in the checkpoint's reward units, of bidding a at this tick and the checkpoint's policy
-after. The planner keeps planning every level (its plans still carry an objective's log f and the
-plans a report draws); the critic replaces the plans' claimed score in the ranking.
+after. The critic replaces the plans' claimed score in the ranking; with an objective every level
+is still planned (the plans carry its log f), without one only the kept level is (the plan a
+report draws).
 
 Two serving options temper the argmax of a learned Q, which seeks out the critic's errors between
 levels as much as its knowledge:

@@ -665,6 +665,29 @@ def test_a_critic_ranks_a_level_planners_levels(dataset, level_algo):
     assert guided.plan(states, seed=3).candidate == second
 
 
+def test_a_critic_alone_plans_only_the_level_it_keeps(dataset, level_algo, monkeypatch):
+    """Without an objective the critic decides from the state: one level's plans are drawn (not the
+    whole grid's), and they are the plans that level gets inside the whole grid's batch (an objective
+    that is 0 everywhere still plans every level and changes no ranking: the reference)."""
+    import aigb.algos.diffbid as module
+    rows = []
+    sample = module.ddim_sample
+
+    def spy(*args, **kwargs):
+        rows.append(args[2][0])
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(module, "ddim_sample", spy)
+    states = _states(dataset, i=5, t=12)
+    alone = level_algo.policy(device="cpu", support=1.0, select="critic", critic=_PeakCritic(0.1))
+    grid = level_algo.policy(device="cpu", support=1.0, select="critic", critic=_PeakCritic(0.1))
+    grid.objective = lambda x0, t: torch.zeros(x0.shape[0], dtype=torch.float64)
+    fast, full = alone.plan(states, seed=3), grid.plan(states, seed=3)
+    samples, n_levels = alone.config.search_samples, alone.levels.numel()
+    assert rows == [samples, n_levels * samples]
+    assert fast.candidate == full.candidate and fast.action == full.action
+    np.testing.assert_allclose(fast.plan, full.plan, rtol=1e-4, atol=1e-5)
+
 def test_a_critic_needs_a_level_planner_and_select_critic(dataset, algo, level_algo):
     with pytest.raises(ValueError, match="ranking by a critic needs one"):
         level_algo.policy(select="critic")
