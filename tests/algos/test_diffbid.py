@@ -688,6 +688,7 @@ def test_a_critic_alone_plans_only_the_level_it_keeps(dataset, level_algo, monke
     assert fast.candidate == full.candidate and fast.action == full.action
     np.testing.assert_allclose(fast.plan, full.plan, rtol=1e-4, atol=1e-5)
 
+
 def test_a_critic_needs_a_level_planner_and_select_critic(dataset, algo, level_algo):
     with pytest.raises(ValueError, match="ranking by a critic needs one"):
         level_algo.policy(select="critic")
