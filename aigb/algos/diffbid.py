@@ -908,15 +908,11 @@ class DiffBidPlanner:
             if not np.all(far | outside):
                 outside |= far
         keep = np.flatnonzero(~outside)                                                    # (L',) level indices searched
-        # A critic without an objective ranks the levels from the state alone: it decides before any
-        # plan is drawn, and only the kept level is planned (from the same shared noise: at eta 0 the
-        # plans the whole batch would have given it).
-        q = None
-        if self.critic is not None and self.objective is None:
-            q = torch.from_numpy(self.critic.values(state, self._level_values[keep]))      # (L',)
-            planned = keep[[int(torch.argmax(q))]]
-        else:
-            planned = keep
+        # A critic values the levels from the state alone. Without an objective that decides before
+        # any plan is drawn, and only the kept level is planned (from the same shared noise: at eta 0
+        # the plans the whole batch would have given it).
+        q = None if self.critic is None else torch.from_numpy(self.critic.values(state, self._level_values[keep]))  # (L',)
+        planned = keep[[int(torch.argmax(q))]] if q is not None and self.objective is None else keep
         n_levels, n_samples = planned.size, c.search_samples
         m = n_levels * n_samples
         noise = torch.randn((n_samples, self.horizon, len(self.channels)), generator=generator,
@@ -931,12 +927,11 @@ class DiffBidPlanner:
                          guidance=TFGGuidance(self.objective.at(t), self.tfg) if self._guided else None)   # (L'*S, H, P)
         # The expected score of a level: the mean of its plans' scores (not of their logs, which
         # would penalise a level for the spread of its outcomes on top of their mean).
-        if q is not None:
-            score = q
-        elif self.critic is None:
+        if q is None:
             score = torch.logsumexp(self.plan_score(x0, t).view(n_levels, n_samples), dim=1)  # (L',) log S + log mean
+        elif self.objective is None:
+            score = q
         else:   # Q plus the log of the mean f of the level's plans, in units of the levels' mean |Q|
-            q = torch.from_numpy(self.critic.values(state, self._level_values[keep]))      # (L',)
             log_f = torch.logsumexp(self.objective(x0, t).double().view(n_levels, n_samples).cpu(), dim=1) - math.log(n_samples)
             score = q + q.abs().mean() * log_f
         pos = int(torch.argmax(score))
