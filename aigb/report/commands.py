@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     """Add the ``report`` command."""
     p = subparsers.add_parser(
         "report", help="report.html and PNG figures from evaluation results",
-        description="Leaderboard (mean score with 95%% CI, %% of the oracle bound, CPA violations, budget used, paired "
+        description="Leaderboard (mean score with 95% CI, % of the oracle bound, CPA violations, budget used, paired "
                     "differences against a baseline) and figures (remaining budget over the day, planned vs realised "
                     "budget for planning strategies, delivery smoothness, exhaustion and spend oscillation, per-tick "
                     "spend and bid multiplier, parameter sweeps) from `aigb evaluate --out` directories alone. "
