@@ -111,7 +111,7 @@ def _parent(pid: int) -> int:
 def _kill_first_worker_running(title: bytes, stop: threading.Event, killed: list) -> None:
     """SIGKILL the first worker of this process's Ray instance (this process started its raylet,
     the raylet its workers) whose title is ``title``: a Ray worker names itself after the task
-    it is executing (ray::campaign_task). The task then runs again on another worker."""
+    it is executing (ray::period_task). The task then runs again on another worker."""
     while not stop.is_set() and not killed:
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:
@@ -136,7 +136,7 @@ def test_evaluate_on_ray_survives_a_killed_worker_without_losing_or_repeating_a_
     monkeypatch.setattr(evaluate_module._Journal, "add", lambda self, task, rows: (journaled.append(task),
                                                                                    add(self, task, rows)))
     stop, killed = threading.Event(), []
-    watcher = threading.Thread(target=_kill_first_worker_running, args=(b"ray::campaign_task", stop, killed))
+    watcher = threading.Thread(target=_kill_first_worker_running, args=(b"ray::period_task", stop, killed))
     watcher.start()
     try:
         on_ray = evaluate(specs, backend="ray", out_dir=tmp_path, **kwargs)

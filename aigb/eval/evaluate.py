@@ -10,9 +10,11 @@ data, datasets and the OnlineLP prior use periods below that (``aigb.strategies.
 prior on periods 0..7 of ``PRIOR_SEED``), and every random stream is keyed by (seed, period), so no
 evaluation campaign ever shares traffic with a training one, whatever seeds either side uses.
 
-Work is split into one task per (seed, period, slot) that plays all strategies there
-(``aigb.eval.rollout.run_campaign``), run over local processes or Ray tasks (``aigb.backends``);
-rows are ordered by strategy, then task, so the table is bit-for-bit the same for any number of
+Work is split by period: one unit plays every strategy on the slots of one (seed, period) in one
+batched run (``aigb.eval.batched.period_task``; a period is split into parts only when there are
+fewer periods than workers), run over local processes or Ray tasks (``aigb.backends``). Each
+campaign's row equals the row of playing it alone (``aigb.eval.rollout.run_campaign``); rows are
+ordered by strategy, then campaign, so the table is bit-for-bit the same for any number of
 workers and either backend. ``out_dir`` receives
 ``results.parquet`` (configuration in its metadata) and ``config.json``, both written atomically.
 
@@ -53,7 +55,7 @@ from aigb.backends import Backend, TaskRun
 from aigb.data.parquet import OutputPathError, atomic_output, ensure_writable_dir, file_metadata, read_table, write_table_atomic
 from aigb.eval.metrics import Summary, format_summary, summarize
 from aigb.eval.traces import write_traces
-from aigb.eval.rollout import campaign_task
+from aigb.eval.batched import period_task
 from aigb.score import DEFAULT_TASK, check_task
 from aigb.seeding import EVAL_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
@@ -291,6 +293,22 @@ def _shippable(built: dict) -> dict:
     return out
 
 
+def _period_units(todo: list[tuple], specs, market, population, task: str, workers: int) -> list[tuple]:
+    """The campaigns still to play, as units of ``aigb.eval.batched.period_task``: the slots of one
+    (seed, period) together, split into as many parts as it takes to keep ``workers`` busy."""
+    by_period: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for i, s, p, a in todo:
+        by_period.setdefault((s, p), []).append((i, a))
+    parts = max(1, -(-workers // max(len(by_period), 1)))   # ceil(workers / periods)
+    units = []
+    for (s, p), campaigns in by_period.items():
+        size = -(-len(campaigns) // parts)
+        for first in range(0, len(campaigns), size):
+            chunk = campaigns[first:first + size]
+            units.append(([i for i, _ in chunk], specs, market, population, s, p, [a for _, a in chunk], task))
+    return units
+
+
 def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slots="all", seeds: Sequence[int] = (0,),
              market: MarketConfig = MarketConfig(), population: PopulationConfig = PopulationConfig(),
              workers: int = 1, out_dir=None, baseline: str | None = None, progress: bool = True,
@@ -329,9 +347,10 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
     # once, before workers race to make them.
     built = {spec: strategy_factory(spec)(market) for spec in specs}
 
-    tasks = [(i, specs, market, population, s, p, a, task)
-             for i, (s, p, a) in enumerate((s, p, a) for s in config.seeds for p in config.periods for a in config.slots)]
+    tasks = [(i, s, p, a) for i, (s, p, a) in enumerate((s, p, a) for s in config.seeds for p in config.periods
+                                                         for a in config.slots)]
     todo = [t for t in tasks if t[0] not in results]
+    units = _period_units(todo, specs, market, population, task, int(workers))
     journal = None if out is None else _Journal(out / JOURNAL_FILE, config)
     failed: list[dict] = []
 
@@ -350,11 +369,12 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
     # (checkpoint weights, the OnlineLP prior); local workers build their own from the specs.
     shared = _shippable(built) if backend.kind == "ray" else None
     try:
-        with TaskRun(campaign_task, todo, backend=backend, workers=int(workers), shared=shared) as run:
-            for i, rows in run:
-                finished(i, rows)
+        with TaskRun(period_task, units, backend=backend, workers=int(workers), shared=shared) as run:
+            for unit in run:
+                for i, rows in unit:
+                    finished(i, rows)
                 if failed and not keep_going:
-                    run.cancel_pending()   # campaigns already running finish and are kept
+                    run.cancel_pending()   # periods already running finish and are kept
     finally:
         bar.close()
         if journal is not None:

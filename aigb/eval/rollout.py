@@ -39,12 +39,12 @@ from aigb.sim.env import BiddingEnv, InvalidBids
 from aigb.sim.period import campaign_outcomes
 from aigb.sim.population import PopulationConfig
 from aigb.strategies.base import Episode, Strategy, strategy_seed
-from aigb.strategies.oracle import solve_oracle
+from aigb.strategies.oracle import score_at_budget, solve_oracle
 from aigb.score import DEFAULT_TASK, task_beta
 from aigb.strategies.registry import strategy_factory
 from aigb.types import MarketConfig
 
-__all__ = ["ROW_FIELDS", "rollout", "run_campaign", "campaign_task", "spend_oscillation", "exhaustion_tick"]
+__all__ = ["ROW_FIELDS", "rollout", "run_campaign", "campaign_task", "spend_oscillation", "exhaustion_tick", "complete_row", "failed_row"]
 
 ROW_FIELDS: tuple[str, ...] = (
     "strategy", "seed", "period", "advertiser", "category", "budget", "target_cpa",
@@ -106,7 +106,6 @@ def rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, per
 
 def _rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, period: int, advertiser: int,
              population: PopulationConfig, task: str) -> dict:
-    beta = task_beta(task)
     env = BiddingEnv(market, advertiser, seed=seed, population=population,
                      keep_pv_history=strategy.needs_pv_history, record_competitors=True)
     obs, _ = env.reset(period=period)
@@ -136,11 +135,22 @@ def _rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, pe
         comp_top.append(info["competitor_top"])
         tick.append(np.full(info["p_value"].size, t, dtype=np.int64))
 
-    sim, a = env.sim, advertiser
-    out = {k: v[a] for k, v in campaign_outcomes(sim.history, sim.campaigns, task).items()}
-    tick_spend = sim.history["cost"][:, a].copy()
-    remaining = sim.history["remaining_budget"][:, a].copy()
-    expected_spend = float(sim.history["expected_cost"][:, a].sum())
+    p, ct, tk = np.concatenate(p_value).astype(np.float64), np.concatenate(comp_top), np.concatenate(tick)
+    return complete_row(row, strategy, market, env.sim.history, env.sim.campaigns, advertiser, (p, ct, tk), task)
+
+
+def complete_row(row: dict, strategy: Strategy, market: MarketConfig, history: dict[str, np.ndarray], campaigns,
+                 advertiser: int, oracle_inputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None, task: str) -> dict:
+    """Fill a played campaign's row: its outcomes from the market's tick statistics (history: field
+    -> (n_ticks, n_adv)), the traces, and the hindsight bound from ``oracle_inputs`` = (own p_value
+    (n_pv,) float64, the competitors' top bids (n_pv, n_slots), tick (n_pv,)) as the campaign
+    recorded them; None leaves the oracle columns NaN (rollouts that need no bound)."""
+    a, c = advertiser, campaigns[advertiser]
+    beta = task_beta(task)
+    out = {k: v[a] for k, v in campaign_outcomes(history, campaigns, task).items()}
+    tick_spend = history["cost"][:, a].copy()
+    remaining = history["remaining_budget"][:, a].copy()
+    expected_spend = float(history["expected_cost"][:, a].sum())
     row.update({
         "spend": float(out["spend"]), "conversions": float(out["conversions"]),
         "expected_conversions": float(out["expected_conversions"]), "expected_spend": expected_spend,
@@ -150,34 +160,43 @@ def _rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, pe
         "spend_oscillation": spend_oscillation(tick_spend),
         "tick_spend": tick_spend.tolist(), "remaining_budget": remaining.tolist(),
     })
-    row.update(tick_traces(strategy, sim.history, a))  # per-tick bid multiplier and plans (aigb.eval.traces)
-    p, ct, tk = np.concatenate(p_value).astype(np.float64), np.concatenate(comp_top), np.concatenate(tick)
+    row.update(tick_traces(strategy, history, a))  # per-tick bid multiplier and plans (aigb.eval.traces)
+    oracle_fields = ("oracle_score", "oracle_conversions", "oracle_spend", "oracle_alpha", "bound_score")
+    if oracle_inputs is None:
+        row.update({k: math.nan for k in oracle_fields})
+        return row
+    p, ct, tk = oracle_inputs
     rules = {"n_ticks": market.n_ticks, "exposure_probs": market.net_exposure_probs, "reserve_price": market.reserve_price,
              "beta": beta}
     try:
         sol = solve_oracle(p, ct, tk, c.budget, c.target_cpa, **rules)
         bound = sol.max_score
         if expected_spend > c.budget:
-            bound = solve_oracle(p, ct, tk, expected_spend, c.target_cpa, **rules).max_score
+            # The same frontier at the budget the row spent in expectation (solve_oracle's
+            # score-optimal spend over [0, budget], on the frontier it already built).
+            bound = score_at_budget(sol.frontier, expected_spend, c.target_cpa, beta)
     except Exception as err:  # noqa: BLE001 - a failed bound is reported on the row, not fatal
-        row["error"] = f"hindsight oracle failed for {label}: {type(err).__name__}: {err}"
+        row["error"] = f"hindsight oracle failed for {row['strategy']}: {type(err).__name__}: {err}"
         row["error_tick"] = market.n_ticks
-        for k in ("oracle_score", "oracle_conversions", "oracle_spend", "oracle_alpha", "bound_score"):
-            row[k] = math.nan
+        row.update({k: math.nan for k in oracle_fields})
         return row
     row.update({"oracle_score": float(sol.max_score), "oracle_conversions": float(sol.conversions),
                 "oracle_spend": float(sol.spend), "oracle_alpha": float(sol.alpha), "bound_score": float(bound)})
     return row
 
 
-def _failed(row: dict, env: BiddingEnv, message: str, tick: int) -> dict:
-    """A row for a campaign cut short: the message, the tick, what was spent so far, no metrics."""
-    a, t = env.advertiser, env.sim.tick
+def failed_row(row: dict, history: dict[str, np.ndarray], advertiser: int, n_played: int, message: str, tick: int) -> dict:
+    """A row for a campaign cut short: the message, the tick, what was spent in the ``n_played``
+    ticks played, no metrics."""
     row.update({k: math.nan for k in _NUMERIC})
     row.update({"exhaustion_tick": -1, "error": message, "error_tick": int(tick),
-                "tick_spend": env.sim.history["cost"][:t, a].tolist(),
-                "remaining_budget": env.sim.history["remaining_budget"][:t, a].tolist()})
+                "tick_spend": history["cost"][:n_played, advertiser].tolist(),
+                "remaining_budget": history["remaining_budget"][:n_played, advertiser].tolist()})
     return row
+
+
+def _failed(row: dict, env: BiddingEnv, message: str, tick: int) -> dict:
+    return failed_row(row, env.sim.history, env.advertiser, env.sim.tick, message, tick)
 
 
 def run_campaign(specs: tuple[str, ...], market: MarketConfig, population: PopulationConfig,

@@ -17,7 +17,7 @@ from aigb.sim.period import PeriodSim
 from aigb.sim.population import PopulationConfig
 from aigb.types import ACTION_HIGH, ACTION_LOW, TICK_STAT_FIELDS, Campaign, ConfigError, MarketConfig
 
-__all__ = ["BiddingEnv", "AlphaBiddingEnv", "Observation", "InvalidBids", "validate_bids"]
+__all__ = ["BiddingEnv", "AlphaBiddingEnv", "Observation", "InvalidBids", "validate_bids", "make_observation"]
 
 
 class InvalidBids(ValueError):
@@ -57,6 +57,27 @@ class Observation:
     history: dict[str, np.ndarray]  # field of TICK_STAT_FIELDS -> (tick,) own statistics so far
     features: np.ndarray       # (FEATURE_DIM,) float32 the v1 state
     pv_history: list[dict[str, np.ndarray]] | None = None  # per past tick, per-PV arrays (if kept)
+
+
+def make_observation(config: MarketConfig, campaign: Campaign, tick: int, history: dict[str, np.ndarray],
+                     inputs: tuple[np.ndarray, np.ndarray] | None, remaining_budget: float,
+                     pv_history: list[dict[str, np.ndarray]] | None) -> Observation:
+    """What ``campaign``'s advertiser sees at the start of ``tick``.
+
+    history: field -> (n_ticks, n_adv) statistics of the market so far; inputs: the tick's
+    (p_value, p_value_sigma), (n_pv, n_adv), or None after the last tick.
+    """
+    a = campaign.advertiser
+    own = {f: history[f][:tick, a].copy() for f in TICK_STAT_FIELDS}
+    if inputs is None:
+        p = s = np.zeros(0, dtype=np.float32)
+    else:
+        p, s = inputs[0][:, a], inputs[1][:, a]
+    c = campaign
+    features = build_features(own, config.n_ticks, p.size, float(p.mean(dtype=np.float64)) if p.size else 0.0,
+                              c.budget, c.target_cpa, c.category)
+    return Observation(tick, config.n_ticks, c, remaining_budget, p, s, own, features,
+                       None if pv_history is None else list(pv_history))
 
 
 class BiddingEnv:
@@ -101,20 +122,10 @@ class BiddingEnv:
         return self._observe(), {"period": period, "seed": self.seed}
 
     def _observe(self) -> Observation:
-        sim, a = self.sim, self.advertiser
-        t = sim.tick
-        history = {f: sim.history[f][:t, a].copy() for f in TICK_STAT_FIELDS}
-        if sim.done:
-            p = s = np.zeros(0, dtype=np.float32)
-        else:
-            p_all, s_all = sim.tick_inputs()
-            p, s = p_all[:, a], s_all[:, a]
-        c = self.campaign
-        features = build_features(history, self.config.n_ticks, p.size, float(p.mean(dtype=np.float64)) if p.size else 0.0,
-                                  c.budget, c.target_cpa, c.category)
-        pv_history = None if self._pv_history is None else list(self._pv_history)
-        return Observation(t, self.config.n_ticks, c, float(sim.remaining_budget[a]), p, s, history,
-                           features, pv_history)
+        sim = self.sim
+        inputs = None if sim.done else sim.tick_inputs()
+        return make_observation(self.config, self.campaign, sim.tick, sim.history, inputs,
+                                float(sim.remaining_budget[self.advertiser]), self._pv_history)
 
     def step(self, bids) -> tuple[Observation, float, bool, bool, dict]:
         if self.sim is None or self.sim.done:

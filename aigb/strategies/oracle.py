@@ -53,6 +53,7 @@ import numpy as np
 from aigb.score import DEFAULT_BETA, score
 
 __all__ = [
+    "score_at_budget",
     "Frontier",
     "OracleSolution",
     "UniformAlphaSolution",
@@ -344,6 +345,12 @@ def _score_optimal_spend(f: Frontier, budget: float, target_cpa: float, beta: fl
     cand_s = np.append(ends_s, s_c)
     cand_v = np.append(ends_v, f(s_c))
     return float(cand_s[np.argmax(score(cand_v, cand_s, target_cpa, beta))])
+
+
+def score_at_budget(f: Frontier, budget: float, target_cpa: float, beta: float = DEFAULT_BETA) -> float:
+    """The bound ``solve_oracle`` gives at another ``budget`` (its ``max_score``), from a frontier it built."""
+    s_opt = _score_optimal_spend(f, budget, target_cpa, beta, _cpa_limit(f, target_cpa))
+    return score(f(s_opt), s_opt, target_cpa, beta)
 
 
 def _cut_alpha(f: Frontier, s: float) -> float:

@@ -177,15 +177,17 @@ def test_a_failure_stops_the_evaluation_keeping_finished_campaigns_for_a_resume(
     registry.register("fails3", lambda market: FailsOn(3))
     kwargs = dict(periods=1, slots=[0, 3, 5], market=MARKET, progress=False)
     FailsOn.resets.clear()
-    with pytest.raises(EvaluationStopped, match=r"fails3 raised at tick 2.*advertiser 3\).*1 campaigns completed.*re-run resumes"):
+    # The period's campaigns play together, so those in flight (0 and 5) finish and are kept.
+    with pytest.raises(EvaluationStopped, match=r"fails3 raised at tick 2.*advertiser 3\).*2 campaigns completed.*re-run resumes"):
         evaluate(["fixed", "fails3"], out_dir=tmp_path / "e", **kwargs)
-    assert FailsOn.resets == [0, 3]  # stopped at the failure, advertiser 5 never played
+    assert FailsOn.resets == [0, 3, 5]
     lines = (tmp_path / "e" / JOURNAL_FILE).read_text().splitlines()
-    assert len(lines) == 2 and json.loads(lines[1])["task"] == 0  # header + advertiser 0; the failed one is not kept
+    # header + advertisers 0 and 5; the failed one is not kept
+    assert len(lines) == 3 and [json.loads(line)["task"] for line in lines[1:]] == [0, 2]
     assert not (tmp_path / "e" / "results.parquet").exists()
     FailsOn.resets.clear()
     resumed = evaluate(["fixed", "fails3"], out_dir=tmp_path / "e", keep_going=True, **kwargs)
-    assert FailsOn.resets == [3, 5]  # advertiser 0 came from the journal
+    assert FailsOn.resets == [3]  # advertisers 0 and 5 came from the journal
     whole = evaluate(["fixed", "fails3"], out_dir=tmp_path / "whole", keep_going=True, **kwargs)
     assert_same_rows(resumed.table, whole.table)
     assert_same_rows(pq.read_table(tmp_path / "e" / "results.parquet"), whole.table)
