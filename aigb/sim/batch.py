@@ -480,6 +480,8 @@ class CampaignBatch:
                 raise ValueError(f"advertiser: must be in [0, {config.n_advertisers}), got {a}")
         n_b, n_adv = self.advertisers.size, config.n_advertisers
         self.bidders = [copy.deepcopy(ref.bidders) for _ in range(n_b)]
+        for bidders in self.bidders:   # they pace on the campaigns' budgets, as PeriodSim's do
+            bidders.budget = self.budget
         self.spent = np.zeros((n_b, n_adv))
         self.conversions = np.zeros((n_b, n_adv))
         self.history = [{f: np.zeros((config.n_ticks, n_adv)) for f in TICK_STAT_FIELDS} for _ in range(n_b)]
