@@ -36,7 +36,7 @@ import math
 import time
 from typing import Sequence
 
-from aigb.eval.rollout import rollout
+from aigb.eval.batched import play_period
 from aigb.eval.training import VALIDATION_SEED, ValidationSet
 from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
@@ -95,14 +95,16 @@ def tune_guidance(spec: str, *, periods: int = 1, slots: Sequence[int] = Validat
     if periods < 1 or not slots:
         raise ConfigError("tune-guidance: needs periods >= 1 and at least one slot")
     algo = load_algorithm(path, expected_feature_version=FEATURE_VERSION)
-    campaigns = [(VALIDATION_FIRST_PERIOD + p, a) for p in range(periods) for a in slots]
     history: list[dict] = []
     began = time.perf_counter()
 
     def evaluate(config: TFGConfig) -> float:
         t0 = time.perf_counter()
         strategy = DiffBidStrategy(planner_of(algo, path, options, tfg=config), "tune")
-        rows = [rollout(strategy, "tune", market, VALIDATION_SEED, period, slot, PopulationConfig()) for period, slot in campaigns]
+        rows = [row for p in range(periods)
+                for slot in play_period(("tune",), market, PopulationConfig(), VALIDATION_SEED, VALIDATION_FIRST_PERIOD + p,
+                                        slots, {"tune": strategy})
+                for row in slot]
         value = tuning_criterion(rows, options["guide"])
         cpa_ok = sum(not (r["realized_cpa"] > r["target_cpa"]) for r in rows) / len(rows)
         history.append({"config": dataclasses.asdict(config), "criterion": value, "cpa_ok_rate": cpa_ok,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from aigb.data.parquet import atomic_output, ensure_writable_dir
-from aigb.eval.rollout import rollout
+from aigb.eval.batched import play_period
 from aigb.score import DEFAULT_TASK
 from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
@@ -47,12 +47,12 @@ class ValidationSet:
     def __call__(self, policy) -> dict:
         from aigb.strategies.learned import LearnedStrategy
 
-        rows = []
-        for p in range(self.periods):
-            for a in self.slots:
-                strategy = LearnedStrategy(policy, "validation")
-                rows.append(rollout(strategy, "validation", self.market, VALIDATION_SEED,
-                                    VALIDATION_FIRST_PERIOD + p, a, PopulationConfig(), self.task))
+        # Each period's campaigns in one batched run (rows as single rollouts give them).
+        built = {"validation": LearnedStrategy(policy, "validation")}
+        rows = [row for p in range(self.periods)
+                for slot in play_period(("validation",), self.market, PopulationConfig(), VALIDATION_SEED,
+                                        VALIDATION_FIRST_PERIOD + p, self.slots, built, self.task)
+                for row in slot]
         errors = [r["error"] for r in rows if r["error"]]
         if errors:
             raise RuntimeError(f"validation rollout failed: {errors[0]}")
