@@ -47,9 +47,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from aigb.types import ConfigError
+from aigb.types import ConfigError, MarketConfig
 
-__all__ = ["PopulationConfig", "RuleBidders", "KINDS", "EXPLORE", "AUCTIONNET_ROSTER", "ratio_bins"]
+__all__ = ["PopulationConfig", "RuleBidders", "KINDS", "EXPLORE", "AUCTIONNET_ROSTER", "ratio_bins", "market_population"]
 
 KINDS = ("fixed", "pid", "lp", "anet_pid", "feedback")
 FIXED, PID, LP, ANET_PID, FEEDBACK = range(len(KINDS))
@@ -159,6 +159,11 @@ EXPLORE = PopulationConfig(
     noise=(0.0, 0.5),
     alpha_bounds=(0.05, 7.0),
 )
+
+
+def market_population(config: MarketConfig) -> PopulationConfig:
+    """The evaluation competitor field of ``config``'s market version."""
+    return PopulationConfig()
 
 
 class RuleBidders:
