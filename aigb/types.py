@@ -22,7 +22,7 @@ shown with net probability 0.48), AuctionNet's roster of competitor kinds (PID, 
 day plan, CPA-blind state-feedback bidders). Datasets, checkpoints and results record it; data of
 another version is refused (``check_market_version``)."""
 
-MARKET_VERSIONS = ("v2",)
+MARKET_VERSIONS = ("v2", "v3")
 """Versions this code can simulate (``MarketConfig.version``). v3: a competitor field and day types
 calibrated on AuctionNet's own per-tick data (docs/market-calibration.md); the default stays
 ``MARKET_VERSION`` until every table is re-run on v3."""

@@ -23,8 +23,12 @@ __all__ = ["register", "cmd_calibrate", "calibration_report", "format_report"]
 
 def calibration_report(versions=("v2",), *, rldata=(), periods: int = 4, seed: int = 0,
                        first_period: int = EVAL_FIRST_PERIOD, market=None, player: int | None = None,
-                       auctionnet_roster: bool = False, progress: bool = True) -> dict:
-    """Statistics of each market version (per period and summarised) and of each rlData file."""
+                       auctionnet_roster: bool = False, exclude=(), progress: bool = True) -> dict:
+    """Statistics of each market version (per period and summarised) and of each rlData file.
+
+    exclude: advertiser indices left out of every statistic but the market-wide ones (least winning
+    cost, PVs), on both sides (e.g. the log's stand-in slots and the same slots of our market).
+    """
     from aigb.data.rldata import AUCTIONNET_EVAL_KINDS, read_rldata
     from aigb.sim.calibration import period_statistics, simulated_table, summarise
     from aigb.types import MarketConfig
@@ -32,16 +36,21 @@ def calibration_report(versions=("v2",), *, rldata=(), periods: int = 4, seed: i
     if periods < 1:
         raise ValueError(f"periods: must be >= 1, got {periods}")
     base = market if market is not None else MarketConfig()
-    out = {"statistics_of": {}, "markets": {}, "logs": {}, "periods": periods, "seed": seed, "first_period": first_period}
+    out = {"markets": {}, "logs": {}, "periods": periods, "seed": seed, "first_period": first_period,
+           "excluded_advertisers": sorted(int(a) for a in exclude)}
+
+    def kept(t):
+        return t.select(~np.isin(np.arange(t.budget.size), list(exclude))) if len(exclude) else t
+
     for path in rldata:  # read first: a bad file fails before any simulation
         tables = read_rldata(path, kinds=AUCTIONNET_EVAL_KINDS if auctionnet_roster else None, player=player)
-        per = [period_statistics(t) for t in tables]
+        per = [period_statistics(kept(t)) for t in tables]
         out["logs"][str(path)] = {"per_period": per, "summary": summarise(per)}
     for version in versions:
         config = replace(base, version=version)
         per = []
         for p in range(first_period, first_period + periods):
-            per.append(period_statistics(simulated_table(config, seed, p)))
+            per.append(period_statistics(kept(simulated_table(config, seed, p))))
             if progress:
                 print(f"market {version}: period {p} done", flush=True)
         out["markets"][version] = {"config": config.to_dict(), "per_period": per, "summary": summarise(per)}
@@ -108,6 +117,9 @@ def register(subparsers) -> None:
     p.add_argument("--auctionnet-roster", action="store_true",
                    help="label the log's advertisers with AuctionNet's evaluation roster (PID, offline-RL, stand-ins) "
                         "for the per-kind statistics")
+    p.add_argument("--exclude-stand-ins", action="store_true",
+                   help="with --auctionnet-roster: leave the roster's stand-in slots (agents the public repository "
+                        "plays with substitutes) out of the per-advertiser statistics, in the log and in our markets")
     p.add_argument("--out", default=None, help="also write every figure (per period and summarised) as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_calibrate)
@@ -116,11 +128,17 @@ def register(subparsers) -> None:
 def cmd_calibrate(args) -> int:
     from aigb.data.parquet import atomic_output
 
+    exclude = ()
+    if args.exclude_stand_ins:
+        if not args.auctionnet_roster:
+            raise ValueError("--exclude-stand-ins: needs --auctionnet-roster (the stand-ins are slots of its roster)")
+        from aigb.data.rldata import AUCTIONNET_EVAL_KINDS
+        exclude = tuple(a for a, k in enumerate(AUCTIONNET_EVAL_KINDS) if k == "stand-in")
     if args.out and Path(args.out).is_dir():
         raise ValueError(f"--out: {args.out} is a directory; give a file name")
     report = calibration_report(args.versions, rldata=args.rldata, periods=args.periods, seed=args.seed,
                                 first_period=args.first_period, player=args.player,
-                                auctionnet_roster=args.auctionnet_roster, progress=not args.quiet)
+                                auctionnet_roster=args.auctionnet_roster, exclude=exclude, progress=not args.quiet)
     print(format_report(report))
     if args.out:
         with atomic_output(args.out) as tmp:

@@ -13,7 +13,7 @@ count, is not "outside" by a rounding), and a log's value is "outside" when it f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -45,6 +45,14 @@ class TickTable:
     n_pv: np.ndarray            # (n_ticks,) PVs of the tick
     lwc_mean: np.ndarray        # (n_ticks,) mean least winning cost (NaN: not known)
     min_remaining_budget: float = 0.1
+
+    def select(self, rows: np.ndarray) -> "TickTable":
+        """The same period with only the advertisers ``rows`` (indices or a mask); market-wide columns kept."""
+        rows = np.asarray(rows)
+        return replace(self, budget=self.budget[rows], target_cpa=self.target_cpa[rows],
+                       kind=tuple(np.asarray(self.kind, dtype=object)[rows]), player=self.player[rows],
+                       alpha=self.alpha[rows], remaining=self.remaining[rows], cost=self.cost[rows],
+                       conversions=self.conversions[rows], p_value_mean=self.p_value_mean[rows])
 
     @property
     def live(self) -> np.ndarray:

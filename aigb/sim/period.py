@@ -56,7 +56,7 @@ class PeriodSim:
         if population is None:  # the competitor field of the market's version
             population = market_population(config)
         self.bidders = bidders if bidders is not None else RuleBidders.draw(
-            population, self.target_cpa, self.budget, day_profile(config.n_ticks), rng(seed, "population", period),
+            population, self.target_cpa, self.budget, day_profile(config.n_ticks, config.version), rng(seed, "population", period),
             alpha_scale=config.alpha_scale)
         n_adv = config.n_advertisers
         self.spent = np.zeros(n_adv)

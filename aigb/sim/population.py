@@ -49,7 +49,7 @@ import numpy as np
 
 from aigb.types import ConfigError, MarketConfig
 
-__all__ = ["PopulationConfig", "RuleBidders", "KINDS", "EXPLORE", "AUCTIONNET_ROSTER", "ratio_bins", "market_population"]
+__all__ = ["PopulationConfig", "RuleBidders", "KINDS", "EXPLORE", "AUCTIONNET_ROSTER", "ratio_bins", "market_population", "V3_FIELD"]
 
 KINDS = ("fixed", "pid", "lp", "anet_pid", "feedback")
 FIXED, PID, LP, ANET_PID, FEEDBACK = range(len(KINDS))
@@ -161,9 +161,25 @@ EXPLORE = PopulationConfig(
 )
 
 
+# Market v3's competitor field, calibrated on AuctionNet's own per-tick data (one evaluation period
+# of its simulator, all 48 advertisers; docs/market-calibration.md maps each value to its source).
+# The roster and the PID / OnlineLP rules are v2's. The offline-RL stand-ins (feedback) start near
+# the shipped policies' first alphas and follow budget pace only: the shipped IQL, CQL, BC, MOPO and
+# COMBO open at alpha = 53-100 whatever their CPA (0.56-1.05 S), hold alpha / S ~ 0.9-1.2 through
+# the day, and their log alpha regresses on log(budget left / time left) with slope 0.22 and not on
+# the market price (slope -0.03); their tick-to-tick log changes have a standard deviation of 0.24.
+V3_FIELD = PopulationConfig(
+    anet_initial=(0.158, 0.158),   # AuctionNet's PID opens at alpha = 15 in every slot: 15 / 95
+    aggressiveness=(0.75, 1.7),    # alpha / S at pace 1: median 1.13, log sd 0.24 (sample RL: 0.9-1.2 by window)
+    budget_gain=(0.2, 0.6),        # exponent on budget left / time left (sample slope 0.22 + the pace spread)
+    market_gain=(0.0, 0.0),        # no response to the market price (sample slope -0.03)
+    noise=(0.0, 0.2),              # per-tick log-normal noise (sample tick-to-tick sd 0.24, heavy-tailed)
+)
+
+
 def market_population(config: MarketConfig) -> PopulationConfig:
     """The evaluation competitor field of ``config``'s market version."""
-    return PopulationConfig()
+    return V3_FIELD if config.version == "v3" else PopulationConfig()
 
 
 class RuleBidders:
