@@ -96,6 +96,17 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _plain(x):
+    """JSON values: unknown (NaN) statistics become null."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
 def register(subparsers) -> None:
     """Add the ``calibrate`` command."""
     from aigb.types import MARKET_VERSION, MARKET_VERSIONS
@@ -142,6 +153,6 @@ def cmd_calibrate(args) -> int:
     print(format_report(report))
     if args.out:
         with atomic_output(args.out) as tmp:
-            tmp.write_text(json.dumps(report, indent=1, default=lambda x: None if isinstance(x, float) and np.isnan(x) else x) + "\n")
+            tmp.write_text(json.dumps(_plain(report), indent=1, allow_nan=False) + "\n")
         print(f"wrote {args.out}")
     return 0
