@@ -109,7 +109,7 @@ def _plain(x):
 
 def register(subparsers) -> None:
     """Add the ``calibrate`` command."""
-    from aigb.types import MARKET_VERSION, MARKET_VERSIONS
+    from aigb.types import MARKET_VERSION, MARKET_VERSIONS, PRESETS
 
     p = subparsers.add_parser(
         "calibrate", help="a market's competitor-field statistics beside an AuctionNet rlData log",
@@ -120,6 +120,7 @@ def register(subparsers) -> None:
     p.add_argument("--rldata", nargs="*", default=[], metavar="CSV", help="AuctionNet rlData files (one or more periods each)")
     p.add_argument("--versions", nargs="+", default=[MARKET_VERSION], choices=MARKET_VERSIONS,
                    help="market versions to simulate (default %(default)s)")
+    p.add_argument("--preset", default="sparse", choices=PRESETS, help="advertiser profiles of our markets (default %(default)s)")
     p.add_argument("--periods", type=int, default=4, help="periods simulated per market version (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="root seed (default %(default)s)")
     p.add_argument("--first-period", type=int, default=EVAL_FIRST_PERIOD, help="first simulated period (default %(default)s)")
@@ -147,7 +148,10 @@ def cmd_calibrate(args) -> int:
         exclude = tuple(a for a, k in enumerate(AUCTIONNET_EVAL_KINDS) if k == "stand-in")
     if args.out and Path(args.out).is_dir():
         raise ValueError(f"--out: {args.out} is a directory; give a file name")
+    from aigb.types import MarketConfig
+
     report = calibration_report(args.versions, rldata=args.rldata, periods=args.periods, seed=args.seed,
+                                market=MarketConfig(preset=args.preset),
                                 first_period=args.first_period, player=args.player,
                                 auctionnet_roster=args.auctionnet_roster, exclude=exclude, progress=not args.quiet)
     print(format_report(report))

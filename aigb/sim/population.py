@@ -31,7 +31,9 @@ Kinds (``KINDS``):
 CPA range), so the CPA-blind kinds bid on the market's scale, never on their own CPA.
 
 The default field is AuctionNet's roster (``AUCTIONNET_ROSTER``): per category of 8, one PID, two
-OnlineLP and five offline-RL policies at fixed positions, parameters drawn per period. Each bidder
+OnlineLP and five offline-RL policies at fixed positions, parameters drawn per period. Market v3
+(``V3_FIELD``, chosen by ``market_population``) keeps the roster with parameters calibrated on
+AuctionNet's own per-tick data. Each bidder
 multiplies its alpha by per-tick log-normal noise of its own scale.
 
 Held levels (``hold_share``, datasets only): a share of the advertisers, of any kind, stop

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -53,10 +54,11 @@ def test_cli_writes_the_figures(tmp_path, capsys, monkeypatch):
     import aigb.report.calibrate as cal
 
     real = cal.calibration_report
-    monkeypatch.setattr(cal, "calibration_report", lambda *a, **k: real(*a, **{**k, "market": MarketConfig(n_pv=3000)}))
+    monkeypatch.setattr(cal, "calibration_report", lambda *a, **k: real(*a, **{**k, "market": replace(k["market"], n_pv=3000)}))
     out = tmp_path / "cal.json"
-    assert main(["calibrate", "--rldata", str(SAMPLE), "--periods", "1", "--quiet", "--out", str(out)]) == 0
+    assert main(["calibrate", "--rldata", str(SAMPLE), "--periods", "1", "--preset", "dense", "--quiet", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["markets"]["v2"]["per_period"][0]["n_pv"] == 3000
+    assert data["markets"]["v2"]["config"]["preset"] == "dense"
     assert "mult_median_w0" in capsys.readouterr().out
     assert data["logs"][str(SAMPLE)]["per_period"][0]["mult_median_lp"] is None  # unknown kinds: null, not NaN
