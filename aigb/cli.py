@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     from aigb.eval import commands as eval_commands
     from aigb.eval import guidance as guidance_commands
     from aigb.export import commands as export_commands
+    from aigb.report import calibrate as calibrate_commands
     from aigb.report import commands as report_commands
     from aigb import demo
 
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     eval_commands.register(sub)
     report_commands.register(sub)
+    calibrate_commands.register(sub)
     guidance_commands.register(sub)
     export_commands.register(sub)
     demo.register(sub)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-__all__ = ["MARKET_VERSION", "MarketVersionError", "check_market_version", "N_CATEGORIES", "Campaign", "MarketConfig", "TICK_STAT_FIELDS", "PRESETS", "ConfigError"]
+__all__ = ["MARKET_VERSION", "MARKET_VERSIONS", "MarketVersionError", "check_market_version", "N_CATEGORIES", "Campaign", "MarketConfig", "TICK_STAT_FIELDS", "PRESETS", "ConfigError"]
 
 PRESETS = ("sparse", "dense", "random")
 N_CATEGORIES = 6  # advertiser categories of the reference market
@@ -21,6 +21,11 @@ MARKET_VERSION = "v2"
 shown with net probability 0.48), AuctionNet's roster of competitor kinds (PID, OnlineLP without a
 day plan, CPA-blind state-feedback bidders). Datasets, checkpoints and results record it; data of
 another version is refused (``check_market_version``)."""
+
+MARKET_VERSIONS = ("v2", "v3")
+"""Versions this code can simulate (``MarketConfig.version``). v3: a competitor field and day types
+calibrated on AuctionNet's own per-tick data (docs/market-calibration.md); the default stays
+``MARKET_VERSION`` until every table is re-run on v3."""
 
 
 class ConfigError(ValueError):
@@ -88,6 +93,8 @@ class MarketConfig:
     """An advertiser whose remaining budget is below this bids 0."""
     p_value_base: float | None = None
     """Mean conversion probability scale; None takes the preset's (5e-4 sparse, 5e-3 dense)."""
+    version: str = MARKET_VERSION
+    """Market version: its competitor field and day types ('v2', or 'v3' calibrated on AuctionNet's data)."""
 
     def __post_init__(self) -> None:
         for name in ("n_pv", "n_ticks", "n_advertisers", "n_slots"):
@@ -107,6 +114,7 @@ class MarketConfig:
         _require(math.isfinite(self.min_remaining_budget) and self.min_remaining_budget >= 0, "min_remaining_budget", f"must be >= 0, got {self.min_remaining_budget}")
         if self.p_value_base is not None:
             _require(0 < self.p_value_base < 1, "p_value_base", f"must lie in (0, 1), got {self.p_value_base}")
+        _require(self.version in MARKET_VERSIONS, "version", f"unknown market version {self.version!r}; choose one of {', '.join(MARKET_VERSIONS)}")
 
     @property
     def net_exposure_probs(self) -> tuple[float, ...]:
@@ -128,8 +136,8 @@ class MarketConfig:
         return 5e-3 if self.preset == "dense" else 5e-4
 
     def to_dict(self) -> dict:
-        """The fields plus ``market_version``, so every record of a market names its rules' version."""
-        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "market_version": MARKET_VERSION}
+        """The fields, ``version`` written as ``market_version``, so every record of a market names its rules' version."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "version"}, "market_version": self.version}
 
 
 # Per-(tick, advertiser) statistics every layer speaks: the simulator produces them, the feature

@@ -5,6 +5,11 @@ pv_auctions_per_second, peak_rss_mb, the reference (one auction at a time) imple
 on a slice of the same period and the speed ratio, and the scaling with the PV count.
 
     .venv/bin/python benchmarks/sim_throughput.py [--repeats 3]
+    .venv/bin/python benchmarks/sim_throughput.py --versions v2 v3   # market versions side by side
+
+With ``--versions`` it times the default period of each market version, alternating versions within
+every repeat (so machine load hits both alike), prints each version's mean, best and peak RSS and
+the ratios to the first version, and stops.
 """
 
 from __future__ import annotations
@@ -18,22 +23,23 @@ import time
 import numpy as np
 
 
-def _period_in_child(n_pv: int, seed: int, queue) -> None:
+def _period_in_child(n_pv: int, seed: int, queue, version: str | None = None) -> None:
     from aigb.sim.period import PeriodSim
     from aigb.types import MarketConfig
 
     start = time.perf_counter()
-    sim = PeriodSim(MarketConfig(n_pv=n_pv), seed, 0)
+    config = MarketConfig(n_pv=n_pv) if version is None else MarketConfig(n_pv=n_pv, version=version)
+    sim = PeriodSim(config, seed, 0)
     out = sim.run()
     seconds = time.perf_counter() - start
     queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, float(out["score"].mean())))
 
 
-def run_period(n_pv: int, seed: int) -> tuple[float, float, float]:
+def run_period(n_pv: int, seed: int, version: str | None = None) -> tuple[float, float, float]:
     """(seconds, peak RSS MB, mean score) of one period in a fresh process (clean RSS)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_period_in_child, args=(n_pv, seed, queue))
+    proc = ctx.Process(target=_period_in_child, args=(n_pv, seed, queue, version))
     proc.start()
     result = queue.get()
     proc.join()
@@ -68,12 +74,31 @@ def reference_slice(n_slice: int, seed: int) -> tuple[float, float]:
     return ref, fast
 
 
+def compare_versions(versions: list[str], repeats: int) -> None:
+    """Default periods of each version, alternating within every repeat; ratios to the first."""
+    runs = {v: [] for v in versions}
+    for seed in range(repeats):
+        for v in versions:
+            runs[v].append(run_period(500_000, seed, v))
+    base = np.mean([r[0] for r in runs[versions[0]]])
+    base_rss = max(r[1] for r in runs[versions[0]])
+    for v in versions:
+        seconds, rss = [r[0] for r in runs[v]], max(r[1] for r in runs[v])
+        print(f"market {v}: {np.mean(seconds):.2f} s mean, {min(seconds):.2f} s best, peak RSS {rss:.0f} MB; "
+              f"x{np.mean(seconds) / base:.2f} time, x{rss / base_rss:.2f} RSS of {versions[0]} "
+              f"(mean score {np.mean([r[2] for r in runs[v]]):.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="default periods timed (best and mean reported)")
     parser.add_argument("--slice", type=int, default=3000, help="PVs the reference implementation runs")
+    parser.add_argument("--versions", nargs="+", default=None, help="market versions to time side by side")
     args = parser.parse_args()
 
+    if args.versions:
+        compare_versions(args.versions, args.repeats)
+        return
     runs = [run_period(500_000, seed) for seed in range(args.repeats)]
     seconds = [r[0] for r in runs]
     rss = max(r[1] for r in runs)

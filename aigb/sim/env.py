@@ -14,7 +14,7 @@ import numpy as np
 from aigb.features import FEATURE_DIM, build_features
 from aigb.sim.auction import advertiser_view, rank_bids
 from aigb.sim.period import PeriodSim
-from aigb.sim.population import PopulationConfig
+from aigb.sim.population import PopulationConfig, market_population
 from aigb.types import ACTION_HIGH, ACTION_LOW, TICK_STAT_FIELDS, Campaign, ConfigError, MarketConfig
 
 __all__ = ["BiddingEnv", "AlphaBiddingEnv", "Observation", "InvalidBids", "validate_bids", "make_observation"]
@@ -94,10 +94,12 @@ class BiddingEnv:
     """
 
     def __init__(self, config: MarketConfig = MarketConfig(), advertiser: int = 0, *, seed: int = 0,
-                 population: PopulationConfig = PopulationConfig(), campaign: Campaign | None = None,
+                 population: PopulationConfig | None = None, campaign: Campaign | None = None,
                  keep_pv_history: bool = False, record_competitors: bool = False):
         if not 0 <= advertiser < config.n_advertisers:
             raise ConfigError(f"advertiser: must be in [0, {config.n_advertisers}), got {advertiser}")
+        # None: the competitor field of the market's version (``market_population``).
+        population = population if population is not None else market_population(config)
         self.config, self.advertiser, self.population = config, int(advertiser), population
         self.seed, self.campaign_override = int(seed), campaign
         self.keep_pv_history = keep_pv_history
@@ -164,7 +166,7 @@ class AlphaBiddingEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, config: MarketConfig = MarketConfig(), advertiser: int = 0, *,
-                 population: PopulationConfig = PopulationConfig()):
+                 population: PopulationConfig | None = None):
         self.inner = BiddingEnv(config, advertiser, population=population)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (FEATURE_DIM,), np.float32)
         self.action_space = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, (1,), np.float32)

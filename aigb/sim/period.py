@@ -20,7 +20,7 @@ from aigb.score import DEFAULT_TASK, realized_cpa, score, task_beta
 from aigb.seeding import rng
 from aigb.sim.auction import TickOutcome, draw_tick, step_market, tick_stats
 from aigb.sim.market import campaigns_for
-from aigb.sim.population import PopulationConfig, RuleBidders
+from aigb.sim.population import PopulationConfig, RuleBidders, market_population
 from aigb.sim.traffic import day_profile, period_traffic, tick_p_values
 from aigb.types import TICK_STAT_FIELDS, Campaign, MarketConfig
 
@@ -44,7 +44,7 @@ class PeriodSim:
 
     def __init__(self, config: MarketConfig, seed: int, period: int, *,
                  campaigns: tuple[Campaign, ...] | None = None,
-                 population: PopulationConfig = PopulationConfig(),
+                 population: PopulationConfig | None = None,
                  bidders: RuleBidders | None = None):
         self.config, self.seed, self.period = config, int(seed), int(period)
         self.campaigns = campaigns if campaigns is not None else campaigns_for(config, seed, period)
@@ -53,8 +53,10 @@ class PeriodSim:
         self.budget = np.array([c.budget for c in self.campaigns], dtype=np.float64)
         self.target_cpa = np.array([c.target_cpa for c in self.campaigns], dtype=np.float64)
         self.traffic = period_traffic(config, self.campaigns, seed, period)
+        if population is None:  # the competitor field of the market's version
+            population = market_population(config)
         self.bidders = bidders if bidders is not None else RuleBidders.draw(
-            population, self.target_cpa, self.budget, day_profile(config.n_ticks), rng(seed, "population", period),
+            population, self.target_cpa, self.budget, day_profile(config.n_ticks, config.version), rng(seed, "population", period),
             alpha_scale=config.alpha_scale)
         n_adv = config.n_advertisers
         self.spent = np.zeros(n_adv)

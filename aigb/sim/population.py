@@ -31,7 +31,9 @@ Kinds (``KINDS``):
 CPA range), so the CPA-blind kinds bid on the market's scale, never on their own CPA.
 
 The default field is AuctionNet's roster (``AUCTIONNET_ROSTER``): per category of 8, one PID, two
-OnlineLP and five offline-RL policies at fixed positions, parameters drawn per period. Each bidder
+OnlineLP and five offline-RL policies at fixed positions, parameters drawn per period. Market v3
+(``V3_FIELD``, chosen by ``market_population``) keeps the roster with parameters calibrated on
+AuctionNet's own per-tick data. Each bidder
 multiplies its alpha by per-tick log-normal noise of its own scale.
 
 Held levels (``hold_share``, datasets only): a share of the advertisers, of any kind, stop
@@ -47,9 +49,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from aigb.types import ConfigError
+from aigb.types import ConfigError, MarketConfig
 
-__all__ = ["PopulationConfig", "RuleBidders", "KINDS", "EXPLORE", "AUCTIONNET_ROSTER", "ratio_bins"]
+__all__ = ["PopulationConfig", "RuleBidders", "KINDS", "EXPLORE", "AUCTIONNET_ROSTER", "ratio_bins", "market_population", "V3_FIELD"]
 
 KINDS = ("fixed", "pid", "lp", "anet_pid", "feedback")
 FIXED, PID, LP, ANET_PID, FEEDBACK = range(len(KINDS))
@@ -159,6 +161,27 @@ EXPLORE = PopulationConfig(
     noise=(0.0, 0.5),
     alpha_bounds=(0.05, 7.0),
 )
+
+
+# Market v3's competitor field, calibrated on AuctionNet's own per-tick data (one evaluation period
+# of its simulator, all 48 advertisers; docs/market-calibration.md maps each value to its source).
+# The roster and the PID / OnlineLP rules are v2's. The offline-RL stand-ins (feedback) start near
+# the shipped policies' first alphas and follow budget pace only: the shipped IQL, CQL, BC, MOPO and
+# COMBO open at alpha = 53-100 whatever their CPA (0.56-1.05 S), hold alpha / S ~ 0.9-1.2 through
+# the day, and their log alpha regresses on log(budget left / time left) with slope 0.22 and not on
+# the market price (slope -0.03); their tick-to-tick log changes have a standard deviation of 0.24.
+V3_FIELD = PopulationConfig(
+    anet_initial=(0.158, 0.158),   # AuctionNet's PID opens at alpha = 15 in every slot: 15 / 95
+    aggressiveness=(0.75, 1.7),    # alpha / S at pace 1: median 1.13, log sd 0.24 (sample RL: 0.9-1.2 by window)
+    budget_gain=(0.2, 0.6),        # exponent on budget left / time left (sample slope 0.22 + the pace spread)
+    market_gain=(0.0, 0.0),        # no response to the market price (sample slope -0.03)
+    noise=(0.0, 0.2),              # per-tick log-normal noise (sample tick-to-tick sd 0.24, heavy-tailed)
+)
+
+
+def market_population(config: MarketConfig) -> PopulationConfig:
+    """The evaluation competitor field of ``config``'s market version."""
+    return V3_FIELD if config.version == "v3" else PopulationConfig()
 
 
 class RuleBidders:

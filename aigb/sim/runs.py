@@ -17,8 +17,9 @@ OUTCOME_COLUMNS = ("period", "advertiser", "category", "budget", "target_cpa", "
 
 
 def simulate_periods(config: MarketConfig, periods: int, seed: int, *, first_period: int = 0,
-                     population: PopulationConfig = PopulationConfig(), progress: bool = True) -> dict[str, np.ndarray]:
-    """Run ``periods`` periods of the rule-bidder population; one row per (period, advertiser)."""
+                     population: PopulationConfig | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+    """Run ``periods`` periods of the rule-bidder population (None: the market version's field); one
+    row per (period, advertiser)."""
     if periods < 1:
         raise ValueError(f"periods: must be >= 1, got {periods}")
     columns: dict[str, list] = {c: [] for c in OUTCOME_COLUMNS}

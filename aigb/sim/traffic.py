@@ -24,7 +24,7 @@ from scipy.special import ndtri
 
 from aigb.seeding import rng
 from aigb.sim.market import N_CATEGORIES, reference
-from aigb.types import Campaign, MarketConfig
+from aigb.types import MARKET_VERSION, Campaign, MarketConfig
 
 __all__ = ["PeriodTraffic", "period_traffic", "tick_p_values", "day_profile"]
 
@@ -32,9 +32,14 @@ N_CURVE_WINDOWS = 6  # 8-tick windows of the 48-tick day
 VOLUME_WINDOW = 4
 
 
-def day_profile(n_ticks: int) -> np.ndarray:
-    """The reference share of the day's PVs per tick, resampled to ``n_ticks`` ticks.  # (n_ticks,)"""
-    share = np.asarray(reference()["tick_volume_share"], dtype=np.float64)
+def day_profile(n_ticks: int, version: str = MARKET_VERSION) -> np.ndarray:
+    """The share of the day's PVs per tick, resampled to ``n_ticks`` ticks.  # (n_ticks,)
+
+    Market v2 uses the reference profile; v3 the profile of AuctionNet's own evaluation period
+    (``tick_volume_share_v3``), which holds fewer PVs in the early morning and late evening.
+    """
+    key = "tick_volume_share_v3" if version == "v3" else "tick_volume_share"
+    share = np.asarray(reference()[key], dtype=np.float64)
     if n_ticks != share.size:
         # Integrate the reference profile over each new tick's span of the day.
         edges = np.linspace(0.0, share.size, n_ticks + 1)
@@ -76,7 +81,7 @@ def period_traffic(config: MarketConfig, campaigns: tuple[Campaign, ...], seed: 
     n_ticks, n_adv = config.n_ticks, len(campaigns)
     facts = reference()["p_value"]
 
-    share = day_profile(n_ticks)
+    share = day_profile(n_ticks, config.version)
     n_windows = -(-n_ticks // VOLUME_WINDOW)
     scale = np.repeat(g.uniform(0.6, 1.4, n_windows), VOLUME_WINDOW)[:n_ticks]
     share = share * scale
