@@ -31,10 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from tqdm.auto import tqdm
-
 from aigb.backends import Backend, TaskRun, add_backend_args, backend_from_args
-from aigb.data.parquet import atomic_output
 from aigb.types import ConfigError, MarketConfig
 
 __all__ = ["AlgoRun", "DemoSize", "DEMO_ALGOS", "SIZES", "DemoResult", "run_demo", "run_stage", "register"]
@@ -137,6 +134,8 @@ def run_stage(out_dir: Path, name: str, settings: dict, run: Callable[[], dict],
     start = time.perf_counter()
     outcome = json.loads(json.dumps(run()))
     marker.parent.mkdir(parents=True, exist_ok=True)
+    from aigb.data.parquet import atomic_output
+
     with atomic_output(marker) as tmp:
         tmp.write_text(json.dumps({"settings": settings, "outcome": outcome,
                                    "seconds": time.perf_counter() - start}, indent=2) + "\n")
@@ -212,6 +211,8 @@ def _train_all(out: Path, runs: list[AlgoRun], size: DemoSize, progress: bool, s
         calls = {r.algo: _StageCall(run_stage, out, f"train-{r.algo}", settings[r.algo],
                                     _StageCall(_train_one, r, str(out / "data"), str(out / "runs" / r.algo), validation,
                                                math.ceil(r.steps / size.validations)), _quiet) for r in todo}
+        from tqdm.auto import tqdm
+
         bar = tqdm(total=sum(r.steps for r in todo), desc="train", unit="update", disable=not progress)
         if size.workers == 1 and backend.kind == "local":   # here, one after the other
             for r in todo:
@@ -344,6 +345,8 @@ def _run_demo(out_dir, size, algos, progress, say, backend: Backend) -> DemoResu
     def report() -> dict:
         say(f"report: leaderboard and figures from {out / 'eval'} into {out / 'report'}")
         from aigb.report.build import FIGURES
+
+        from tqdm.auto import tqdm
 
         bar = tqdm(total=len(FIGURES), desc="report", unit="figure", disable=not progress)
 

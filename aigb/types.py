@@ -142,6 +142,9 @@ class MarketConfig:
 
 # Per-(tick, advertiser) statistics every layer speaks: the simulator produces them, the feature
 # module and the trajectory table consume them. Means are over the tick's PVs.
+DATASET_MARKET = MarketConfig(preset="random")
+"""The training datasets' default market: the sparse regime with per-period random budgets and target CPAs."""
+
 TICK_STAT_FIELDS: tuple[str, ...] = (
     "n_pv",                # PVs offered in the tick
     "bid_mean",            # mean bid

@@ -11,17 +11,16 @@ import sys
 from dataclasses import replace
 
 from aigb.backends import add_backend_args, backend_from_args
-from aigb.data.dataset import dataset_info, format_dataset_info
-from aigb.data.generate import DEFAULT_MARKET, DatasetMismatchError, generate_dataset
-from aigb.features import FeatureVersionError
 from aigb.score import DEFAULT_TASK, TASKS
-from aigb.sim.population import EXPLORE, PopulationConfig
-from aigb.types import PRESETS, MarketConfig
+from aigb.types import DATASET_MARKET, PRESETS, MarketConfig
 
 __all__ = ["register", "cmd_generate", "cmd_dataset_info"]
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from aigb.data.generate import DatasetMismatchError, generate_dataset
+    from aigb.sim.population import EXPLORE, PopulationConfig
+
     backend = backend_from_args(args)
     market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
     try:
@@ -44,6 +43,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_info(args: argparse.Namespace) -> int:
+    from aigb.data.dataset import dataset_info, format_dataset_info
+    from aigb.features import FeatureVersionError
+
     try:
         info = dataset_info(args.dir, verify=args.verify)
     except (FileNotFoundError, ValueError, FeatureVersionError) as err:
@@ -59,7 +61,7 @@ def cmd_dataset_info(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``generate`` and ``dataset`` commands to the ``aigb`` parser."""
-    d = DEFAULT_MARKET
+    d = DATASET_MARKET
     p = subparsers.add_parser("generate", help="simulate periods of an exploring market and write a trajectory dataset",
                               description="Simulate periods with exploring rule bidders and write per-tick trajectories "
                                           "(and optionally the per-impression log) as Parquet. Resumable: re-running "

@@ -65,13 +65,13 @@ from aigb.seeding import VALIDATION_FIRST_PERIOD, rng
 from aigb.sim.market import DENSE_RANGES, SPARSE_RANGES, campaigns_for
 from aigb.sim.period import PeriodSim
 from aigb.sim.population import EXPLORE, PopulationConfig
-from aigb.types import Campaign, ConfigError, MarketConfig
+from aigb.types import DATASET_MARKET, Campaign, ConfigError, MarketConfig
 
 __all__ = ["DEFAULT_MARKET", "DATASET_FILE", "DatasetMismatchError", "GenerateReport", "generate_dataset",
            "dataset_campaigns", "period_path", "dataset_identity", "dataset_fingerprint", "read_dataset_file",
            "identity_task"]
 
-DEFAULT_MARKET = MarketConfig(preset="random")
+DEFAULT_MARKET = DATASET_MARKET
 """Training default: the sparse regime with per-period random budgets and target CPAs."""
 DATASET_FILE = "dataset.json"
 TRAJECTORIES, IMPRESSIONS = "trajectories", "impressions"

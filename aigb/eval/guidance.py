@@ -36,7 +36,6 @@ import math
 import time
 from typing import Sequence
 
-from aigb.eval.batched import play_period
 from aigb.eval.training import VALIDATION_SEED, ValidationSet
 from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
@@ -87,6 +86,7 @@ def tune_guidance(spec: str, *, periods: int = 1, slots: Sequence[int] = Validat
     """Search the guidance strengths of ``spec`` (``diffbid:PATH?guide=...``) on validation
     campaigns; store and return the tuning entry (its "config" is what strength=auto serves)."""
     from aigb.algos.checkpoint import load_algorithm
+    from aigb.eval.batched import play_period
     from aigb.diffusion.guidance import TFGConfig, beam_search_strengths
     from aigb.features import FEATURE_VERSION
     from aigb.strategies.diffbid import DiffBidStrategy, guidance_config, planner_of, write_tuned_strengths

@@ -19,8 +19,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from aigb.data.parquet import atomic_output, ensure_writable_dir
-from aigb.eval.batched import play_period
 from aigb.score import DEFAULT_TASK
 from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
@@ -45,6 +43,7 @@ class ValidationSet:
     """What the campaigns are scored on (``aigb.score.TASKS``); ``train`` sets the dataset's."""
 
     def __call__(self, policy) -> dict:
+        from aigb.eval.batched import play_period
         from aigb.strategies.learned import LearnedStrategy
 
         # Each period's campaigns in one batched run (rows as single rollouts give them).
@@ -95,6 +94,8 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
 
     if algo_name not in ALGORITHMS:
         raise ConfigError(f"algo: unknown algorithm {algo_name!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
+    from aigb.data.parquet import atomic_output, ensure_writable_dir
+
     run_dir = ensure_writable_dir(run_dir)  # before loading the data, so a bad path fails at once
     dataset = TrajectoryDataset.load(data_dir)
     if validation is not None:

@@ -27,13 +27,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aigb.seeding import seed_sequence
-from aigb.sim.env import Observation
-from aigb.sim.population import PopulationConfig
 from aigb.types import Campaign, MarketConfig
+
+if TYPE_CHECKING:   # annotations only: the strategy contract imports no simulator
+    from aigb.sim.env import Observation
+    from aigb.sim.population import PopulationConfig
 
 __all__ = ["Strategy", "AlphaStrategy", "Episode", "StrategyFactory", "strategy_seed"]
 
