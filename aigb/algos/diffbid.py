@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import numpy as np
@@ -53,7 +53,7 @@ from aigb.diffusion import (
 )
 from aigb.seeding import torch_seed
 
-__all__ = ["DiffBidConfig", "DiffBid", "DiffBidPlanner", "PlanStep", "InverseDynamics", "PLAN_BATCH_FIELDS",
+__all__ = ["DiffBidConfig", "DiffBidTraining", "ServingDefaults", "DiffBid", "DiffBidPlanner", "PlanStep", "InverseDynamics", "PLAN_BATCH_FIELDS",
            "EFFICIENCY_LEVELS", "SELECTIONS"]
 
 LEVEL_DAYS = ("open_loop", "held", "all")
@@ -71,9 +71,8 @@ condition R (a rank) can be read as an efficiency score x C / B."""
 
 
 @dataclass(frozen=True)
-class DiffBidConfig:
-    """DiffBid hyper-parameters. Training defaults follow research/diffbid_anchors.md §1; the
-    serving fields are defaults that a strategy spec overrides without retraining."""
+class DiffBidTraining:
+    """What a DiffBid planner is and how it learns. Defaults follow research/diffbid_anchors.md §1."""
 
     plan: str = "market"
     """What is diffused: "market" (the 7 plan channels of v1 states, aigb.algos.plan_features),
@@ -131,27 +130,6 @@ class DiffBidConfig:
     actions stop changing until its last active tick (``held_from``; at least two ticks), e.g. a
     dataset's holding advertisers (``aigb generate --hold-share``), which hold one level after a
     closed-loop morning: the condition is kept for the prefixes that end inside the held part."""
-    search_levels: int = 16
-    """Bid levels tried per tick by a "level" planner, evenly spaced over the 5th-95th percentile
-    range of the training days' levels (``LEVEL_QUANTILES``)."""
-    search_samples: int = 2
-    """Plans sampled per level and tick (their scores averaged); the same noise serves every level."""
-    max_change: float = 0.0
-    """A level planner's trust region: from tick 1 on, search only levels within this distance (in
-    log(alpha / C)) of the last tick's (0: no limit)."""
-    refine: bool = False
-    """A level planner bids between grid levels: the vertex of the parabola through the best
-    level's score and its two neighbours' (when both were searched), within half a grid step of
-    the best level; False bids the best grid level."""
-    day_noise: bool = False
-    """Draw a planner's sampling noise once per day (the same draw at every tick) instead of once
-    per tick: consecutive decisions then differ only through what the day has realised."""
-    support: float = 0.9
-    """A level planner searches, at tick t, only levels up to this quantile of the levels of the
-    open-loop training days still bidding at t (1: every level). High levels leave the data as the
-    day goes on (they exhaust their budgets: the 90th percentile falls from 0.88 at tick 0 to 0.39
-    at tick 36 on the default dataset), and there the planner's outcomes are extrapolation: without
-    the cap it raised its bids through the afternoon into CPAs of 1.5-2.6 C."""
     condition_dropout: float = 0.25
     """Probability that a training sample's outcome condition is replaced by the null embedding
     (Decision Diffuser 0.25, AIGB 0.2); the context is never dropped."""
@@ -189,6 +167,45 @@ class DiffBidConfig:
     steps: int = 15_000
     """Updates per run (anchors: ~15k at batch 256, early-stopped on the validation market score;
     about 55 min at the measured ~0.22 s per step on one CPU thread)."""
+
+    def __post_init__(self) -> None:
+        self._check_training()
+
+    def _check_training(self) -> None:
+        check_common_config(self)
+        require(isinstance(self.completer, bool), "completer", f"must be true or false, got {self.completer!r}")
+        require(self.plan in PLAN_VIEWS, "plan", f"must be one of {', '.join(PLAN_VIEWS)}, got {self.plan!r}")
+        require(self.level_days in LEVEL_DAYS, "level_days", f"must be one of {', '.join(map(repr, LEVEL_DAYS))}, got {self.level_days!r}")
+        require(self.condition in ("outcome", "level"), "condition", f"must be 'outcome' or 'level', got {self.condition!r}")
+        require(self.denoiser in DENOISERS, "denoiser", f"must be one of {', '.join(DENOISERS)}, got {self.denoiser!r}")
+        require(self.prediction in ("eps", "x0"), "prediction", f"must be 'eps' or 'x0', got {self.prediction!r}")
+        for name in ("n_ticks", "d_model", "n_layers", "n_heads", "unet_dim", "emb_dim", "diffusion_steps"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, f"must be an integer >= 1, got {value!r}")
+        require(self.d_model % self.n_heads == 0, "n_heads", f"must divide d_model {self.d_model}, got {self.n_heads}")
+        dims = tuple(self.idm_hidden_dims)
+        require(len(dims) >= 1 and all(isinstance(d, (int, np.integer)) and d >= 1 for d in dims), "idm_hidden_dims",
+                f"must be a non-empty tuple of integers >= 1, got {self.idm_hidden_dims!r}")
+        object.__setattr__(self, "idm_hidden_dims", tuple(int(d) for d in dims))
+        rows = tuple(self.idm_rows)
+        require(all(isinstance(r, (int, np.integer)) and not isinstance(r, bool) for r in rows) and len(set(rows)) == len(rows)
+                and {0, 1} <= set(rows) and all(-self.n_ticks < r <= self.n_ticks for r in rows), "idm_rows",
+                f"must be distinct integer offsets in ({-self.n_ticks}, {self.n_ticks}] including 0 and 1, got {self.idm_rows!r}")
+        object.__setattr__(self, "idm_rows", tuple(sorted(int(r) for r in rows)))
+        require(math.isfinite(self.cpa_condition_scale) and self.cpa_condition_scale > 0, "cpa_condition_scale",
+                f"must be a finite number > 0, got {self.cpa_condition_scale}")
+        require(0.0 <= self.condition_dropout < 1.0, "condition_dropout", f"must lie in [0, 1), got {self.condition_dropout}")
+        require_positive(self, "lr", "idm_lr", "grad_clip", "next_row_weight")
+        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps", f"must be an integer >= 0, got {self.warmup_steps!r}")
+        require(0.0 <= self.ema < 1.0, "ema", f"must lie in [0, 1), got {self.ema}")
+
+
+@dataclass(frozen=True)
+class ServingDefaults:
+    """How a trained planner plans by default: the values a checkpoint stores and a ``diffbid:``
+    spec overrides without retraining (``aigb.algos.diffbid_serving``)."""
+
     sampling_steps: int = 10
     """DDIM steps K per tick at serving (anchors: K = 10 beat K = 30 on AuctionNet; sweep 5/10/20)."""
     eta: float = 0.0
@@ -207,47 +224,66 @@ class DiffBidConfig:
     clip_x0: float = 3.0
     """Clip of the predicted clean plan during sampling, in scaled units (the 1st-99th percentile
     range of every channel maps to [-1, 1]); 0 turns clipping off."""
+    search_levels: int = 16
+    """Bid levels tried per tick by a "level" planner, evenly spaced over the 5th-95th percentile
+    range of the training days' levels (``LEVEL_QUANTILES``)."""
+    search_samples: int = 2
+    """Plans sampled per level and tick (their scores averaged); the same noise serves every level."""
+    support: float = 0.9
+    """A level planner searches, at tick t, only levels up to this quantile of the levels of the
+    open-loop training days still bidding at t (1: every level). High levels leave the data as the
+    day goes on (they exhaust their budgets: the 90th percentile falls from 0.88 at tick 0 to 0.39
+    at tick 36 on the default dataset), and there the planner's outcomes are extrapolation: without
+    the cap it raised its bids through the afternoon into CPAs of 1.5-2.6 C."""
+    max_change: float = 0.0
+    """A level planner's trust region: from tick 1 on, search only levels within this distance (in
+    log(alpha / C)) of the last tick's (0: no limit)."""
+    refine: bool = False
+    """A level planner bids between grid levels: the vertex of the parabola through the best
+    level's score and its two neighbours' (when both were searched), within half a grid step of
+    the best level; False bids the best grid level."""
+    day_noise: bool = False
+    """Draw a planner's sampling noise once per day (the same draw at every tick) instead of once
+    per tick: consecutive decisions then differ only through what the day has realised."""
 
     def __post_init__(self) -> None:
-        check_common_config(self)
-        require(isinstance(self.completer, bool), "completer", f"must be true or false, got {self.completer!r}")
-        require(self.plan in PLAN_VIEWS, "plan", f"must be one of {', '.join(PLAN_VIEWS)}, got {self.plan!r}")
-        require(self.level_days in LEVEL_DAYS, "level_days", f"must be one of {', '.join(map(repr, LEVEL_DAYS))}, got {self.level_days!r}")
-        require(self.condition in ("outcome", "level"), "condition", f"must be 'outcome' or 'level', got {self.condition!r}")
+        self._check_serving()
+
+    def _check_serving(self) -> None:
         require(math.isfinite(self.max_change) and self.max_change >= 0, "max_change", f"must be a finite number >= 0, got {self.max_change}")
         require(0.5 <= self.support <= 1.0, "support", f"must lie in [0.5, 1], got {self.support}")
-        for name in ("search_levels", "search_samples"):
+        for name in ("search_levels", "search_samples", "sampling_steps"):
             value = getattr(self, name)
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, f"must be an integer >= 1, got {value!r}")
-        require(self.denoiser in DENOISERS, "denoiser", f"must be one of {', '.join(DENOISERS)}, got {self.denoiser!r}")
-        require(self.prediction in ("eps", "x0"), "prediction", f"must be 'eps' or 'x0', got {self.prediction!r}")
-        for name in ("n_ticks", "d_model", "n_layers", "n_heads", "unet_dim", "emb_dim", "diffusion_steps", "sampling_steps"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, f"must be an integer >= 1, got {value!r}")
-        require(self.d_model % self.n_heads == 0, "n_heads", f"must divide d_model {self.d_model}, got {self.n_heads}")
-        require(self.sampling_steps <= self.diffusion_steps, "sampling_steps", f"must be <= diffusion_steps {self.diffusion_steps}, got {self.sampling_steps}")
-        dims = tuple(self.idm_hidden_dims)
-        require(len(dims) >= 1 and all(isinstance(d, (int, np.integer)) and d >= 1 for d in dims), "idm_hidden_dims",
-                f"must be a non-empty tuple of integers >= 1, got {self.idm_hidden_dims!r}")
-        object.__setattr__(self, "idm_hidden_dims", tuple(int(d) for d in dims))
-        rows = tuple(self.idm_rows)
-        require(all(isinstance(r, (int, np.integer)) and not isinstance(r, bool) for r in rows) and len(set(rows)) == len(rows)
-                and {0, 1} <= set(rows) and all(-self.n_ticks < r <= self.n_ticks for r in rows), "idm_rows",
-                f"must be distinct integer offsets in ({-self.n_ticks}, {self.n_ticks}] including 0 and 1, got {self.idm_rows!r}")
-        object.__setattr__(self, "idm_rows", tuple(sorted(int(r) for r in rows)))
-        require(math.isfinite(self.cpa_condition_scale) and self.cpa_condition_scale > 0, "cpa_condition_scale",
-                f"must be a finite number > 0, got {self.cpa_condition_scale}")
-        require(0.0 <= self.condition_dropout < 1.0, "condition_dropout", f"must lie in [0, 1), got {self.condition_dropout}")
-        require_positive(self, "lr", "idm_lr", "grad_clip", "temperature", "next_row_weight")
-        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        require(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps", f"must be an integer >= 0, got {self.warmup_steps!r}")
-        require(0.0 <= self.ema < 1.0, "ema", f"must lie in [0, 1), got {self.ema}")
+        require_positive(self, "temperature")
         require(self.eta >= 0.0, "eta", f"must be >= 0, got {self.eta}")
         require(math.isfinite(self.guidance) and self.guidance >= 0.0, "guidance", f"must be a finite number >= 0, got {self.guidance}")
         for name in ("target_return", "target_cpa", "target_util"):
             value = getattr(self, name)
             require(isinstance(value, (int, float)) and 0.0 <= value <= 1.0, name, f"must lie in [0, 1], got {value!r}")
         require(self.clip_x0 >= 0.0, "clip_x0", f"must be >= 0, got {self.clip_x0}")
+
+
+@dataclass(frozen=True)
+class DiffBidConfig(ServingDefaults, DiffBidTraining):
+    """A DiffBid checkpoint's config: the training config (``DiffBidTraining``) and the serving
+    defaults it stores (``ServingDefaults``), one flat set of fields so that ``--set KEY=VALUE``
+    reaches either and older checkpoints load unchanged."""
+
+    def __post_init__(self) -> None:
+        self._check_training()
+        self._check_serving()
+        require(self.sampling_steps <= self.diffusion_steps, "sampling_steps", f"must be <= diffusion_steps {self.diffusion_steps}, got {self.sampling_steps}")
+
+    @property
+    def training(self) -> DiffBidTraining:
+        """The training part alone."""
+        return DiffBidTraining(**{f.name: getattr(self, f.name) for f in fields(DiffBidTraining)})
+
+    @property
+    def serving(self) -> ServingDefaults:
+        """The stored serving defaults alone."""
+        return ServingDefaults(**{f.name: getattr(self, f.name) for f in fields(ServingDefaults)})
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,11 +10,8 @@ with a known good policy that also serves the tests and the step-speed benchmark
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
-import typing
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,6 +24,7 @@ from aigb.algos.cql import CQL
 from aigb.algos.diffbid import DiffBid
 from aigb.algos.dt import DecisionTransformer
 from aigb.algos.iql import IQL
+from aigb.configs import config_from_dict
 from aigb.seeding import rng as named_rng
 from aigb.types import ConfigError
 
@@ -56,41 +54,6 @@ def algorithm_class(name: str) -> type[TorchAlgorithm]:
     if name not in ALGORITHMS:
         raise KeyError(f"unknown algorithm {name!r}; registered: {', '.join(sorted(ALGORITHMS))}")
     return ALGORITHMS[name]
-
-
-def config_from_dict(config_class: type, values: Mapping[str, Any]):
-    """Build a config from plain values; JSON strings ('3e-4', '[64, 64]', 'null') are parsed
-    (except for text fields), lists become tuples, and an unknown key raises ``ConfigError``
-    listing the known ones."""
-    known = {f.name for f in fields(config_class)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown option for {config_class.__name__}; known options: {', '.join(sorted(known))}")
-    text_fields = {name for name, hint in typing.get_type_hints(config_class).items() if hint is str}
-    parsed = {}
-    for key, value in values.items():
-        if isinstance(value, str) and key not in text_fields:
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                try:
-                    value = float(value)  # numbers JSON does not spell: '.25', '1.', '+3'
-                except ValueError:
-                    raise ConfigError(f"{key}: cannot parse {value!r} as a number, list, boolean or null") from None
-        if isinstance(value, list):
-            value = tuple(value)
-        parsed[key] = value
-    try:
-        return config_class(**parsed)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:  # a value of the wrong type: find the key it came from
-        for key, value in parsed.items():
-            try:
-                config_class(**{key: value})
-            except (TypeError, ValueError):
-                raise ConfigError(f"{key}: invalid value {value!r} ({err})") from None
-        raise ConfigError(f"{', '.join(parsed)}: invalid together ({err})") from None
 
 
 def make_config(name: str, overrides: Mapping[str, Any] | None = None):

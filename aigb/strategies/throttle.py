@@ -42,13 +42,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from aigb.algos.diffbid_serving import CAP_KINDS
 from aigb.seeding import rng
 from aigb.sim.env import Observation
 
 __all__ = ["SpendCapGuard", "caps_of_terms", "CAP_KINDS", "TICK_SHARE_DIVISOR", "Q_FLOOR"]
-
-CAP_KINDS = ("cap", "exhaust")
-"""The objective terms that are caps on early spend (``caps_of_terms``)."""
 
 TICK_SHARE_DIVISOR = 2.0
 """A tick may spend, at its forecast, at most 1 / TICK_SHARE_DIVISOR of what is left under a cap."""
