@@ -21,7 +21,7 @@ import torch
 from aigb.algos.base import A_HIGH, A_LOW, Algorithm, Policy, TorchAlgorithm
 from aigb.algos.bc import BC
 from aigb.algos.cql import CQL
-from aigb.algos.diffbid import DiffBid
+from aigb.algos.diffbid.model import DiffBid
 from aigb.algos.dt import DecisionTransformer
 from aigb.algos.iql import IQL
 from aigb.configs import config_from_dict

@@ -1,7 +1,7 @@
 """DiffBid as a bidding strategy: ``aigb evaluate --strategy 'diffbid:runs/diffbid/best.pt?w=1.2&return=0.9'``.
 
 The spec is a checkpoint path, optionally followed by ``@PRESET`` (a named set of options,
-``aigb.algos.diffbid_serving.SERVING_PRESETS``) and by ``?`` and ``&``-separated serving options
+``aigb.algos.diffbid.serving.SERVING_PRESETS``) and by ``?`` and ``&``-separated serving options
 that change the planner without retraining. Values are read as ``--set`` reads them
 (``aigb.configs.parse_value``) and the options become one typed ``ServingConfig`` (sampling,
 condition, optional guidance, a search of candidates or of levels), which an evaluation records:
@@ -15,7 +15,7 @@ condition, optional guidance, a search of candidates or of levels), which an eva
     eta          DDIM stochasticity (>= 0)
     device       auto | cpu | cuda (auto: the GPU when torch sees one)
 
-Objectives after training (``aigb.algos.plan_objectives``; training-free guidance,
+Objectives after training (``aigb.algos.diffbid.objectives``; training-free guidance,
 ``aigb.diffusion.guidance``) and decision-time search:
 
     guide        objective terms, e.g. cpa:0.9,util:0.95 or cap:0.5@24 (CPA <= 0.9 C, spend >= 95 %
@@ -39,7 +39,7 @@ Objectives after training (``aigb.algos.plan_objectives``; training-free guidanc
                  the score its plans claim, or with select=critic by a Q critic (Q + mean|Q| log f)
     evaluator    the evaluator file (default: evaluator.pt beside the checkpoint)
     critic       with select=critic: a CQL or IQL checkpoint whose twin-Q ranks a level planner's
-                 levels (``aigb.algos.level_critic``), or several, comma-separated: their mean
+                 levels (``aigb.algos.diffbid.critic``), or several, comma-separated: their mean
     qsmooth      with select=critic: rank a level by the critic's mean over N(level, SD^2), SD in
                  log(alpha / C) (default 0: the critic's value at the level itself)
     throttle     enforce the guide's cap and exhaust terms on every day, not only on the plans:
@@ -62,11 +62,11 @@ from typing import Any
 
 import numpy as np
 
-from aigb.algos.diffbid_serving import (
+from aigb.algos.diffbid.serving import (
     GUIDANCE_PRESETS, SELECTIONS, SERVING_PRESETS, SPEC_OPTIONS, ByCritic, ByEvaluator, Candidates, Levels, ServingConfig,
     parse_spec_options, split_preset,
 )
-from aigb.algos.plan_objectives import parse_guide
+from aigb.algos.diffbid.objectives import parse_guide
 from aigb.features import FEATURE_VERSION
 from aigb.sim.env import Observation
 from aigb.strategies.base import AlphaStrategy
@@ -82,7 +82,7 @@ DEFAULT_GAMMA = 0.001
 _NOT_IN_TUNING_KEY = ("strength", "rho", "mu", "gamma", "device", "evaluator", "throttle", "critic", "qsmooth")
 
 DIFFBID_OPTIONS = SPEC_OPTIONS
-"""Spec option -> its keyword, check and help (``aigb.algos.diffbid_serving.SPEC_OPTIONS``)."""
+"""Spec option -> its keyword, check and help (``aigb.algos.diffbid.serving.SPEC_OPTIONS``)."""
 
 
 def serving_config(text: str) -> tuple[str, ServingConfig]:
@@ -123,7 +123,7 @@ def evaluator_path(path: str, options: dict[str, Any]) -> Path | None:
     """The evaluator file a search needs (None when it needs none)."""
     if options.get("n_candidates", 1) < 2 or options.get("select", "evaluator") != "evaluator":
         return None
-    from aigb.algos.plan_evaluator import DEFAULT_EVALUATOR_NAME
+    from aigb.algos.diffbid.evaluator import DEFAULT_EVALUATOR_NAME
 
     return Path(options["evaluator"]) if "evaluator" in options else Path(path).parent / DEFAULT_EVALUATOR_NAME
 
@@ -261,7 +261,7 @@ def load_diffbid_strategy(text: str, name: str | None = None) -> "DiffBidStrateg
 def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
     """The planner of parsed spec options for a loaded checkpoint; ``tfg`` replaces the strengths
     the options give (``aigb tune-guidance`` tries its candidates this way)."""
-    from aigb.algos.plan_evaluator import PlanEvaluator
+    from aigb.algos.diffbid.evaluator import PlanEvaluator
 
     serving = ServingConfig.from_options(options)
     kwargs = {"device": serving.sampling.device}
@@ -281,7 +281,7 @@ def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
             if isinstance(search.rank, ByEvaluator):
                 kwargs["evaluator"] = PlanEvaluator.load(evaluator_path(path, options), channels=tuple(algo.view.channels))
         if isinstance(search, Levels) and isinstance(search.rank, ByCritic):
-            from aigb.algos.level_critic import LevelCritic
+            from aigb.algos.diffbid.critic import LevelCritic
 
             kwargs["select"] = "critic"
             kwargs["critic"] = LevelCritic.load(critic_paths(options), expected_feature_version=FEATURE_VERSION,

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from aigb.algos.diffbid_serving import CAP_KINDS
+from aigb.algos.diffbid.serving import CAP_KINDS
 from aigb.seeding import rng
 from aigb.sim.env import Observation
 
@@ -55,7 +55,7 @@ Q_FLOOR = 0.3
 
 
 def caps_of_terms(terms: Sequence, n_ticks: int) -> tuple[tuple[float, int], ...]:
-    """The (share, tick) caps of objective terms (``aigb.algos.plan_objectives.ObjectiveTerm``):
+    """The (share, tick) caps of objective terms (``aigb.algos.diffbid.objectives.ObjectiveTerm``):
     ``cap:S@TAU`` -> (S, TAU), ``exhaust:F@TAU`` -> (1 - F, TAU) with F = 1 / T when not given.
     Other terms are not caps on early spend and give none."""
     caps = []

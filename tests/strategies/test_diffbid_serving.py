@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from aigb.algos.diffbid_serving import (
+from aigb.algos.diffbid.serving import (
     SERVING_PRESETS, ByCritic, ByEvaluator, ByPlan, Candidates, Guidance, Levels, ServingConfig, split_preset,
 )
 from aigb.configs import parse_value

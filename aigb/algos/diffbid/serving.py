@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
-from aigb.algos.plan_objectives import parse_guide
+from aigb.algos.diffbid.objectives import parse_guide
 from aigb.configs import parse_value
 from aigb.types import ConfigError
 
@@ -203,7 +203,7 @@ class Guidance:
     optionally throttling that enforces its caps on the realised day."""
 
     guide: str
-    """Objective terms (``aigb.algos.plan_objectives.parse_guide``), canonical text."""
+    """Objective terms (``aigb.algos.diffbid.objectives.parse_guide``), canonical text."""
     preset: str | None = None
     """Guidance method (``GUIDANCE_PRESETS``; None: mpgd)."""
     strength: float | str | None = None
