@@ -174,7 +174,7 @@ def read_tuned_strengths(path: str, options: dict[str, Any]) -> dict[str, Any]:
 
 def write_tuned_strengths(path: str, options: dict[str, Any], entry: dict[str, Any]) -> Path:
     """Store a tuning (atomically: a reader sees the old file or the new one, never a part)."""
-    from aigb.data.parquet import atomic_output
+    from aigb.files import atomic_output
 
     file = tuned_strengths_path(path, options)
     file.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from aigb.algos.base import check_common_config, require, require_positive
+from aigb.algos.validation import check_common_config, require, require_positive
 from aigb.algos.diffbid.plans import PLAN_VIEWS
 from aigb.diffusion import DENOISERS
 

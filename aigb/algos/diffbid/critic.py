@@ -31,7 +31,7 @@ import os
 import numpy as np
 import torch
 
-from aigb.algos.base import TwinQ
+from aigb.algos.networks import TwinQ
 
 __all__ = ["LevelCritic"]
 

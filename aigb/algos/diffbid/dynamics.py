@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aigb.algos.base import mlp
+from aigb.algos.networks import mlp
 
 __all__ = ["InverseDynamics", "transition_rows"]
 

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from aigb.algos.base import init_default_, mlp
+from aigb.algos.init import init_default_
+from aigb.algos.networks import mlp
 from aigb.algos.diffbid.config import EFFICIENCY_LEVELS
 from aigb.algos.diffbid.dynamics import transition_rows
 from aigb.algos.diffbid.plans import PLAN_VERSION, RobustScaler, efficiency_rank, make_plan_view, whole_trajectories

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from aigb.algos.base import validate_history
+from aigb.algos.batches import validate_history
 from aigb.algos.device import resolve_device
 from aigb.algos.diffbid.config import EFFICIENCY_LEVELS, SUPPORT_LEVELS, DiffBidConfig
 from aigb.algos.diffbid.dynamics import transition_rows
