@@ -378,7 +378,7 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
         write_table_atomic(table, out / RESULTS_FILE, file_metadata("evaluation", written))
         write_traces(ordered, out)   # per-tick bid multipliers and a planner's plans, for aigb report
         with atomic_output(out / CONFIG_FILE) as tmp:
-            tmp.write_text(json.dumps(written, indent=2, sort_keys=True, default=_json_default) + "\n")
+            tmp.write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
         (out / JOURNAL_FILE).unlink(missing_ok=True)
     return EvalResults(table, summary, config, wall, out)
 
