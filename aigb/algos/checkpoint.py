@@ -28,7 +28,7 @@ import torch
 
 from aigb.algos.base import ACTION_BOUNDS, Policy, TorchAlgorithm
 from aigb.algos.registry import algorithm_class, config_from_dict
-from aigb.data.parquet import atomic_output
+from aigb.files import atomic_output
 from aigb.features import FeatureVersionError
 from aigb.types import MARKET_VERSION, check_market_version
 

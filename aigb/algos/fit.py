@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from aigb.algos.base import Policy, TorchAlgorithm, TrajectoryDataset
 from aigb.algos.checkpoint import json_default, one_line, read_checkpoint, save_checkpoint, stored_config
-from aigb.data.parquet import atomic_output
+from aigb.files import atomic_output
 from aigb.seeding import rng as named_rng
 from aigb.types import check_market_version
 

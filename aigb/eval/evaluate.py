@@ -392,10 +392,13 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
     table = pa.Table.from_pylist(ordered, schema=RESULT_SCHEMA)
     summary = summarize(table, baseline=baseline)
     if out is not None:
-        write_table_atomic(table, out / RESULTS_FILE, file_metadata("evaluation", config.to_dict()))
+        # A strategy that resolves a serving config (DiffBid's spec over its checkpoint) records it.
+        serving = {spec: s.resolved_config() for spec, s in built.items() if hasattr(s, "resolved_config")}
+        written = {**config.to_dict(), **({"serving": serving} if serving else {})}
+        write_table_atomic(table, out / RESULTS_FILE, file_metadata("evaluation", written))
         write_traces(ordered, out)   # per-tick bid multipliers and a planner's plans, for aigb report
         with atomic_output(out / CONFIG_FILE) as tmp:
-            tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+            tmp.write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
         (out / JOURNAL_FILE).unlink(missing_ok=True)
     return EvalResults(table, summary, config, wall, out)
 

@@ -1,7 +1,10 @@
 """DiffBid as a bidding strategy: ``aigb evaluate --strategy 'diffbid:runs/diffbid/best.pt?w=1.2&return=0.9'``.
 
-The spec is a checkpoint path, optionally followed by ``?`` and ``&``-separated serving options
-that change the planner without retraining:
+The spec is a checkpoint path, optionally followed by ``@PRESET`` (a named set of options,
+``aigb.algos.diffbid.serving.SERVING_PRESETS``) and by ``?`` and ``&``-separated serving options
+that change the planner without retraining. Values are read as ``--set`` reads them
+(``aigb.configs.parse_value``) and the options become one typed ``ServingConfig`` (sampling,
+condition, optional guidance, a search of candidates or of levels), which an evaluation records:
 
     w            classifier-free guidance weight (0: unconditional, 1: conditional)
     return       return condition, the score-efficiency rank in [0, 1] to plan for
@@ -12,7 +15,7 @@ that change the planner without retraining:
     eta          DDIM stochasticity (>= 0)
     device       auto | cpu | cuda (auto: the GPU when torch sees one)
 
-Objectives after training (``aigb.algos.plan_objectives``; training-free guidance,
+Objectives after training (``aigb.algos.diffbid.objectives``; training-free guidance,
 ``aigb.diffusion.guidance``) and decision-time search:
 
     guide        objective terms, e.g. cpa:0.9,util:0.95 or cap:0.5@24 (CPA <= 0.9 C, spend >= 95 %
@@ -36,7 +39,7 @@ Objectives after training (``aigb.algos.plan_objectives``; training-free guidanc
                  the score its plans claim, or with select=critic by a Q critic (Q + mean|Q| log f)
     evaluator    the evaluator file (default: evaluator.pt beside the checkpoint)
     critic       with select=critic: a CQL or IQL checkpoint whose twin-Q ranks a level planner's
-                 levels (``aigb.algos.level_critic``), or several, comma-separated: their mean
+                 levels (``aigb.algos.diffbid.critic``), or several, comma-separated: their mean
     qsmooth      with select=critic: rank a level by the critic's mean over N(level, SD^2), SD in
                  log(alpha / C) (default 0: the critic's value at the level itself)
     throttle     enforce the guide's cap and exhaust terms on every day, not only on the plans:
@@ -54,185 +57,57 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from aigb.algos.plan_objectives import parse_guide
+from aigb.algos.diffbid.serving import (
+    GUIDANCE_PRESETS, SELECTIONS, SERVING_PRESETS, SPEC_OPTIONS, ByCritic, ByEvaluator, Candidates, Levels, ServingConfig,
+    parse_spec_options, split_preset,
+)
+from aigb.algos.diffbid.objectives import parse_guide
 from aigb.features import FEATURE_VERSION
 from aigb.sim.env import Observation
 from aigb.strategies.base import AlphaStrategy
 from aigb.types import ConfigError, Campaign
 
-__all__ = ["DIFFBID_OPTIONS", "GUIDANCE_PRESETS", "parse_diffbid_spec", "check_diffbid_spec", "load_diffbid_strategy",
+__all__ = ["DIFFBID_OPTIONS", "GUIDANCE_PRESETS", "SELECTIONS", "SERVING_PRESETS", "parse_diffbid_spec", "serving_config", "check_diffbid_spec", "load_diffbid_strategy",
            "DiffBidStrategy", "guidance_config", "tuning_key", "tuned_strengths_path", "read_tuned_strengths",
            "write_tuned_strengths", "evaluator_path", "critic_paths"]
 
-DEVICES = ("auto", "cpu", "cuda")
-GUIDANCE_PRESETS = ("mpgd", "dps", "lgd", "freedom", "ugd", "tfg")
-"""aigb.diffusion.guidance.PRESETS, and "tfg": every correction at once."""
 DEFAULT_GAMMA = 0.001
 """Implicit-dynamics scale of lgd and tfg when none is given: TFG's beam-search start."""
-SELECTIONS = ("evaluator", "plan", "objective", "critic")
 # Options that tune the strengths, or only say where things run or live: not part of the key of a tuning.
 _NOT_IN_TUNING_KEY = ("strength", "rho", "mu", "gamma", "device", "evaluator", "throttle", "critic", "qsmooth")
-_NEEDS_GUIDE = ("preset", "strength", "rho", "mu", "gamma", "iters", "recur", "clip")
+
+DIFFBID_OPTIONS = SPEC_OPTIONS
+"""Spec option -> its keyword, check and help (``aigb.algos.diffbid.serving.SPEC_OPTIONS``)."""
 
 
-def _number(low: float | None = None, high: float | None = None, *, strict_low: bool = False) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = float(text)
-        if not math.isfinite(value):
-            raise ValueError("must be finite")
-        if low is not None and (value <= low if strict_low else value < low):
-            raise ValueError(f"must be {'>' if strict_low else '>='} {low}")
-        if high is not None and value > high:
-            raise ValueError(f"must be <= {high}")
-        return value
-    return parse
-
-
-def _steps(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be an integer >= 1")
-    return value
-
-
-def _device(text: str) -> str:
-    text = text.strip().lower()
-    if text not in DEVICES and not text.startswith("cuda:"):
-        raise ValueError(f"must be one of {', '.join(DEVICES)}")
-    return text
-
-
-def _integer(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise ValueError(f"must be an integer >= {low}")
-        return value
-    return parse
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return text
-    return parse
-
-
-def _strength(text: str) -> float | str:
-    return "auto" if text == "auto" else _number(0.0)(text)
-
-
-def _guide(text: str) -> str:
-    return ",".join(t.label for t in parse_guide(text))       # canonical, ValueError names the bad term
-
-
-def _flag(text: str) -> bool:
-    if text not in ("0", "1"):
-        raise ValueError(f"must be 0 or 1, got {text!r}")
-    return text == "1"
-
-
-def _path(text: str) -> str:
-    if not text:
-        raise ValueError("must be a file path")
-    return text
-
-
-DIFFBID_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "w": ("guidance", _number(0.0), "guidance weight (>= 0)"),
-    "return": ("target_return", _number(0.0, 1.0), "return rank to plan for, in [0, 1]"),
-    "cpa": ("target_cpa", _number(0.0, 1.0), "CPA satisfaction min(1, (C / CPA)^2), in [0, 1]"),
-    "util": ("target_util", _number(0.0, 1.0), "budget utilisation, in [0, 1]"),
-    "steps": ("steps", _steps, "DDIM steps per tick"),
-    "temperature": ("temperature", _number(0.0, strict_low=True), "sampling noise scale (> 0)"),
-    "eta": ("eta", _number(0.0), "DDIM stochasticity (>= 0)"),
-    "device": ("device", _device, "auto, cpu or cuda"),
-    "guide": ("guide", _guide, "objective terms, e.g. cpa:0.9,util:0.95,cap:0.5@24"),
-    "preset": ("preset", _choice(GUIDANCE_PRESETS), f"guidance method: {', '.join(GUIDANCE_PRESETS)}"),
-    "strength": ("strength", _strength, "auto or a guidance strength >= 0"),
-    "rho": ("rho", _number(0.0), "variance-guidance strength (>= 0)"),
-    "mu": ("mu", _number(0.0), "mean-guidance strength (>= 0)"),
-    "gamma": ("gamma", _number(0.0), "implicit-dynamics scale (>= 0)"),
-    "iters": ("n_iter", _integer(0), "mean-guidance steps per DDIM step"),
-    "recur": ("n_recur", _integer(1), "recurrences per DDIM step"),
-    "clip": ("grad_clip", _number(0.0, strict_low=True), "per-sample clip of the objective's gradient (> 0)"),
-    "n": ("n_candidates", _integer(1), "candidate plans per tick"),
-    "levels": ("search_levels", _integer(1), "bid levels searched per tick (a planner trained with condition=level)"),
-    "samples": ("search_samples", _integer(1), "plans per bid level and tick (condition=level)"),
-    "change": ("max_change", _number(0.0), "largest change of the bid level from one tick to the next, log units (condition=level; 0: none)"),
-    "refine": ("refine", _flag, "1: bid between grid levels, at the vertex of the parabola through the best level's score and its neighbours' (condition=level)"),
-    "day_noise": ("day_noise", _flag, "1: one sampling-noise draw per day instead of one per tick"),
-    "support": ("support", _number(0.5, 1.0), "highest level searched: this quantile of the data's levels at the tick (condition=level)"),
-    "select": ("select", _choice(SELECTIONS), f"candidate ranking: {', '.join(SELECTIONS)}"),
-    "evaluator": ("evaluator", _path, "plan evaluator file"),
-    "critic": ("critic", _path, "CQL or IQL checkpoint(s), comma-separated, whose mean Q ranks a level planner's levels (with select=critic)"),
-    "qsmooth": ("qsmooth", _number(0.0), "with select=critic: rank a level by the critic's mean over N(level, SD^2), log units (>= 0)"),
-    "throttle": ("throttle", _number(0.0, 0.99), "enforce the guide's caps by throttling, aiming this margin below them (in [0, 0.99])"),
-}
-"""Spec option -> (keyword, parser, help). The guidance and search keywords are turned into the
-planner's ``tfg``, ``n_candidates``, ``select`` and ``evaluator`` by ``load_diffbid_strategy``."""
+def serving_config(text: str) -> tuple[str, ServingConfig]:
+    """``'PATH[@PRESET][?options]'`` -> the checkpoint path and the typed serving config."""
+    path, options = parse_diffbid_spec(text)
+    return path, ServingConfig.from_options(options, split_preset(text.partition("?")[0])[1])
 
 
 def parse_diffbid_spec(text: str) -> tuple[str, dict[str, Any]]:
-    """``'PATH?w=1.2&steps=10'`` -> ``('PATH', {'guidance': 1.2, 'steps': 10})``; ConfigError names a bad option."""
+    """``'PATH[@PRESET]?w=1.2&steps=10'`` -> ``('PATH', {'guidance': 1.2, 'steps': 10})``, a preset's
+    options under the spec's own; ConfigError names a bad option or a combination that does not fit
+    (``ServingConfig.from_options``)."""
     path, _, query = text.partition("?")
     if not path:
         raise ConfigError(f"diffbid: needs a checkpoint path before the options, got {text!r}")
-    options: dict[str, Any] = {}
-    given: set[str] = set()
-    for item in filter(None, query.split("&")):
-        key, eq, value = item.partition("=")
-        key = key.strip()
-        if not eq:
-            raise ConfigError(f"diffbid: expected option=value, got {item!r} in {text!r}")
-        if key not in DIFFBID_OPTIONS:
-            raise ConfigError(f"diffbid: unknown option {key!r} in {text!r}; accepted: {', '.join(DIFFBID_OPTIONS)}")
-        if key in given:
-            raise ConfigError(f"diffbid: option {key!r} given twice in {text!r}")
-        given.add(key)
-        keyword, parse, _ = DIFFBID_OPTIONS[key]
-        try:
-            options[keyword] = parse(value.strip())
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"diffbid: option {key}: cannot use {value!r} ({err})") from None
-    _check_combination(given, options, text)
+    path, preset = split_preset(path)
+    if not path:
+        raise ConfigError(f"diffbid: needs a checkpoint path before the preset, got {text!r}")
+    given = {} if preset is None else parse_spec_options(SERVING_PRESETS[preset], f"@{preset}")
+    options = parse_spec_options(query, text, given)
+    try:
+        ServingConfig.from_options(options, preset)
+    except ConfigError as err:
+        raise ConfigError(f"diffbid: {err} in {text!r}") from None
     return path, options
-
-
-def _check_combination(given: set[str], options: dict[str, Any], text: str) -> None:
-    for key in _NEEDS_GUIDE:
-        if key in given and "guide" not in given:
-            raise ConfigError(f"diffbid: option {key} steers toward an objective; give one with guide=... in {text!r}")
-    if options.get("strength") == "auto":
-        for key in ("rho", "mu", "gamma"):
-            if key in given:
-                raise ConfigError(f"diffbid: option {key}: strength=auto tunes rho, mu and gamma; give either, not both, in {text!r}")
-    n = options.get("n_candidates", 1)
-    by_critic = options.get("select") == "critic"
-    if by_critic != ("critic" in given):
-        raise ConfigError(f"diffbid: options select=critic and critic=CHECKPOINT go together (a level planner's levels "
-                          f"ranked by that checkpoint's Q) in {text!r}")
-    if "qsmooth" in given and not by_critic:
-        raise ConfigError(f"diffbid: option qsmooth smooths a critic's values; it needs select=critic and critic=CHECKPOINT in {text!r}")
-    for key in ("select", "evaluator"):
-        if key in given and n < 2 and not by_critic:
-            raise ConfigError(f"diffbid: option {key} ranks candidate plans; it needs n >= 2 in {text!r}")
-    if "throttle" in given:
-        from aigb.strategies.throttle import CAP_KINDS
-
-        if "guide" not in given or not any(t.kind in CAP_KINDS for t in parse_guide(options["guide"])):
-            raise ConfigError(f"diffbid: option throttle enforces caps on early spend; give one with guide=cap:S@TAU "
-                              f"or guide=exhaust:F@TAU in {text!r}")
-    if options.get("select") == "objective" and "guide" not in given:
-        raise ConfigError(f"diffbid: option select: 'objective' needs guide=... in {text!r}")
 
 
 def _strength_given(options: dict[str, Any]) -> bool:
@@ -248,7 +123,7 @@ def evaluator_path(path: str, options: dict[str, Any]) -> Path | None:
     """The evaluator file a search needs (None when it needs none)."""
     if options.get("n_candidates", 1) < 2 or options.get("select", "evaluator") != "evaluator":
         return None
-    from aigb.algos.plan_evaluator import DEFAULT_EVALUATOR_NAME
+    from aigb.algos.diffbid.evaluator import DEFAULT_EVALUATOR_NAME
 
     return Path(options["evaluator"]) if "evaluator" in options else Path(path).parent / DEFAULT_EVALUATOR_NAME
 
@@ -266,7 +141,7 @@ def tuning_key(path: str, options: dict[str, Any]) -> dict[str, Any]:
     """What a tuning of guidance strengths is valid for: the checkpoint's bytes and every serving
     option as given, except the strengths themselves, the device and the evaluator's path. The
     objective's terms are sorted, so their order does not matter."""
-    inverse = {keyword: key for key, (keyword, _, _) in DIFFBID_OPTIONS.items()}
+    inverse = {option.keyword: key for key, option in DIFFBID_OPTIONS.items()}
     kept = {}
     for keyword, value in options.items():
         key = inverse[keyword]
@@ -299,7 +174,7 @@ def read_tuned_strengths(path: str, options: dict[str, Any]) -> dict[str, Any]:
 
 def write_tuned_strengths(path: str, options: dict[str, Any], entry: dict[str, Any]) -> Path:
     """Store a tuning (atomically: a reader sees the old file or the new one, never a part)."""
-    from aigb.data.parquet import atomic_output
+    from aigb.files import atomic_output
 
     file = tuned_strengths_path(path, options)
     file.parent.mkdir(parents=True, exist_ok=True)
@@ -379,35 +254,38 @@ def load_diffbid_strategy(text: str, name: str | None = None) -> "DiffBidStrateg
         from aigb.strategies.throttle import SpendCapGuard, caps_of_terms
 
         guard = SpendCapGuard(caps_of_terms(parse_guide(options["guide"]), algo.config.n_ticks), margin=options["throttle"])
-    return DiffBidStrategy(planner_of(algo, path, options), name or f"diffbid:{text}", guard=guard)
+    return DiffBidStrategy(planner_of(algo, path, options), name or f"diffbid:{text}", guard=guard, checkpoint=path,
+                           serving=serving_config(text)[1])
 
 
 def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
     """The planner of parsed spec options for a loaded checkpoint; ``tfg`` replaces the strengths
     the options give (``aigb tune-guidance`` tries its candidates this way)."""
-    from aigb.algos.plan_evaluator import PlanEvaluator
+    from aigb.algos.diffbid.evaluator import PlanEvaluator
 
-    planner_keys = {"guidance", "target_return", "target_cpa", "target_util", "steps", "temperature", "eta", "device",
-                    "search_levels", "search_samples", "support", "max_change", "refine", "day_noise"}
-    kwargs = {"device": "auto", **{k: v for k, v in options.items() if k in planner_keys}}
+    serving = ServingConfig.from_options(options)
+    kwargs = {"device": serving.sampling.device}
+    parts = [serving.condition, serving.sampling] + ([serving.search] if isinstance(serving.search, Levels) else [])
+    for part in parts:   # None: the checkpoint config's value
+        kwargs.update({k: v for k, v in vars(part).items() if v is not None and k not in ("device", "rank")})
     try:
-        if "guide" in options:
-            kwargs["guide"] = options["guide"]
+        if serving.guidance is not None:
+            kwargs["guide"] = serving.guidance.guide
             if tfg is None:
                 tfg = guidance_config(options, read_tuned_strengths(path, options)["config"] if _auto(options) else None)
             kwargs["tfg"] = tfg
-        if options.get("n_candidates", 1) > 1:
-            kwargs["n_candidates"] = options["n_candidates"]
+        search = serving.search
+        if isinstance(search, Candidates):
+            kwargs["n_candidates"] = search.n
             kwargs["select"] = options.get("select", "evaluator")
-            evaluator = evaluator_path(path, options)
-            if evaluator is not None:
-                kwargs["evaluator"] = PlanEvaluator.load(evaluator, channels=tuple(algo.view.channels))
-        if "critic" in options:
-            from aigb.algos.level_critic import LevelCritic
+            if isinstance(search.rank, ByEvaluator):
+                kwargs["evaluator"] = PlanEvaluator.load(evaluator_path(path, options), channels=tuple(algo.view.channels))
+        if isinstance(search, Levels) and isinstance(search.rank, ByCritic):
+            from aigb.algos.diffbid.critic import LevelCritic
 
             kwargs["select"] = "critic"
             kwargs["critic"] = LevelCritic.load(critic_paths(options), expected_feature_version=FEATURE_VERSION,
-                                                smooth=options.get("qsmooth", 0.0))
+                                                smooth=search.rank.qsmooth or 0.0)
         return algo.policy(**kwargs)
     except ValueError as err:   # ConfigError from an option the checkpoint's config refuses (e.g. steps)
         raise ConfigError(f"diffbid: {err}") from None
@@ -422,10 +300,13 @@ class DiffBidStrategy(AlphaStrategy):
     would be crossed.
     """
 
-    def __init__(self, planner, name: str, guard=None) -> None:
+    def __init__(self, planner, name: str, guard=None, *, checkpoint: str | None = None,
+                 serving: ServingConfig | None = None) -> None:
         self.planner = planner
         self.name = name
         self.guard = guard
+        self.checkpoint = checkpoint
+        self.serving = serving
         self.channels: tuple[str, ...] = tuple(planner.channels)
         self.plans: list = []
         self._states: list[np.ndarray] = []
@@ -451,6 +332,13 @@ class DiffBidStrategy(AlphaStrategy):
     def bid(self, obs: Observation) -> np.ndarray:
         bids = super().bid(obs)
         return bids if self.guard is None else self.guard.apply(obs, bids, self._seed)
+
+    def resolved_config(self) -> dict[str, Any]:
+        """What this strategy serves with, for results: the checkpoint, the spec's typed serving
+        config (None: the checkpoint's value) and the planner's options in force."""
+        out = {"checkpoint": self.checkpoint, "spec": None if self.serving is None else self.serving.to_dict(),
+               "planner": self.planner.options()}
+        return json.loads(json.dumps(out, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)))
 
     def planned_remaining_budget(self, tick: int) -> np.ndarray:
         """(T + 1,) the remaining budget, in money, that the plan of ``tick`` expects before each

@@ -42,13 +42,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from aigb.algos.diffbid.serving import CAP_KINDS
 from aigb.seeding import rng
 from aigb.sim.env import Observation
 
 __all__ = ["SpendCapGuard", "caps_of_terms", "CAP_KINDS", "TICK_SHARE_DIVISOR", "Q_FLOOR"]
-
-CAP_KINDS = ("cap", "exhaust")
-"""The objective terms that are caps on early spend (``caps_of_terms``)."""
 
 TICK_SHARE_DIVISOR = 2.0
 """A tick may spend, at its forecast, at most 1 / TICK_SHARE_DIVISOR of what is left under a cap."""
@@ -57,7 +55,7 @@ Q_FLOOR = 0.3
 
 
 def caps_of_terms(terms: Sequence, n_ticks: int) -> tuple[tuple[float, int], ...]:
-    """The (share, tick) caps of objective terms (``aigb.algos.plan_objectives.ObjectiveTerm``):
+    """The (share, tick) caps of objective terms (``aigb.algos.diffbid.objectives.ObjectiveTerm``):
     ``cap:S@TAU`` -> (S, TAU), ``exhaust:F@TAU`` -> (1 - F, TAU) with F = 1 / T when not given.
     Other terms are not caps on early spend and give none."""
     caps = []

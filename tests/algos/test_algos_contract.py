@@ -9,9 +9,8 @@ from aigb.algos.bc import BC, BCConfig
 from aigb.algos.dt import DTConfig
 from aigb.algos.iql import IQLConfig
 from aigb.algos.normalizer import Normalizer
-from aigb.algos.registry import (
-    ALGORITHMS, CHECK_OVERRIDES, AlgorithmCheckError, check_algorithm, make_algorithm, make_config,
-)
+from aigb.algos.check import AlgorithmCheckError, check_algorithm
+from aigb.algos.registry import ALGORITHMS, CHECK_OVERRIDES, make_algorithm, make_config
 from aigb.types import ConfigError
 
 

@@ -607,7 +607,7 @@ def test_refine_bids_at_the_peak_of_a_quadratic_level_score(dataset, level_algo)
 
 
 def test_day_noise_draws_the_same_noise_at_every_tick(dataset, level_algo, monkeypatch):
-    import aigb.algos.diffbid as module
+    import aigb.algos.diffbid.search as module
     seen = []
     sample = module.ddim_sample
 
@@ -669,7 +669,7 @@ def test_a_critic_alone_plans_only_the_level_it_keeps(dataset, level_algo, monke
     """Without an objective the critic decides from the state: one level's plans are drawn (not the
     whole grid's), and they are the plans that level gets inside the whole grid's batch (an objective
     that is 0 everywhere still plans every level and changes no ranking: the reference)."""
-    import aigb.algos.diffbid as module
+    import aigb.algos.diffbid.search as module
     rows = []
     sample = module.ddim_sample
 

@@ -154,6 +154,39 @@ def test_paired_evaluation_with_diffbid(trained):
     assert all(r["expected_score"] <= r["bound_score"] + 1e-9 for r in rows)
 
 
+def test_evaluation_records_the_resolved_serving_config(trained, tmp_path):
+    """config.json and the results' metadata carry each DiffBid spec's typed config and the planner's
+    options in force (the checkpoint's values filled in: w 1.2 is the stored default)."""
+    import pyarrow.parquet as pq
+
+    from aigb.eval.evaluate import evaluate
+
+    _, run = trained
+    spec = f"diffbid:{run / 'best.pt'}?steps=2"
+    evaluate([spec, "fixed"], periods=1, slots=[0], market=MarketConfig(n_pv=3000), progress=False, out_dir=tmp_path / "r")
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert list(config["serving"]) == [spec]
+    served = config["serving"][spec]
+    assert served["checkpoint"] == str(run / "best.pt")
+    assert served["spec"]["sampling"]["steps"] == 2 and served["spec"]["condition"]["guidance"] is None
+    assert served["planner"]["steps"] == 2 and served["planner"]["guidance"] == 1.2
+    meta = pq.read_schema(tmp_path / "r" / "results.parquet").metadata
+    assert json.loads(meta[b"aigb.config"])["serving"] == config["serving"]
+
+
+def test_a_preset_bids_as_its_options_written_out(trained):
+    from aigb.strategies.check import play_bids
+    from aigb.strategies.registry import make_strategy
+
+    _, run = trained
+    market = MarketConfig(n_pv=2000, n_advertisers=12)
+    named, written = (make_strategy(f"diffbid:{run / 'best.pt'}{tail}", market) for tail in ("@own?device=cpu", "?steps=5&device=cpu"))
+    for s in (named, written):
+        play_bids(s, market, 0, 0, 1)
+    assert [p.action for p in named.plans] == [p.action for p in written.plans]
+    assert named.planner.options()["steps"] == 5
+
+
 def test_rollout_traces_carry_the_plans(trained):
     from aigb.eval.rollout import rollout
     from aigb.strategies.registry import make_strategy
