@@ -34,9 +34,9 @@ from aigb.types import MarketConfig
 __all__ = ["play_period", "period_task", "MAX_BATCH"]
 
 MAX_BATCH = 96
-"""Campaigns played in one batch at most. A campaign that records the competitors' top bids for
-its bound holds them for the whole period (n_pv x n_slots float64, 12 MB at the default size), so
-this caps a batch's memory near 1.2 GB; more campaigns are played in further batches."""
+"""Campaigns played in one batch at most; more are played in further batches. A batch keeps the
+period's p_values for the bounds (96 MB at the default size) and, per campaign, who the
+competitors' top bids were (1.5 MB); a tick's auction holds (campaigns, PVs of the tick, 4) arrays."""
 
 
 def play_period(specs: Sequence[str], market: MarketConfig, population: PopulationConfig, seed: int, period: int,
@@ -94,8 +94,6 @@ def _play(specs, pairs, market, population, seed, period, built, task, with_orac
         strategies[b] = strategy
 
     pv_history = {b: [] for b in range(n) if strategies[b] is not None and strategies[b].needs_pv_history}
-    own_p: dict[int, list[np.ndarray]] = {a: [] for a, _ in pairs}
-    comp_top: dict[int, list[np.ndarray]] = {b: [] for b in range(n)}
     ticks: list[np.ndarray] = []
     while not batch.done and batch.live.any():
         t = batch.tick
@@ -121,13 +119,9 @@ def _play(specs, pairs, market, population, seed, period, built, task, with_orac
             break
         results = batch.step(bids)
         if with_oracle:
-            for a in own_p:
-                own_p[a].append(inputs[0][:, a].copy())
             ticks.append(np.full(n_pv, t, dtype=np.int64))
         for b, res in results.items():
             a = pairs[b][0]
-            if with_oracle:
-                comp_top[b].append(res.competitor_top)
             if b in pv_history:
                 pv_history[b].append({
                     "p_value": inputs[0][:, a].copy(), "p_value_sigma": inputs[1][:, a].copy(),
@@ -136,12 +130,11 @@ def _play(specs, pairs, market, population, seed, period, built, task, with_orac
     played = [b for b, pair in enumerate(pairs) if pair not in out]   # every tick of the period played
     if with_oracle and played:
         tick = np.concatenate(ticks)
-        p_cat = {a: np.concatenate(ps).astype(np.float64) for a, ps in own_p.items()}
+        p_cat = {a: batch.own_p_value(a).astype(np.float64) for a in dict.fromkeys(a for a, _ in pairs)}
     for b in played:
         pair = pairs[b]
         a = pair[0]
-        inputs = (p_cat[a], np.concatenate(comp_top[b]), tick) if with_oracle else None
-        comp_top[b] = []   # the bound reads them once; let them go
+        inputs = (p_cat[a], batch.competitor_top(b), tick) if with_oracle else None
         out[pair] = complete_row(rows[b], strategies[b], market, batch.history[b], batch.campaigns, a, inputs, task)
     return out
 

@@ -451,7 +451,6 @@ class CampaignTick:
     exposed: np.ndarray            # (n_pv, n_slots) bool
     conversion: np.ndarray         # (n_pv, n_slots) bool
     least_winning_cost: np.ndarray  # (n_pv,) float64
-    competitor_top: np.ndarray | None  # (n_pv, n_slots) the others' top bids, descending (if recorded)
 
     def view(self, advertiser: int, config: MarketConfig) -> dict[str, np.ndarray]:
         """Per-PV results of ``advertiser`` (``aigb.sim.auction.advertiser_view``)."""
@@ -471,6 +470,11 @@ class CampaignBatch:
                  population: PopulationConfig = PopulationConfig(), record_competitors: bool = False):
         self.config, self.seed, self.period = config, int(seed), int(period)
         self.record_competitors = bool(record_competitors)
+        # What the hindsight bound needs, kept compactly: the ticks' p_values (shared by every
+        # campaign) and, per campaign and tick, who the other advertisers' top bids were and the
+        # multipliers they bid with; ``competitor_top`` rebuilds the bids from them exactly.
+        self._p_ticks: list[np.ndarray] = []
+        self._others: list[list[tuple[np.ndarray, np.ndarray]]] = []
         ref = PeriodSim(config, seed, period, population=population)
         self.campaigns, self.traffic = ref.campaigns, ref.traffic
         self.budget = ref.budget
@@ -488,6 +492,7 @@ class CampaignBatch:
         for h in self.history:
             h["bid_mean"][:] = np.nan
         self.live = np.ones(n_b, dtype=bool)
+        self._others = [[] for _ in range(n_b)]
         self.tick = 0
         self._inputs: tuple[np.ndarray, np.ndarray] | None = None
         e = np.asarray(config.exposure_probs, dtype=np.float64)
@@ -511,6 +516,24 @@ class CampaignBatch:
             from aigb.sim.traffic import tick_p_values
             self._inputs = tick_p_values(self.traffic, self.seed, self.period, self.tick)
         return self._inputs
+
+    def own_p_value(self, advertiser: int) -> np.ndarray:
+        """The advertiser's p_value of every PV played so far, tick after tick (needs
+        ``record_competitors``).  # (n_pv,) float32"""
+        return np.concatenate([p[:, advertiser] for p in self._p_ticks])
+
+    def competitor_top(self, b: int) -> np.ndarray:
+        """The other advertisers' top n_slots bids per PV in campaign b's market, every tick played
+        (needs ``record_competitors``), as ``rank_bids`` of the tick's bids without the campaign's
+        own column gives them: float64(p_value) x the bidder's multiplier, 0 past the last bidder.
+        # (n_pv, n_slots) float64"""
+        parts = []
+        for p, (who, alpha) in zip(self._p_ticks, self._others[b]):
+            w = who.astype(np.int64)
+            rows = np.arange(p.shape[0])[:, None]
+            bid = p[rows, np.maximum(w, 0)].astype(np.float64) * alpha[np.maximum(w, 0)]
+            parts.append(np.where(w >= 0, bid, 0.0))
+        return np.concatenate(parts) if parts else np.zeros((0, self.config.n_slots))
 
     def drop(self, b: int) -> None:
         """Campaign b leaves the batch (its strategy failed); its state stays as it was."""
@@ -570,9 +593,12 @@ class CampaignBatch:
                 h[f][t] = stats[f]
             self.spent[b] += res.cost
             self.conversions[b] += conv
-            top = _competitor_top(res.who, res.value, a) if self.record_competitors else None
+            if self.record_competitors:
+                self._others[b].append((_competitor_who(res.who, a), alpha[b]))
             out[b] = CampaignTick(stats, res.bids, res.winner, res.price, res.exposed, res.conversion,
-                                  res.least_winning_cost, top)
+                                  res.least_winning_cost)
+        if self.record_competitors:
+            self._p_ticks.append(p)
         if live:
             lwc = np.stack([results[b].least_winning_cost for b in live]) if n_pv else np.zeros((len(live), 0))
             observe_many([self.bidders[b] for b in live], p, lwc, g_bid[live[0]])
@@ -724,17 +750,18 @@ def _lookup_conversions(winner, exposed, rows, known, conversion):  # pragma: no
 
 
 @numba.njit(cache=True, nogil=True)
-def _competitor_top(who, value, advertiser):  # pragma: no cover - compiled
-    """The other advertisers' top n_slots bids per PV: the top n_slots + 1 bids without the advertiser's."""
+def _competitor_who(who, advertiser):  # pragma: no cover - compiled
+    """Per PV, who bid the other advertisers' top n_slots bids: the top n_slots + 1 bidders without
+    ``advertiser`` (-1 past the last bidder).  # (n_pv, n_slots) int16"""
     n_pv, k = who.shape
-    out = np.zeros((n_pv, k - 1))
+    out = np.full((n_pv, k - 1), -1, dtype=np.int16)
     for i in range(n_pv):
         m = 0
         for r in range(k):
             if who[i, r] == advertiser:
                 continue
             if m < k - 1:
-                out[i, m] = value[i, r]
+                out[i, m] = who[i, r]
                 m += 1
     return out
 

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from aigb.eval import batched as batched_module
 from aigb.eval.batched import play_period
 from aigb.eval.rollout import run_campaign
 from aigb.sim.population import PopulationConfig
@@ -63,6 +64,7 @@ def checkpoints(tmp_path_factory):
 
 
 def _both(specs, task="cpa"):
+    """(batched rows, single-campaign rows) of ``specs`` on SLOTS."""
     batched = play_period(specs, MARKET, PopulationConfig(), SEED, PERIOD, SLOTS, task=task)
     single = [run_campaign(specs, MARKET, PopulationConfig(), SEED, PERIOD, a, task=task) for a in SLOTS]
     return batched, single
@@ -104,6 +106,7 @@ def test_learned_strategies_play_as_alone(checkpoints):
 
 
 def test_failures_and_max_return_rows_are_those_of_a_single_campaign(monkeypatch):
+    monkeypatch.setattr(batched_module, "MAX_BATCH", 4)   # 9 campaigns in three batches: the cap changes no row
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     registry.register("fails3", lambda market: FailsOn(3))
     batched, single = _both(("fixed", "fails3", "pid"), task="max-return")

@@ -33,6 +33,7 @@ def test_every_campaign_of_a_batch_steps_as_its_own_period():
     for sim in [batch, *refs]:
         sim.budget[3], sim.budget[8] = 0.05, 3.0
     reruns = zeroed = 0
+    tops, p_own = [[] for _ in advertisers], [[] for _ in advertisers]
     while not batch.done:
         p, _ = batch.tick_inputs()
         bids = {b: _bids(b, batch.tick, p[:, a], batch.campaigns[a].target_cpa) for b, a in enumerate(advertisers)}
@@ -51,7 +52,8 @@ def test_every_campaign_of_a_batch_steps_as_its_own_period():
             assert np.array_equal(got[b].bids, out.bids[:, a])
             others = out.bids.copy()
             others[:, a] = 0.0
-            assert np.array_equal(got[b].competitor_top, rank_bids(others, MARKET.n_slots)[1])
+            tops[b].append(rank_bids(others, MARKET.n_slots)[1])
+            p_own[b].append(record.p_value[:, a])
     assert reruns > 0 and zeroed > 0   # both rare paths were played
     for b, a in enumerate(advertisers):
         for field in TICK_STAT_FIELDS:
@@ -60,6 +62,9 @@ def test_every_campaign_of_a_batch_steps_as_its_own_period():
                 want, have = want[:, a], have[:, a]
             assert np.array_equal(want, have), (b, field)
         assert np.array_equal(refs[b].spent, batch.spent[b])
+        # What the hindsight bound reads: the competitors' top bids and the own p_values.
+        assert np.array_equal(batch.competitor_top(b), np.concatenate(tops[b]))
+        assert np.array_equal(batch.own_p_value(a), np.concatenate(p_own[b]))
 
 
 def test_a_campaign_that_leaves_changes_nothing_for_the_others():
