@@ -39,13 +39,23 @@ def _checkpoint(kind: str, folder: Path) -> str:
     """A spec of the kind; learned kinds get an untrained checkpoint of the default network."""
     if kind == "rule":
         return "fixed"
-    from aigb.algos.checkpoint import save_checkpoint
-    from aigb.algos.registry import make_algorithm
-    from aigb.features import FEATURE_DIM
+    name = {"state_policy": "cql", "dt": "dt", "diffbid": "diffbid"}[kind]
+    path = folder / f"{name}.pt"
+    if not path.exists():
+        from aigb.algos.checkpoint import save_checkpoint
+        from aigb.algos.registry import make_algorithm
+        from aigb.data.dataset import TrajectoryDataset
+        from aigb.data.generate import generate_dataset
+        from aigb.features import FEATURE_DIM
+        from aigb.types import MarketConfig
 
-    algo = {"state_policy": "cql", "dt": "dt", "diffbid": "diffbid"}[kind]
-    path = save_checkpoint(folder / f"{algo}.pt", make_algorithm(algo, FEATURE_DIM, {}, seed=0), with_optimizers=False)
-    return f"{algo}:{path}"
+        data_dir = folder / "data"   # a tiny dataset: the normaliser's statistics, no training
+        if not data_dir.exists():
+            generate_dataset(data_dir, periods=1, seed=0, market=MarketConfig(n_pv=3000, n_advertisers=8), progress=False)
+        algo = make_algorithm(name, FEATURE_DIM, {}, seed=0)
+        algo.prepare(TrajectoryDataset.load(data_dir), 0)
+        save_checkpoint(path, algo, with_optimizers=False)
+    return f"{name}:{path}"
 
 
 def _case(name: str, kind: str | None, slots: int, folder: str) -> dict:
