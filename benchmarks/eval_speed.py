@@ -99,14 +99,20 @@ def _child(name: str, kind: str | None, slots: int, folder: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+_WRAPPER = """
+import json, resource, subprocess, sys, time
+t0 = time.perf_counter()
+subprocess.run(sys.argv[1:], capture_output=True, check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"cpu_s": r.ru_utime + r.ru_stime, "wall_s": time.perf_counter() - t0, "peak_rss_mb": r.ru_maxrss / 1024}))
+"""
+
+
 def _process(cmd: list[str]) -> dict:
-    """CPU (user + system) and peak RSS of a whole command, from the kernel's accounting of the child."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, capture_output=True, check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-            "wall_s": time.perf_counter() - t0, "peak_rss_mb": after.ru_maxrss / 1024}
+    """CPU (user + system), wall and peak RSS of a whole command, from the kernel's accounting of a
+    fresh wrapper's only child."""
+    done = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
