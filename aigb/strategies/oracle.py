@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from aigb.score import DEFAULT_BETA, score
@@ -239,54 +240,92 @@ def _slot_options(p, c, e, r) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _hull_segments(p, c, e, r):
     """Upper-hull segments of every PV, emitted round by round (a PV's segments in hull order).
 
-    Gift wrapping from the origin: from the current vertex take the option of steepest positive
-    slope (ties to the dearer one, which drops collinear middles). At most K rounds over K options,
-    each a few passes over contiguous (n_pv,) columns; selections are arithmetic where they can be,
-    because masked selects with data-dependent masks are the slow numpy operations here.
+    Gift wrapping from the origin (``_hull_walk``, compiled): from the current vertex take the
+    option of steepest positive slope (ties to the dearer one, which drops collinear middles). At
+    most K rounds over K options; every PV's first segment is emitted, then every second one, ...
     """
-    n_pv, k_slots = c.shape
-    cost, conv, exists = _slot_options(p, c, e, r)
-    # Options in increasing cost: slot K, ..., slot 1 (e_k c_k falls with k among existing slots).
-    order = range(k_slots - 1, -1, -1)
-    w = [np.ascontiguousarray(cost[:, k]) for k in order]
-    v = [np.ascontiguousarray(conv[:, k]) for k in order]
-    ok = [np.ascontiguousarray(exists[:, k]) for k in order]
-    w_cur, v_cur = np.zeros(n_pv), np.zeros(n_pv)
-    pos = np.full(n_pv, -1)                         # option index of the current vertex (-1: origin)
-    live = np.ones(n_pv, dtype=bool)
-    out_pv, out_dw, out_dv, out_slot = [], [], [], []
-    for _ in range(k_slots):
-        slopes = []
-        for j in range(k_slots):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                s = (v[j] - v_cur) / (w[j] - w_cur)
-            slopes.append(np.where(ok[j] & (pos < j) & live, s, -np.inf))
-        best_s = slopes[0]
-        for s in slopes[1:]:
-            best_s = np.maximum(best_s, s)
-        take = best_s > 0
-        if not take.any():
-            break
-        best_j = np.zeros(n_pv, dtype=np.int64)
-        for j in range(1, k_slots):                 # the last (dearest) option reaching the maximum
-            best_j = np.maximum(best_j, (slopes[j] == best_s) * j)
-        new_w, new_v = np.zeros(n_pv), np.zeros(n_pv)
-        for j in range(k_slots):
-            hit = best_j == j
-            new_w += w[j] * hit
-            new_v += v[j] * hit
-        idx = np.flatnonzero(take)
-        out_pv.append(idx)
-        out_dw.append(new_w[idx] - w_cur[idx])
-        out_dv.append(new_v[idx] - v_cur[idx])
-        out_slot.append((k_slots - best_j[idx]).astype(np.int8))
-        w_cur = np.where(take, new_w, w_cur)
-        v_cur = np.where(take, new_v, v_cur)
-        pos = np.where(take, best_j, pos)
-        live = take
-    if not out_pv:
+    k = c.shape[1]
+    seg_pv, seg_dw, seg_dv, seg_j, count = _hull_walk(np.ascontiguousarray(p), np.ascontiguousarray(c), e, float(r))
+    if count.sum() == 0:
         return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int8)
-    return (np.concatenate(out_pv), np.concatenate(out_dw), np.concatenate(out_dv), np.concatenate(out_slot))
+    rounds = range(k)
+    return (np.concatenate([seg_pv[i, :count[i]] for i in rounds]),
+            np.concatenate([seg_dw[i, :count[i]] for i in rounds]),
+            np.concatenate([seg_dv[i, :count[i]] for i in rounds]),
+            np.concatenate([(k - seg_j[i, :count[i]]).astype(np.int8) for i in rounds]))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _hull_walk(p, c, e, r):  # pragma: no cover - compiled
+    """Each PV's hull walk over its options (``_slot_options``: slot K, ..., slot 1, i.e. by
+    increasing cost), segments stored by round: (PV, cost and conversions increments, option) of
+    each round's segments in PV order, and the count per round.
+
+    From the current vertex (the origin first), the slopes (v_j - v) / (w_j - w) of the options
+    beyond it; the steepest, when positive, is the next vertex (the last option reaching the
+    maximum, the dearer one). A NaN slope ends the walk, as it ends a NumPy maximum.
+    """
+    n_pv, k = c.shape
+    seg_pv = np.empty((k, n_pv), dtype=np.int64)
+    seg_dw = np.empty((k, n_pv))
+    seg_dv = np.empty((k, n_pv))
+    seg_j = np.empty((k, n_pv), dtype=np.int64)
+    count = np.zeros(k, dtype=np.int64)
+    w = np.empty(k)
+    v = np.empty(k)
+    ok = np.empty(k, dtype=np.bool_)
+    for i in range(n_pv):
+        for j in range(k):
+            s = k - 1 - j
+            above = np.inf if s == 0 else c[i, s - 1]
+            ok[j] = c[i, s] > r and e[s] > 0 and c[i, s] < above
+            w[j] = e[s] * c[i, s]
+            v[j] = e[s] * p[i]
+        w_cur, v_cur, pos = 0.0, 0.0, -1
+        for rnd in range(k):
+            best = -np.inf
+            for j in range(k):
+                slope = (v[j] - v_cur) / (w[j] - w_cur) if (ok[j] and pos < j) else -np.inf
+                if slope != slope or best != best:
+                    best = np.nan
+                elif slope > best:
+                    best = slope
+            if not best > 0:
+                break
+            best_j = 0
+            for j in range(k):
+                slope = (v[j] - v_cur) / (w[j] - w_cur) if (ok[j] and pos < j) else -np.inf
+                if slope == best:
+                    best_j = j
+            q = count[rnd]
+            seg_pv[rnd, q] = i
+            seg_dw[rnd, q] = w[best_j] - w_cur
+            seg_dv[rnd, q] = v[best_j] - v_cur
+            seg_j[rnd, q] = best_j
+            count[rnd] = q + 1
+            w_cur, v_cur, pos = w[best_j], v[best_j], best_j
+    return seg_pv, seg_dw, seg_dv, seg_j, count
+
+
+@numba.njit(cache=True, nogil=True)
+def _sorted_frontier(order, dw, dv, eff, pv, slot):  # pragma: no cover - compiled
+    """The segments in ``order`` and the running sums of their cost and conversions from 0, as
+    ``np.cumsum`` accumulates them."""
+    n = order.shape[0]
+    spend = np.empty(n + 1)
+    conversions = np.empty(n + 1)
+    spend[0] = conversions[0] = 0.0
+    efficiency = np.empty(n)
+    segment_pv = np.empty(n, dtype=np.int64)
+    segment_slot = np.empty(n, dtype=np.int8)
+    s = v = 0.0
+    for m in range(n):
+        o = order[m]
+        s = dw[o] if m == 0 else s + dw[o]
+        v = dv[o] if m == 0 else v + dv[o]
+        spend[m + 1], conversions[m + 1] = s, v
+        efficiency[m], segment_pv[m], segment_slot[m] = eff[o], pv[o], slot[o]
+    return spend, conversions, efficiency, segment_pv, segment_slot
 
 
 def efficient_frontier(p_value, comp_top, *, exposure_probs=DEFAULT_EXPOSURE_PROBS,
@@ -304,13 +343,9 @@ def efficient_frontier(p_value, comp_top, *, exposure_probs=DEFAULT_EXPOSURE_PRO
     # Segments of equal efficiency lie on one line of the frontier, so their order changes no value
     # of V*(S); an unstable sort (twice as fast as a stable one here) is enough.
     order = np.argsort(-eff)
-    return Frontier(
-        spend=np.concatenate([[0.0], np.cumsum(dw[order])]),
-        conversions=np.concatenate([[0.0], np.cumsum(dv[order])]),
-        efficiency=eff[order],
-        segment_pv=pv[order],
-        segment_slot=slot[order],
-    )
+    spend, conversions, efficiency, segment_pv, segment_slot = _sorted_frontier(order, dw, dv, eff, pv, slot)
+    return Frontier(spend=spend, conversions=conversions, efficiency=efficiency, segment_pv=segment_pv,
+                    segment_slot=segment_slot)
 
 
 def _cpa_limit(f: Frontier, target_cpa: float) -> float:
