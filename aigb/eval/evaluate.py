@@ -50,10 +50,11 @@ from tqdm.auto import tqdm
 
 import aigb
 from aigb.backends import Backend, TaskRun
-from aigb.data.parquet import OutputPathError, atomic_output, ensure_writable_dir, file_metadata, read_table, write_table_atomic
+from aigb.data.parquet import OutputPathError, atomic_output, file_metadata, read_table, write_table_atomic
 from aigb.eval.metrics import Summary, format_summary, summarize
 from aigb.eval.traces import write_traces
 from aigb.eval.rollout import campaign_task
+from aigb.files import claim_dir
 from aigb.score import DEFAULT_TASK, check_task
 from aigb.seeding import EVAL_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
@@ -212,7 +213,7 @@ def _read_journal(journal: Path) -> tuple[dict | None, dict[int, list[dict]], in
 
 def _prepare_out(out: Path, config: EvalConfig, force: bool) -> dict[int, list[dict]]:
     """Check ``out`` before any rollout; return the journal's completed campaigns (task -> rows)."""
-    ensure_writable_dir(out)
+    claim_dir(out, "evaluate", force=force, writes=(*_OLD_RESULT_FILES, JOURNAL_FILE))
     journal = out / JOURNAL_FILE
     if force:
         for name in (*_OLD_RESULT_FILES, JOURNAL_FILE):

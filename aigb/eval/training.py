@@ -19,8 +19,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from aigb.data.parquet import atomic_output, ensure_writable_dir
+from aigb.data.parquet import atomic_output
 from aigb.eval.rollout import rollout
+from aigb.files import claim_dir
 from aigb.score import DEFAULT_TASK
 from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
@@ -82,12 +83,14 @@ def _run_length(last: Path, steps: int | None) -> int | None:
 
 def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_size: int | None = None,
           seed: int = 0, overrides: dict | None = None, validation: ValidationSet | None = ValidationSet(),
-          eval_every: int | None = None, patience: int | None = 4, progress: bool = True, device: str = "auto"):
+          eval_every: int | None = None, patience: int | None = 4, progress: bool = True, device: str = "auto",
+          force: bool = False):
     """Train ``algo_name`` on the trajectories in ``data_dir``; returns ``aigb.algos.fit.FitResult``.
 
     The best checkpoint by validation score is ``run_dir/best.pt``; ``run_dir/last.pt`` resumes.
     device: 'auto' | 'cpu' | 'cuda' for algorithms that train on a GPU (``to_device``: diffbid);
-    the others train on the CPU, and refuse an explicit 'cuda'.
+    the others train on the CPU, and refuse an explicit 'cuda'. force: write into a ``run_dir`` another
+    command wrote (``aigb.files.claim_dir``).
     """
     from aigb.algos.fit import fit
     from aigb.algos.registry import ALGORITHMS, make_algorithm
@@ -95,7 +98,9 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
 
     if algo_name not in ALGORITHMS:
         raise ConfigError(f"algo: unknown algorithm {algo_name!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
-    run_dir = ensure_writable_dir(run_dir)  # before loading the data, so a bad path fails at once
+    # Before loading the data, so a bad path fails at once; another command's directory is refused.
+    run_dir = claim_dir(run_dir, "train", force=force,
+                        writes=("config.json", "metrics.jsonl", "last.pt", "best.pt", "train_args.json", "tb"))
     dataset = TrajectoryDataset.load(data_dir)
     if validation is not None:
         validation = replace(validation, task=dataset.task)   # select by the score the data was made for

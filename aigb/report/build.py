@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aigb.data.parquet import atomic_output
+from aigb.files import claim_dir
 from aigb.report import figures
 from aigb.report.inputs import ReportInputs, load_inputs
 from aigb.report.tables import COLUMNS, format_leaderboard, leaderboard
@@ -164,7 +165,7 @@ def _page(inputs: ReportInputs, records: list[dict], sections: list[str], notes:
             "</body></html>\n")
 
 
-def build_report(dirs, out_dir, *, baseline: str | None = None, progress=None) -> Report:
+def build_report(dirs, out_dir, *, baseline: str | None = None, progress=None, force: bool = False) -> Report:
     """Write the report of the evaluation directories ``dirs`` into ``out_dir`` (module docstring).
 
     ``baseline``: the strategy paired differences are taken against (default: the first
@@ -174,8 +175,8 @@ def build_report(dirs, out_dir, *, baseline: str | None = None, progress=None) -
     records = leaderboard(inputs)
     base = inputs.summary.paired[0].baseline if inputs.summary.paired else None
     text = format_leaderboard(records, inputs.labels.get(base, base))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_dir(out_dir, "report", force=force,
+                    writes=("report.html", "leaderboard.json", "leaderboard.txt", *(f"{stem}.png" for stem, *_ in FIGURES)))
     sections, notes, written = [], [], []
     for stem, heading, builder, caption, missing in FIGURES:
         if progress is not None:

@@ -16,6 +16,7 @@ def register(subparsers) -> None:
                     "report.html is one self-contained file that opens offline.")
     p.add_argument("results", nargs="+", metavar="RUN_DIR", help="evaluation output directories (they must pair up, as for compare)")
     p.add_argument("--out", required=True, help="directory for report.html, the PNG figures and leaderboard.json/.txt")
+    p.add_argument("--force", action="store_true", help="write into an --out that another aigb command wrote, or over files there aigb did not write (refused otherwise)")
     p.add_argument("--baseline", default=None,
                    help="strategy spec for paired differences (default: the evaluation's --baseline, else its first strategy)")
     p.set_defaults(func=cmd_report)
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
 def cmd_report(args) -> int:
     from aigb.report.build import build_report
 
-    report = build_report(args.results, args.out, baseline=args.baseline)
+    report = build_report(args.results, args.out, baseline=args.baseline, force=args.force)
     print(report.leaderboard_text)
     for note in report.notes:
         print(f"not shown: {note}")
