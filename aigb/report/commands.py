@@ -1,4 +1,7 @@
-"""``aigb report``: the command-line face of ``aigb.report.build.build_report``."""
+"""``aigb report``: the command-line face of ``aigb.report.build.build_report``.
+
+Exit status 1 when rows hold errors (the leaderboard covers only the campaigns every strategy
+completed), as for ``aigb compare``; evaluations that share no such campaign are refused."""
 
 from __future__ import annotations
 
@@ -25,9 +28,13 @@ def register(subparsers) -> None:
 def cmd_report(args) -> int:
     from aigb.report.build import build_report
 
+    from aigb.eval.commands import exit_status
+
     report = build_report(args.results, args.out, baseline=args.baseline, force=args.force)
+    for line in report.coverage:   # interrupted evaluations, campaigns covered and left out
+        print(f"# {line}")
     print(report.leaderboard_text)
     for note in report.notes:
         print(f"not shown: {note}")
     print(f"wrote {report.html} and {len(report.figures)} figures")
-    return 0
+    return exit_status(report.summary)
