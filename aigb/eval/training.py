@@ -45,6 +45,13 @@ class ValidationSet:
     task: str = DEFAULT_TASK
     """What the campaigns are scored on (``aigb.score.TASKS``); ``train`` sets the dataset's."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.periods, bool) or not isinstance(self.periods, int) or self.periods < 1:
+            raise ConfigError(f"val_periods: must be an integer >= 1, got {self.periods!r}")
+        bad = [a for a in self.slots if isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < self.market.n_advertisers]
+        if not self.slots or bad:
+            raise ConfigError(f"validation slots: need advertiser indices in [0, {self.market.n_advertisers}), got {self.slots!r}")
+
     def __call__(self, policy) -> dict:
         from aigb.strategies.learned import LearnedStrategy
 

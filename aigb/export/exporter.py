@@ -419,6 +419,8 @@ def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = M
     device = device or _split_device(spec)[1] or "cpu"
     if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
         raise ConfigError(f"device: must be cpu, cuda, cuda:N or auto, got {device!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed: must be an integer >= 0, got {seed!r}")
     if advertiser is not None and int(advertiser) < 0:
         raise ConfigError(f"advertiser: must be >= 0, got {advertiser}")
     out = Path(out)
