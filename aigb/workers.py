@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -21,7 +22,20 @@ PARENT_POLL_S = 0.5
 """Seconds between a worker's checks that its parent is alive."""
 
 
+def _end_on_sigterm(signum, frame) -> None:
+    # ``stop_workers`` ends workers with SIGTERM in the middle of a task. The default action would
+    # skip multiprocessing's exit hooks, and the semaphores this process made (tqdm's lock) would be
+    # reported as leaked at shutdown; run the hooks, then exit at once (no exception: the pool's
+    # loop would catch it and take the next queued task).
+    from multiprocessing import util
+
+    util._exit_function()
+    os._exit(128 + signum)
+
+
 def _exit_with_parent(parent_pid: int) -> None:
+    signal.signal(signal.SIGTERM, _end_on_sigterm)
+
     def watch() -> None:
         while True:
             # A dead parent's children are re-parented, so the parent id changes.
@@ -52,6 +66,7 @@ def stop_workers(pool: ProcessPoolExecutor, grace_s: float = 5.0) -> None:
         if process.is_alive():
             process.kill()
             process.join()
+    pool.shutdown(wait=True)   # the pool's thread sees its workers gone and releases its queues
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
