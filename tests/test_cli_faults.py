@@ -172,7 +172,7 @@ def test_evaluate_hitting_a_file_size_limit_keeps_finished_campaigns_and_resumes
 
 @pytest.mark.parametrize("item, message", [
     ("top_fraction=abc", "top_fraction: cannot parse 'abc'"),
-    ("hidden_dims=64", "hidden_dims: invalid value 64"),
+    ("hidden_dims=64", "hidden_dims: expected a list of integers, got 64"),
     ("top_fraction=2", "top_fraction"),
     ("no_such_key=1", "no_such_key: unknown option"),
     ("top_fraction", "--set: expected KEY=VALUE"),
