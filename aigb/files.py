@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["MARKER", "SIGNATURES", "OutputOwnedError", "dir_owner", "file_owner", "claim_dir", "claim_file",
+__all__ = ["MARKER", "SIGNATURES", "OutputOwnedError", "dir_owner", "file_owner", "check_dir", "claim_dir", "claim_file",
            "read_marker"]
 
 MARKER = ".aigb-output.json"
@@ -36,10 +36,10 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "sweep": ("sweep.json",),
     "generate": ("dataset.json",),
     "report": ("report.html", "leaderboard.json"),
-    "export-neurips2024": ("params.json", "player.py"),
     "demo": ("stages",),
 }
-"""Files (any one of them) that tell which command wrote an output directory without a marker."""
+"""Files (any one of them) that tell which command wrote an output directory without a marker.
+(An export without one is told by its params.json: ``aigb.export.exporter``.)"""
 
 # Parquet ``kind`` metadata -> the command that writes such files on its own.
 _PARQUET_KINDS = {"simulation": "simulate", "evaluation": "evaluate", "evaluation-traces": "evaluate",
@@ -106,6 +106,20 @@ def _refuse(what: str, command: str, force_flag: str) -> OutputOwnedError:
                             f"or add {force_flag} to write there anyway")
 
 
+def check_dir(directory: str | os.PathLike, command: str, *, force: bool = False, writes: Iterable[str] = (),
+              force_flag: str = "--force") -> Path:
+    """``claim_dir``'s refusals alone: nothing is created or marked."""
+    directory = Path(directory)
+    owner, evidence = dir_owner(directory)
+    if not force and owner is not None and owner != command:
+        raise _refuse(f"{directory} holds the output of `aigb {owner}` ({evidence})", command, force_flag)
+    if not force and owner is None and directory.is_dir():
+        taken = [name for name in writes if (directory / name).exists()]
+        if taken:
+            raise _refuse(f"{directory / taken[0]} exists and was not written by `aigb {command}`", command, force_flag)
+    return directory
+
+
 def claim_dir(directory: str | os.PathLike, command: str, *, force: bool = False, writes: Iterable[str] = (),
               force_flag: str = "--force") -> Path:
     """Check that ``command`` may write into ``directory``, make it, and mark it as ``command``'s.
@@ -117,14 +131,7 @@ def claim_dir(directory: str | os.PathLike, command: str, *, force: bool = False
     """
     from aigb.data.parquet import atomic_output, ensure_writable_dir
 
-    directory = Path(directory)
-    owner, evidence = dir_owner(directory)
-    if not force and owner is not None and owner != command:
-        raise _refuse(f"{directory} holds the output of `aigb {owner}` ({evidence})", command, force_flag)
-    if not force and owner is None and directory.is_dir():
-        taken = [name for name in writes if (directory / name).exists()]
-        if taken:
-            raise _refuse(f"{directory / taken[0]} exists and was not written by `aigb {command}`", command, force_flag)
+    directory = check_dir(directory, command, force=force, writes=writes, force_flag=force_flag)
     ensure_writable_dir(directory)
     marker = read_marker(directory)
     if marker is None or marker["command"] != command:

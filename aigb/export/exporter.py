@@ -41,7 +41,7 @@ import aigb
 from aigb.export.harness import HISTORY_NAMES, play_competition, play_env
 from aigb.export.readme import readme_text
 from aigb.features import FEATURE_NAMES, FEATURE_VERSION
-from aigb.files import MARKER, OutputOwnedError, claim_dir, dir_owner, read_marker
+from aigb.files import MARKER, OutputOwnedError, check_dir, dir_owner, read_marker
 from aigb.sim.period import PeriodSim
 from aigb.strategies.registry import UnknownStrategyError, make_strategy, parse_spec
 from aigb.types import ACTION_HIGH, ACTION_LOW, MARKET_VERSION, ConfigError, MarketConfig
@@ -435,7 +435,7 @@ def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = M
             raise OutputOwnedError(f"--out: {out / taken[0]} was not written by an export; `aigb {COMMAND}` does not "
                                    "replace it: move it, choose another --out, or add --force to replace it")
     else:
-        claim_dir(out, COMMAND, force=force, writes=EXPORT_FILES)   # checks only; the marker is replaced below
+        check_dir(out, COMMAND, force=force, writes=EXPORT_FILES)   # the folder and its marker come with the export
     native, kind, params, tensors = _native_and_params(spec, market, seed, advertiser)
     params = {**_base_params(spec, market, seed, device), "kind": kind, **params}
     out.parent.mkdir(parents=True, exist_ok=True)
