@@ -27,8 +27,13 @@ def _torch_index() -> list[str]:
     return ["--extra-index-url", index] if index else []
 
 
+def _clean_env() -> dict:
+    """This environment without PYTHONPATH: the venv must not see aigb through it."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def _run(*args, timeout=900, cwd=None):
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, cwd=cwd, env=_clean_env())
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +63,7 @@ def test_the_venv_is_the_old_stack_without_aigb(old_stack, tmp_path):
 @pytest.mark.parametrize("key", KEYS)
 def test_exported_folder_replays_its_period_on_numpy_1_24(key, old_stack, exports, tmp_path):
     _, folder, _ = exports(key)
-    done = subprocess.run([str(old_stack), str(folder / "selftest.py")], capture_output=True, text=True, timeout=900,
-                          cwd=tmp_path)
+    done = _run(str(old_stack), str(folder / "selftest.py"), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK" in done.stdout
     print(f"{key}: {done.stdout.strip()}")
