@@ -31,8 +31,10 @@ def replay(folder: str) -> tuple:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     PlayerBiddingStrategy = module.PlayerBiddingStrategy
-    if "torch" in sys.modules:   # the bids were recorded on one thread: reductions round by thread count
-        sys.modules["torch"].set_num_threads(1)
+    if os.path.exists(os.path.join(folder, "weights.pt")):   # a network: recorded on one thread (see above)
+        import torch
+
+        torch.set_num_threads(1)
     data = np.load(os.path.join(folder, "selftest.npz"))
     offsets = data["offsets"]
     budget, cpa, category = data["campaign"]
