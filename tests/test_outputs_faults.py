@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import skip_or_fail
 from tests.test_cli_faults import TINY, _player, file_size_limit, one_line_error, run_main
 from aigb.data.generate import generate_dataset
 from aigb.types import MarketConfig
@@ -280,7 +281,10 @@ def test_ctrl_c_stops_a_sweep_with_two_workers_within_seconds(tmp_path, dataset)
 
 
 def test_an_unreachable_ray_address_fails_within_seconds_naming_it(tmp_path):
-    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'aigb[ray]')")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        skip_or_fail("the ray extra is not installed (pip install 'aigb[ray]')")
     cmd = _aigb("evaluate", "--strategy", "fixed", "--periods", "1", "--backend", "ray", "--ray-address", "127.0.0.1:1",
                 "--quiet", *TINY, "--out", tmp_path / "e")
     start = time.monotonic()
