@@ -19,7 +19,7 @@ $(BIN)/aigb: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[learn,dev,ray]'
 	touch $(BIN)/aigb
 
-.PHONY: setup demo test test-all bench benchmark-full
+.PHONY: setup demo test test-all test-deps test-export bench benchmark-full
 setup: $(BIN)/aigb
 
 # The whole pipeline at demo size (data, training, evaluation, report) into demo/; re-running resumes.
@@ -31,6 +31,17 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -q -n 2 -m ''
+
+# System packages some tests need, from the distribution (Debian/Ubuntu; run as root): Chromium for
+# the report's screenshot test. Never a browser download.
+test-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+# The exported folders replayed in a fresh venv with numpy 1.24 and torch's CPU build (no aigb); slow
+# the first time (it builds the venv under .pytest_cache).
+test-export: setup
+	AIGB_TORCH_INDEX=$(TORCH_INDEX) $(BIN)/python -m pytest -q -m slow tests/export/test_venv.py
 
 bench: setup
 	$(BIN)/python benchmarks/sim_throughput.py

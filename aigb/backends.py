@@ -22,6 +22,7 @@ asks for it.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -29,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aigb.types import ConfigError
-from aigb.workers import worker_pool
+from aigb.workers import stop_workers, worker_pool
 
-__all__ = ["BACKENDS", "RAY_INSTALL", "Backend", "TaskRun", "require_ray", "add_backend_args", "backend_from_args"]
+__all__ = ["BACKENDS", "RAY_INSTALL", "RAY_CONNECT_TIMEOUT_S", "check_ray_address", "Backend", "TaskRun", "require_ray", "add_backend_args", "backend_from_args"]
 
 BACKENDS = ("local", "ray")
 RAY_INSTALL = "pip install 'aigb[ray]'"
@@ -76,7 +77,8 @@ class Backend:
     def session(self) -> Iterator[None]:
         """Ray connected for the duration (a no-op for local). Joins an instance already
         initialised in this process (and leaves it running); otherwise starts or joins one and
-        shuts the connection down at the end."""
+        shuts the connection down at the end. An address that cannot be reached fails within
+        ``RAY_CONNECT_TIMEOUT_S`` (Ray itself retries for minutes)."""
         if self.kind != "ray":
             yield
             return
@@ -84,6 +86,7 @@ class Backend:
         if ray.is_initialized():
             yield
             return
+        check_ray_address(self.address)
         if self.address is None:
             # "local": a new instance, never a cluster found on this machine (which may be stale).
             ray.init(address="local", include_dashboard=False, logging_level="WARNING")
@@ -93,6 +96,27 @@ class Backend:
             yield
         finally:
             ray.shutdown()
+
+
+RAY_CONNECT_TIMEOUT_S = 10.0
+"""Seconds to reach a --ray-address before giving up."""
+
+
+def check_ray_address(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Raise a one-line ``ConfigError`` naming ``address`` unless a TCP connection to it opens
+    within ``timeout`` seconds (None and "auto" are looked up by Ray itself and pass)."""
+    if address is None or address == "auto":
+        return
+    text = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--ray-address: expected 'auto' or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = "timed out" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise ConfigError(f"--ray-address: cannot reach {address} ({reason}); start the cluster there with "
+                          "`ray start --head`, or leave --ray-address out to start a local Ray instance") from None
 
 
 class TaskRun:
@@ -114,6 +138,7 @@ class TaskRun:
         self._stack = contextlib.ExitStack()
         self._futures: set = set()
         self._refs: list = []
+        self._pool = None
         self._ray = None
         n = len(self._queue)
         if self.backend.kind == "ray" and n:
@@ -125,7 +150,7 @@ class TaskRun:
             self._refs = [remote.remote(t, *args) for t in self._queue]
             self._queue.clear()
         elif int(workers) > 1 and n > 1:
-            pool = self._stack.enter_context(worker_pool(min(int(workers), n)))
+            pool = self._pool = self._stack.enter_context(worker_pool(min(int(workers), n)))
             args = () if shared is None else (shared,)
             self._futures = {pool.submit(fn, t, *args) for t in self._queue}
             self._queue.clear()
@@ -195,7 +220,11 @@ class TaskRun:
     def __enter__(self) -> "TaskRun":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self._pool is not None:
+            # Stopped (Ctrl-C, an error): nobody will read the running tasks' results, so the
+            # workers end now instead of finishing them (and the tasks queued behind them).
+            stop_workers(self._pool)
         self.close()
 
 
@@ -222,5 +251,6 @@ def backend_from_args(args) -> Backend:
             raise ConfigError("--workers: sets local processes; with --backend ray the cluster's CPUs set how many "
                               "tasks run at once (ray start --num-cpus N)")
         require_ray()
+        check_ray_address(args.ray_address)   # before any work: Ray would retry an unreachable one for minutes
     return Backend(args.backend, args.ray_address)
 

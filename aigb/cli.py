@@ -34,14 +34,10 @@ def cmd_simulate(args) -> int:
     from aigb.sim.runs import simulate_periods
 
     config = _market(args)
-    if args.out:  # checked before the simulation, so a bad path fails at once
-        from pathlib import Path
+    if args.out:  # checked before the simulation, so a bad path or another command's file fails at once
+        from aigb.files import claim_file
 
-        from aigb.data.parquet import ensure_writable_dir
-
-        if Path(args.out).is_dir():
-            raise ValueError(f"--out: {args.out} is a directory; give a file name, e.g. {Path(args.out) / 'rows.parquet'}")
-        ensure_writable_dir(Path(args.out).parent)
+        claim_file(args.out, "simulate", force=args.force)
     rows = simulate_periods(config, args.periods, args.seed, progress=not args.quiet)
     if args.out:
         from aigb.data.parquet import file_metadata, write_table_atomic
@@ -73,7 +69,9 @@ def cmd_simulate(args) -> int:
 
 def cmd_import_csv(args) -> int:
     from aigb.data.csv_import import import_csv
+    from aigb.files import claim_dir
 
+    claim_dir(args.out, "import-csv", force=args.force)
     report = import_csv(args.paths, args.out, skip_bad=args.skip_bad)
     print(report.summary())
     return 0
@@ -97,7 +95,8 @@ def cmd_train(args) -> int:
     validation = None if args.no_validation else ValidationSet(periods=args.val_periods)
     result = train(args.algo, args.data, run_dir=args.out or f"runs/{args.algo}", steps=args.steps,
                    batch_size=args.batch_size, seed=args.seed, overrides=overrides, validation=validation,
-                   eval_every=args.eval_every, patience=args.patience, progress=not args.quiet, device=args.device)
+                   eval_every=args.eval_every, patience=args.patience, progress=not args.quiet, device=args.device,
+                   force=args.force)
     print(f"{args.algo}: {result.steps_done} updates in {result.run_dir}; best validation score "
           f"{result.best_score if result.best_score is None else round(result.best_score, 3)} at step {result.best_step}"
           f"{' (stopped early)' if result.stopped_early else ''}")
@@ -114,7 +113,7 @@ def cmd_sweep(args) -> int:
     result = sweep(args.algo, args.data, parse_grid(args.grid), args.out, overrides=_overrides(args), steps=args.steps,
                    batch_size=args.batch_size, seed=args.seed, validation=ValidationSet(periods=args.val_periods),
                    eval_every=args.eval_every, patience=args.patience, device=args.device, workers=args.workers,
-                   backend=backend, progress=not args.quiet)
+                   backend=backend, progress=not args.quiet, force=args.force)
     print(format_sweep(args.algo, list(result.rows), len(result.rows)))
     print(f"{len(result.rows)} run(s) in {result.seconds:.0f} s; table in {result.out_dir / 'sweep.txt'}")
     if result.best is None:
@@ -138,6 +137,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where diffbid trains: auto takes the GPU when torch sees one (default %(default)s); the other algorithms use the CPU")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="write into an --out that another aigb command wrote, or over files there aigb did not write (refused otherwise)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="run periods of the rule-bidder market and print per-advertiser results")
     p.add_argument("--periods", type=int, default=1, help="periods to simulate (default %(default)s)")
     p.add_argument("--out", default=None, help="write one row per (period, advertiser) to this Parquet file")
+    p.add_argument("--force", action="store_true", help="replace an --out file that another aigb command wrote, or that aigb did not write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _market_args(p)
     p.set_defaults(func=cmd_simulate)
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-csv", help="convert the public AuctionNet CSV logs (impressions or trajectories) to Parquet")
     p.add_argument("paths", nargs="+", help="CSV files (.csv, .csv.gz, ...)")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--force", action="store_true", help="write into an --out that another aigb command wrote, or over files there aigb did not write (refused otherwise)")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed rows into a quarantine file instead of failing")
     p.set_defaults(func=cmd_import_csv)
 

@@ -11,9 +11,13 @@ names the field of a bad one (``ConfigError``). Needs no torch.
 from __future__ import annotations
 
 import json
+import math
+import types
 import typing
 from dataclasses import fields
 from typing import Any, Mapping
+
+import numpy as np
 
 from aigb.types import ConfigError
 
@@ -41,16 +45,89 @@ def text_fields(config_class: type) -> set[str]:
     return {name for name, hint in typing.get_type_hints(config_class).items() if hint is str}
 
 
+def _describe(hint) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "text", type(None): "null"}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0] if typing.get_args(hint) else Any
+        return f"a list of {_describe(item).removeprefix('an ').removeprefix('a ')}s"
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _typed(key: str, value: Any, hint) -> Any:
+    """``value`` checked against the field's type ``hint`` (and made one of it: 64.0 -> 64 for an
+    int, a list -> a tuple); ``ConfigError`` naming ``key`` otherwise. A boolean is not a number
+    (JSON's true would pass Python's ``isinstance(True, int)``), and no number is NaN or infinite."""
+    bad = ConfigError(f"{key}: expected {_describe(hint)}, got {json.dumps(value) if _jsonable(value) else repr(value)}")
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _typed(key, value, option)
+            except ConfigError:
+                continue
+        raise bad
+    if hint is type(None):
+        if value is None:
+            return None
+        raise bad
+    if hint is bool:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise bad
+    if hint in (int, float):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise bad
+        if not math.isfinite(value):
+            raise bad
+        if hint is int:
+            if float(value) != int(value):
+                raise bad
+            return int(value)
+        return float(value)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            items = [args[0]] * len(value)
+        else:
+            items = list(args)
+            if len(items) != len(value):
+                raise bad
+        try:
+            return tuple(_typed(key, v, h) for v, h in zip(value, items))
+        except ConfigError:
+            raise bad from None
+    return value
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def config_from_dict(config_class: type, values: Mapping[str, Any]):
     """Build a config from plain values; JSON strings ('3e-4', '[64, 64]', 'null') are parsed
-    (except for text fields), lists become tuples, and an unknown key raises ``ConfigError``
-    listing the known ones."""
+    (except for text fields), lists become tuples, each value is checked against its field's type,
+    and an unknown key raises ``ConfigError`` listing the known ones."""
     known = {f.name for f in fields(config_class)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown option for {config_class.__name__}; known options: {', '.join(sorted(known))}")
-    texts = text_fields(config_class)
-    parsed = {key: parse_value(key, value, text=key in texts) for key, value in values.items()}
+    hints = typing.get_type_hints(config_class)
+    texts = {name for name, hint in hints.items() if hint is str}
+    # Each value read as --set reads it, then checked against its field's type: a boolean is not a
+    # number, no number is NaN or infinite, a list holds what the field's tuple holds.
+    parsed = {key: _typed(key, parse_value(key, value, text=key in texts), hints[key]) for key, value in values.items()}
     try:
         return config_class(**parsed)
     except ConfigError:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aigb.backends import Backend, TaskRun, add_backend_args, backend_from_args
+from aigb.files import atomic_output, claim_dir
 from aigb.types import ConfigError, MarketConfig
 
 __all__ = ["AlgoRun", "DemoSize", "DEMO_ALGOS", "SIZES", "DemoResult", "run_demo", "run_stage", "register"]
@@ -134,8 +135,6 @@ def run_stage(out_dir: Path, name: str, settings: dict, run: Callable[[], dict],
     start = time.perf_counter()
     outcome = json.loads(json.dumps(run()))
     marker.parent.mkdir(parents=True, exist_ok=True)
-    from aigb.data.parquet import atomic_output
-
     with atomic_output(marker) as tmp:
         tmp.write_text(json.dumps({"settings": settings, "outcome": outcome,
                                    "seconds": time.perf_counter() - start}, indent=2) + "\n")
@@ -279,17 +278,17 @@ def _learning_lines(outcomes: dict) -> list[str]:
 
 
 def run_demo(out_dir="demo", *, size: str | DemoSize = "demo", algos: tuple[AlgoRun, ...] = DEMO_ALGOS,
-             progress: bool = True, say=print, backend: Backend | str = "local") -> DemoResult:
+             progress: bool = True, say=print, backend: Backend | str = "local", force: bool = False) -> DemoResult:
     """Run (or resume) the demo in ``out_dir``; see the module docstring.
 
     backend: 'ray' (or an ``aigb.backends.Backend``) runs generation, training and evaluation as
     Ray tasks on one Ray connection; the stages' settings, and so their markers, are the same."""
     backend = Backend.of(backend)
     with backend.session():
-        return _run_demo(out_dir, size, algos, progress, say, backend)
+        return _run_demo(out_dir, size, algos, progress, say, backend, force)
 
 
-def _run_demo(out_dir, size, algos, progress, say, backend: Backend) -> DemoResult:
+def _run_demo(out_dir, size, algos, progress, say, backend: Backend, force: bool) -> DemoResult:
     from aigb.data.generate import generate_dataset
     from aigb.eval.evaluate import evaluate
     from aigb.report import build_report
@@ -298,8 +297,7 @@ def _run_demo(out_dir, size, algos, progress, say, backend: Backend) -> DemoResu
     size = SIZES[size] if isinstance(size, str) else size
     if not isinstance(size, DemoSize):
         raise ConfigError(f"size: choose one of {', '.join(SIZES)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_dir(out_dir, "demo", force=force, writes=("stages", "data", "runs", "eval", "report"))
     start = time.perf_counter()
     train_market, eval_market = _markets(size)
     runs, skipped = _plan(size, algos)
@@ -383,9 +381,10 @@ def register(subparsers) -> None:
     p.add_argument("--size", default="demo", choices=sorted(SIZES), help="demo (default) or tiny (seconds, for tests)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_backend_args(p, "data periods, training runs and evaluation campaigns")
+    p.add_argument("--force", action="store_true", help="write into an --out that another aigb command wrote (refused otherwise)")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args) -> int:
-    run_demo(args.out, size=args.size, progress=not args.quiet, backend=backend_from_args(args))
+    run_demo(args.out, size=args.size, progress=not args.quiet, backend=backend_from_args(args), force=args.force)
     return 0

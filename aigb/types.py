@@ -10,7 +10,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-__all__ = ["MARKET_VERSION", "MARKET_VERSIONS", "MarketVersionError", "check_market_version", "N_CATEGORIES", "Campaign", "MarketConfig", "TICK_STAT_FIELDS", "PRESETS", "ConfigError"]
+__all__ = ["MAX_PV", "MAX_TICKS", "MAX_ADVERTISERS", "MAX_SLOTS", "MARKET_VERSION", "MARKET_VERSIONS", "MarketVersionError", "check_market_version",
+           "N_CATEGORIES", "Campaign", "MarketConfig", "TICK_STAT_FIELDS", "PRESETS", "ConfigError", "DATASET_MARKET"]
 
 PRESETS = ("sparse", "dense", "random")
 N_CATEGORIES = 6  # advertiser categories of the reference market
@@ -70,6 +71,16 @@ class Campaign:
         _require(math.isfinite(self.target_cpa) and self.target_cpa > 0, "target_cpa", f"must be a finite number > 0, got {self.target_cpa}")
 
 
+MAX_PV = 2**31 - 1
+"""Most PVs per period: the log's pvIndex column is int32."""
+MAX_TICKS = 2**15 - 1
+"""Most ticks per period: timeStepIndex is int16."""
+MAX_ADVERTISERS = 2**15 - 1
+"""Most advertisers: advertiserNumber is int16."""
+MAX_SLOTS = 2**7 - 1
+"""Most ad slots: adSlot is int8."""
+
+
 @dataclass(frozen=True)
 class MarketConfig:
     """The auction market of one delivery period (AuctionNet's rules, ../shared/DESIGN.md §2)."""
@@ -100,11 +111,13 @@ class MarketConfig:
         for name in ("n_pv", "n_ticks", "n_advertisers", "n_slots"):
             value = getattr(self, name)
             _require(isinstance(value, (int, np.integer)) and not isinstance(value, bool), name, f"must be an integer, got {value!r}")
-        _require(int(self.n_pv) >= 1, "n_pv", f"must be >= 1, got {self.n_pv}")
-        _require(int(self.n_ticks) >= 1, "n_ticks", f"must be >= 1, got {self.n_ticks}")
-        _require(int(self.n_advertisers) >= 1, "n_advertisers", f"must be >= 1, got {self.n_advertisers}")
+        # Upper limits: what the log's columns hold (aigb.data.schema), checked before any work.
+        for name, high, column in (("n_pv", MAX_PV, "pvIndex is int32"), ("n_ticks", MAX_TICKS, "timeStepIndex is int16"),
+                                   ("n_advertisers", MAX_ADVERTISERS, "advertiserNumber is int16"),
+                                   ("n_slots", MAX_SLOTS, "adSlot is int8")):
+            value = int(getattr(self, name))
+            _require(1 <= value <= high, name, f"must lie in [1, {high:,}] ({column}), got {value:,}")
         _require(self.preset in PRESETS, "preset", f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        _require(int(self.n_slots) >= 1, "n_slots", f"must be >= 1, got {self.n_slots}")
         probs = tuple(float(p) for p in self.exposure_probs)
         _require(len(probs) == self.n_slots, "exposure_probs", f"needs one probability per slot ({self.n_slots}), got {len(probs)}")
         _require(all(0.0 <= p <= 1.0 for p in probs), "exposure_probs", f"must lie in [0, 1], got {probs}")

@@ -35,10 +35,11 @@ def test_score_broadcasts_over_campaigns():
     conversions = np.array([0.0, 10.0, 10.0, 4.0])
     cost = np.array([30.0, 400.0, 1000.0, 0.0])
     out = score(conversions, cost, 50.0)
-    assert isinstance(out, np.ndarray)
+    assert isinstance(out, np.ndarray) and out.shape == (4,) and out.dtype == np.float64
     np.testing.assert_allclose(out, [0.0, 10.0, 2.5, 4.0])
     np.testing.assert_allclose(score(10.0, 1000.0, np.array([50.0, 100.0, 200.0])), [2.5, 10.0, 10.0])
-    assert isinstance(score(1, 1.0, 1.0), float)
+    one = score(1, 1.0, 1.0)
+    assert isinstance(one, float) and one == 1.0   # a scalar campaign gives a plain float, not a 0-d array
 
 
 def test_realized_cpa_and_penalty():

@@ -18,6 +18,7 @@ crash mid-write leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -46,9 +47,17 @@ class FeatureVersionMismatch(FeatureVersionError):
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary sibling, fsync, then ``os.replace`` onto ``path``."""
-    with atomic_output(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` ``obj`` to ``path`` atomically (temporary sibling, fsync, ``os.replace``).
+
+    The bytes are serialised in memory and written by Python's file I/O: torch's own writer turns a
+    full disk into ``RuntimeError: [enforce fail at inline_container.cc...]``, where a Python write
+    raises the OSError itself (ENOSPC, EFBIG), which ``atomic_output`` reports as ``OutputPathError``
+    naming ``path``, leaving no partial file and ``path`` as it was.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(buffer.getbuffer())
     return Path(path)
 
 

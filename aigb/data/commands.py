@@ -29,7 +29,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         report = generate_dataset(args.out, args.periods, args.seed, market=market, impressions=args.impressions,
                                   population=population,
                                   workers=args.workers, first_period=args.first_period, progress=not args.quiet,
-                                  explore_campaigns=not args.fixed_campaigns, backend=backend, task=args.task)
+                                  explore_campaigns=not args.fixed_campaigns, backend=backend, task=args.task, force=args.force)
     except DatasetMismatchError as err:
         print(f"aigb generate: {err}", file=sys.stderr)
         return 2
@@ -68,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "skips complete periods.")
     p.add_argument("--periods", type=int, required=True, help="periods to simulate")
     p.add_argument("--out", required=True, help="dataset directory")
+    p.add_argument("--force", action="store_true", help="write into an --out that another aigb command wrote, or over files there aigb did not write (refused otherwise)")
     p.add_argument("--impressions", action="store_true", help="also write the per-impression log (~24M rows per default period)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default %(default)s)")
     add_backend_args(p, "periods")

@@ -55,11 +55,12 @@ from tqdm.auto import tqdm
 import aigb
 from aigb.backends import Backend, TaskRun
 from aigb.data.impressions import impression_batch
-from aigb.data.parquet import (AtomicParquetWriter, CorruptFileError, atomic_output, ensure_writable_dir, file_metadata,
+from aigb.data.parquet import (AtomicParquetWriter, CorruptFileError, atomic_output, file_metadata,
                                read_metadata, read_table, write_table_atomic)
 from aigb.data.schema import IMPRESSION_SCHEMA, SCHEMA_VERSION
 from aigb.data.trajectories import trajectory_table
 from aigb.features import FEATURE_DIM, FEATURE_VERSION
+from aigb.files import claim_dir
 from aigb.score import DEFAULT_TASK, check_task
 from aigb.seeding import VALIDATION_FIRST_PERIOD, rng
 from aigb.sim.market import DENSE_RANGES, SPARSE_RANGES, campaigns_for
@@ -315,7 +316,7 @@ def _write_dataset_file(out_dir: Path, identity: dict, seed: int) -> None:
 def generate_dataset(out_dir: str | Path, periods: int, seed: int, *, market: MarketConfig = DEFAULT_MARKET,
                      impressions: bool = False, workers: int = 1, first_period: int = 0, progress: bool = True,
                      population: PopulationConfig = EXPLORE, explore_campaigns: bool = True,
-                     backend: Backend | str = "local", task: str = DEFAULT_TASK) -> GenerateReport:
+                     backend: Backend | str = "local", task: str = DEFAULT_TASK, force: bool = False) -> GenerateReport:
     """Simulate periods ``first_period .. first_period + periods - 1`` and write their files.
 
     Args:
@@ -365,7 +366,7 @@ def generate_dataset(out_dir: str | Path, periods: int, seed: int, *, market: Ma
                 f"{out_dir / DATASET_FILE} describes another dataset: {'; '.join(diffs[:5])}"
                 f"{' ...' if len(diffs) > 5 else ''}. Use another output directory")
 
-    ensure_writable_dir(out_dir)
+    claim_dir(out_dir, "generate", force=force, writes=(DATASET_FILE, TRAJECTORIES, IMPRESSIONS))
     asked = tuple(range(int(first_period), int(first_period) + int(periods)))
     tasks, damaged = [], []
     for p in asked:

@@ -16,7 +16,7 @@ from aigb.score import DEFAULT_TASK, TASKS
 from aigb.strategies.registry import describe_strategies
 from aigb.types import PRESETS, MarketConfig
 
-__all__ = ["register", "cmd_evaluate", "cmd_compare"]
+__all__ = ["register", "cmd_evaluate", "cmd_compare", "exit_status"]
 
 
 def register(subparsers) -> None:
@@ -83,10 +83,10 @@ def cmd_evaluate(args) -> int:
           f"{results.wall_s:.1f} s")
     print(results.format())
     print(f"wrote {results.table.num_rows} rows to {results.out_dir / 'results.parquet'}")
-    return _exit_status(results.summary)
+    return exit_status(results.summary)
 
 
-def _exit_status(summary) -> int:
+def exit_status(summary) -> int:
     errors = sum(s.n_errors for s in summary.strategies)
     if errors:
         print(f"aigb: {errors} row(s) hold errors (column err); the table covers the {summary.campaigns} campaign(s) "
@@ -100,4 +100,4 @@ def cmd_compare(args) -> int:
 
     summary = combine_results(args.results, baseline=args.baseline)
     print(format_summary(summary))
-    return _exit_status(summary)
+    return exit_status(summary)

@@ -23,7 +23,9 @@ of every campaign that all strategies completed are appended to ``out_dir/rows.p
 it finishes (one fsynced line per campaign; JSON keeps every float exactly); a re-run with the same
 settings resumes from them and ends with the table an uninterrupted run writes, and the journal is
 removed once ``results.parquet`` is written. An ``out_dir`` that already holds results, or a
-partial run of other settings, is refused unless ``force`` (which starts over).
+partial run of other settings, is refused unless ``force`` (which starts over). ``config.json`` is
+written last: a finish interrupted before it (a full disk while writing the traces) keeps the
+journal, and a re-run writes the files from it without playing a campaign again.
 
 Tasks. ``task`` (``aigb.score.TASKS``) is what every row is scored and bounded on: "cpa"
 (Target-CPA, the default) or "max-return" (budget only, the score is the conversions). It is
@@ -52,10 +54,11 @@ from tqdm.auto import tqdm
 
 import aigb
 from aigb.backends import Backend, TaskRun
-from aigb.data.parquet import OutputPathError, atomic_output, ensure_writable_dir, file_metadata, read_table, write_table_atomic
+from aigb.data.parquet import OutputPathError, atomic_output, file_metadata, read_table, write_table_atomic
 from aigb.eval.metrics import Summary, format_summary, summarize
 from aigb.eval.traces import write_traces
 from aigb.eval.batched import period_task
+from aigb.files import claim_dir
 from aigb.score import DEFAULT_TASK, check_task
 from aigb.seeding import EVAL_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
@@ -214,13 +217,15 @@ def _read_journal(journal: Path) -> tuple[dict | None, dict[int, list[dict]], in
 
 def _prepare_out(out: Path, config: EvalConfig, force: bool) -> dict[int, list[dict]]:
     """Check ``out`` before any rollout; return the journal's completed campaigns (task -> rows)."""
-    ensure_writable_dir(out)
+    claim_dir(out, "evaluate", force=force, writes=(*_OLD_RESULT_FILES, JOURNAL_FILE))
     journal = out / JOURNAL_FILE
     if force:
         for name in (*_OLD_RESULT_FILES, JOURNAL_FILE):
             (out / name).unlink(missing_ok=True)
         return {}
-    if (out / RESULTS_FILE).exists() or (out / CONFIG_FILE).exists():
+    # config.json is written last: without it, results.parquet beside a journal is a finish that a
+    # failed write interrupted, and the journal resumes it.
+    if (out / CONFIG_FILE).exists() or ((out / RESULTS_FILE).exists() and not journal.exists()):
         raise ConfigError(f"out_dir: {out} already holds an evaluation ({RESULTS_FILE}); use another directory, "
                           f"or --force (force=True) to replace it")
     if not journal.exists():
@@ -265,7 +270,8 @@ class _Journal:
             self._fh.flush()
             os.fsync(self._fh.fileno())
         except OSError as err:
-            raise OutputPathError(f"{self.path}: cannot write ({err.strerror or err})") from None
+            raise OutputPathError(f"{self.path}: cannot write ({err.strerror or err}); the campaigns finished "
+                                  "before are kept there and a re-run of the same command resumes from them") from None
 
     def add(self, task: int, rows: list[dict]) -> None:
         self._write({"task": task, "rows": rows})
@@ -395,10 +401,14 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
         # A strategy that resolves a serving config (DiffBid's spec over its checkpoint) records it.
         serving = {spec: s.resolved_config() for spec, s in built.items() if hasattr(s, "resolved_config")}
         written = {**config.to_dict(), **({"serving": serving} if serving else {})}
-        write_table_atomic(table, out / RESULTS_FILE, file_metadata("evaluation", written))
-        write_traces(ordered, out)   # per-tick bid multipliers and a planner's plans, for aigb report
-        with atomic_output(out / CONFIG_FILE) as tmp:
-            tmp.write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
+        try:
+            write_table_atomic(table, out / RESULTS_FILE, file_metadata("evaluation", written))
+            write_traces(ordered, out)   # per-tick bid multipliers and a planner's plans, for aigb report
+            with atomic_output(out / CONFIG_FILE) as tmp:
+                tmp.write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
+        except OSError as err:   # the journal holds every campaign: a re-run writes the files without playing
+            raise OutputPathError(f"{err}; the rows of all {len(tasks)} campaigns are kept in {out / JOURNAL_FILE}: "
+                                  "free space and re-run the same command to write the results") from None
         (out / JOURNAL_FILE).unlink(missing_ok=True)
     return EvalResults(table, summary, config, wall, out)
 
@@ -416,7 +426,7 @@ def load_results(directory) -> tuple[pa.Table, dict]:
     directory = Path(directory)
     path, config_path = directory / RESULTS_FILE, directory / CONFIG_FILE
     journal = directory / JOURNAL_FILE
-    if not path.is_file() and not config_path.is_file() and journal.is_file():
+    if not config_path.is_file() and journal.is_file():   # interrupted, maybe while writing its files
         return _partial_results(journal)
     for f in (path, config_path):
         if not f.is_file():
@@ -459,7 +469,8 @@ def combine_results(directories: Sequence, baseline: str | None = None) -> Summa
 
     Refuses evaluations of different tasks (Target-CPA and Max-Return scores measure different
     things), evaluations that played their campaigns differently (periods, slots, market,
-    population) and a (strategy, seed) evaluated in two of them."""
+    population), a (strategy, seed) evaluated in two of them, and evaluations that share no campaign
+    every strategy completed (ValueError: the table would be empty)."""
     if not directories:
         raise ConfigError("results: give at least one evaluation directory")
     tables, configs, first, owner = [], [], None, {}
@@ -483,6 +494,12 @@ def combine_results(directories: Sequence, baseline: str | None = None) -> Summa
     if baseline is not None and baseline not in {name for name, _ in owner}:
         raise ConfigError(f"baseline: {baseline!r} is not among the evaluated strategies {list(dict.fromkeys(n for n, _ in owner))}")
     summary = summarize(pa.concat_tables(tables), baseline=baseline)
+    if summary.campaigns == 0:   # a table of NaN over n = 0 would say nothing
+        played = "; ".join(f"{d}: {', '.join(dict.fromkeys(s for s, _ in keys))} on seed(s) "
+                           f"{', '.join(map(str, sorted({seed for _, seed in keys})))}"
+                           for d in directories for keys in [[k for k, o in owner.items() if o == d]])
+        raise ValueError(f"results: no campaign was completed by every strategy, so there is nothing to compare "
+                         f"({played}); evaluate them on the same seeds (rows with errors do not count)")
     notes = tuple(f"{d}: an interrupted evaluation; its {c['partial'][0]} completed campaign(s) of {c['partial'][1]} take part"
                   for d, c in zip(directories, configs) if "partial" in c)
     return replace(summary, notes=notes)

@@ -155,6 +155,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("fit-evaluator", help="fit the plan evaluator that ranks DiffBid's candidate plans (for n > 1)")
     p.add_argument("--data", required=True, help="dataset directory written by `aigb generate`")
     p.add_argument("--out", required=True, help="evaluator file, e.g. runs/diffbid/evaluator.pt (found there by default)")
+    p.add_argument("--force", action="store_true", help="replace an --out file that another aigb command wrote, or that aigb did not write")
     p.add_argument("--steps", type=int, default=None, help="updates (default: the benchmarked PlanEvaluatorConfig.steps)")
     p.add_argument("--seed", type=int, default=0, help="root seed (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -180,6 +181,9 @@ def cmd_fit_evaluator(args) -> int:
     from aigb.algos.plan_evaluator import PlanEvaluatorConfig, fit_plan_evaluator
     from aigb.data.dataset import TrajectoryDataset
 
+    from aigb.files import claim_file
+
+    claim_file(args.out, "fit-evaluator", force=args.force)   # before the fit: never over a trained policy
     dataset = TrajectoryDataset.load(args.data)
     config = PlanEvaluatorConfig() if args.steps is None else PlanEvaluatorConfig(steps=args.steps)
     evaluator = fit_plan_evaluator(dataset, config, seed=args.seed, progress=not args.quiet)

@@ -26,7 +26,7 @@ from scipy import stats
 from aigb.seeding import rng
 
 __all__ = ["MeanCI", "StrategySummary", "PairedDifference", "Summary", "mean_ci", "ratio_of_sums_ci",
-           "summarize", "format_summary", "name_width", "strategy_label", "NAME_WIDTH", "BOUND_TOLERANCE",
+           "summarize", "format_summary", "coverage_lines", "name_width", "strategy_label", "NAME_WIDTH", "BOUND_TOLERANCE",
            "BOOTSTRAP_SAMPLES"]
 
 BOUND_TOLERANCE = 1e-6
@@ -271,6 +271,21 @@ def strategy_label(name: str, width: int) -> str:
     return name[: width - 3 - tail] + "..." + name[len(name) - tail:]
 
 
+def _covered(summary: Summary) -> str:
+    n = len(summary.strategies)
+    return f"the {summary.campaigns} campaign(s) {'all ' + str(n) + ' strategies' if n > 1 else 'the strategy'} completed"
+
+
+def coverage_lines(summary: Summary) -> list[str]:
+    """What a table covers: the campaigns every strategy completed, and those left out and why."""
+    lines = [f"statistics over {_covered(summary)}"]
+    left_out = summary.campaigns_played - summary.campaigns
+    if left_out:
+        lines.append(f"LEFT OUT: {left_out} of {summary.campaigns_played} campaign(s), where a strategy failed "
+                     f"({sum(s.n_errors for s in summary.strategies)} error row(s), column err) or did not play")
+    return lines
+
+
 def format_summary(summary: Summary) -> str:
     """The summary as a plain-text table (means ± half-width of the confidence interval)."""
     c = int(round(summary.confidence * 100))
@@ -278,14 +293,9 @@ def format_summary(summary: Summary) -> str:
     head = (f"{'strategy':<{w}} {'n':>5} {'err':>4} {'score':>14} {'exp. score':>14} {'oracle':>8} "
             f"{'% oracle':>14} {'% orc (exp)':>14} {'% orc sum':>10} {'CPA viol':>8} {'budget':>7} "
             f"{'exhaust':>7} {'@tick':>6} {'oscill':>7}")
-    n_strategies = len(summary.strategies)
     lines = [f"# {note}" for note in summary.notes]
-    lines += [f"per campaign, mean ±{c}% CI half-width over the {summary.campaigns} campaign(s) "
-             f"{'all ' + str(n_strategies) + ' strategies' if n_strategies > 1 else 'the strategy'} completed"]
-    left_out = summary.campaigns_played - summary.campaigns
-    if left_out:
-        lines.append(f"LEFT OUT: {left_out} of {summary.campaigns_played} campaign(s), where a strategy failed "
-                     f"({sum(s.n_errors for s in summary.strategies)} error row(s), column err) or did not play")
+    lines += [f"per campaign, mean ±{c}% CI half-width over {_covered(summary)}"]
+    lines += coverage_lines(summary)[1:]
     lines += [head, "-" * len(head)]
     for s in summary.strategies:
         lines.append(

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aigb.backends import Backend, TaskRun
-from aigb.data.parquet import atomic_output, ensure_writable_dir
+from aigb.data.parquet import atomic_output
 from aigb.eval.training import ValidationSet
+from aigb.files import claim_dir
 from aigb.types import ConfigError
 
 __all__ = ["SWEEP_TABLE", "SWEEP_JSON", "SweepPoint", "SweepResult", "parse_grid", "grid_points", "sweep", "format_sweep"]
@@ -188,7 +189,7 @@ def sweep(algo: str, data_dir, grid: dict[str, tuple[str, ...]], out_dir, *, ove
           steps: int | None = None, batch_size: int | None = None, seed: int = 0,
           validation: ValidationSet = ValidationSet(), eval_every: int | None = None, patience: int | None = 4,
           device: str = "auto", workers: int = 1, backend: Backend | str = "local", progress: bool = True,
-          say=print) -> SweepResult:
+          say=print, force: bool = False) -> SweepResult:
     """Train ``algo`` at every point of ``grid`` (see the module docstring); re-running resumes."""
     from tqdm.auto import tqdm
 
@@ -198,7 +199,7 @@ def sweep(algo: str, data_dir, grid: dict[str, tuple[str, ...]], out_dir, *, ove
     points = grid_points(algo, grid, overrides)   # every point checked before anything trains
     if not Path(data_dir).is_dir():
         raise FileNotFoundError(f"--data: no dataset directory at {data_dir}")
-    out = ensure_writable_dir(out_dir)
+    out = claim_dir(out_dir, "sweep", force=force, writes=(SWEEP_TABLE, SWEEP_JSON, *(p.name for p in points)))
     parallel = backend.kind == "ray" or int(workers) > 1
     tasks = [_PointTask(algo, str(data_dir), str(out / p.name), p, dict(overrides or {}), steps, batch_size, seed,
                         validation, eval_every, patience, device, one_thread=parallel) for p in points]

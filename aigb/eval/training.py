@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from aigb.files import atomic_output, claim_dir
 from aigb.score import DEFAULT_TASK
 from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
@@ -41,6 +42,13 @@ class ValidationSet:
     """The market the policy is validated in."""
     task: str = DEFAULT_TASK
     """What the campaigns are scored on (``aigb.score.TASKS``); ``train`` sets the dataset's."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.periods, bool) or not isinstance(self.periods, int) or self.periods < 1:
+            raise ConfigError(f"val_periods: must be an integer >= 1, got {self.periods!r}")
+        bad = [a for a in self.slots if isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < self.market.n_advertisers]
+        if not self.slots or bad:
+            raise ConfigError(f"validation slots: need advertiser indices in [0, {self.market.n_advertisers}), got {self.slots!r}")
 
     def __call__(self, policy) -> dict:
         from aigb.eval.batched import play_period
@@ -81,12 +89,14 @@ def _run_length(last: Path, steps: int | None) -> int | None:
 
 def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_size: int | None = None,
           seed: int = 0, overrides: dict | None = None, validation: ValidationSet | None = ValidationSet(),
-          eval_every: int | None = None, patience: int | None = 4, progress: bool = True, device: str = "auto"):
+          eval_every: int | None = None, patience: int | None = 4, progress: bool = True, device: str = "auto",
+          force: bool = False):
     """Train ``algo_name`` on the trajectories in ``data_dir``; returns ``aigb.algos.fit.FitResult``.
 
     The best checkpoint by validation score is ``run_dir/best.pt``; ``run_dir/last.pt`` resumes.
     device: 'auto' | 'cpu' | 'cuda' for algorithms that train on a GPU (``to_device``: diffbid);
-    the others train on the CPU, and refuse an explicit 'cuda'.
+    the others train on the CPU, and refuse an explicit 'cuda'. force: write into a ``run_dir`` another
+    command wrote (``aigb.files.claim_dir``).
     """
     from aigb.algos.fit import fit
     from aigb.algos.registry import ALGORITHMS, make_algorithm
@@ -94,9 +104,9 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
 
     if algo_name not in ALGORITHMS:
         raise ConfigError(f"algo: unknown algorithm {algo_name!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
-    from aigb.data.parquet import atomic_output, ensure_writable_dir
-
-    run_dir = ensure_writable_dir(run_dir)  # before loading the data, so a bad path fails at once
+    # Before loading the data, so a bad path fails at once; another command's directory is refused.
+    run_dir = claim_dir(run_dir, "train", force=force,
+                        writes=("config.json", "metrics.jsonl", "last.pt", "best.pt", "train_args.json", "tb"))
     dataset = TrajectoryDataset.load(data_dir)
     if validation is not None:
         validation = replace(validation, task=dataset.task)   # select by the score the data was made for

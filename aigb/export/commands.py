@@ -17,7 +17,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
     report = export_neurips2024(args.source, args.out, market=market, seed=args.seed, advertiser=args.advertiser,
-                                device=args.device)
+                                device=args.device, force=args.force)
     print(report.summary())
     print(f"check it where it will run with: python {report.out / 'selftest.py'}")
     return 0
@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="CHECKPOINT_OR_SPEC",
                    help="a checkpoint (runs/cql/best.pt; diffbid's may carry ?w=1.2&steps=10) or a strategy spec "
                         "(fixed:rate=0.9, pid, onlinelp:cap=1.5, dt:runs/dt/best.pt, diffbid:PATH?options)")
-    p.add_argument("--out", required=True, help="folder to write (an earlier export there is replaced)")
+    p.add_argument("--out", required=True, help="folder to write (an earlier export there is replaced; other files there are kept)")
+    p.add_argument("--force", action="store_true",
+                   help="write into an --out that another aigb command wrote, or over files there no export wrote (refused otherwise)")
     p.add_argument("--seed", type=int, default=0,
                    help="root of the exported strategy's random streams (OnlineLP's subsample, DiffBid's noise) (default %(default)s)")
     p.add_argument("--advertiser", type=int, default=None,

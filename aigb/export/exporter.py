@@ -27,6 +27,7 @@ equal in practice), or nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -41,6 +42,7 @@ import aigb
 from aigb.export.harness import HISTORY_NAMES, play_competition, play_env
 from aigb.export.readme import readme_text
 from aigb.features import FEATURE_NAMES, FEATURE_VERSION
+from aigb.files import MARKER, OutputOwnedError, check_dir, dir_owner, read_marker
 from aigb.sim.period import PeriodSim
 from aigb.strategies.registry import UnknownStrategyError, make_strategy, parse_spec
 from aigb.types import ACTION_HIGH, ACTION_LOW, MARKET_VERSION, ConfigError, MarketConfig
@@ -48,9 +50,12 @@ from aigb.types import ACTION_HIGH, ACTION_LOW, MARKET_VERSION, ConfigError, Mar
 __all__ = ["export_neurips2024", "ExportReport", "ExportMismatch", "resolve_source", "load_exported_class",
            "CHECK_MARKET", "EXPORTABLE"]
 
+COMMAND = "export-neurips2024"
 RUNTIME = Path(__file__).with_name("runtime")
 RUNTIME_FILES = ("__init__.py", "player.py", "strategy.py", "history.py", "rules.py", "networks.py", "planner.py",
                  "bundle.py", "selftest.py")
+EXPORT_FILES = (*RUNTIME_FILES, "params.json", "weights.pt", "selftest.npz", "README.md")
+"""Every file an export may write; any other file in its folder is the user's and is kept."""
 EXPORTABLE = ("fixed", "pid", "onlinelp", "bc", "iql", "cql", "dt", "diffbid")
 CHECK_MARKET = dict(n_pv=50_000, n_advertisers=8)
 """The market of the export check and the self-test recording (n_ticks and preset from the export's);
@@ -302,6 +307,41 @@ def load_exported_class(folder: str | Path):
     return load_competition_class(f"{Path(folder) / 'player.py'}:PlayerBiddingStrategy")
 
 
+def _exported_files(folder: Path) -> tuple[str, ...]:
+    """The files an earlier export wrote in ``folder`` (its marker's list; for an export written
+    before the list was kept, the export's file names present)."""
+    marker = read_marker(folder)
+    if marker is not None and marker["command"] == COMMAND and isinstance(marker.get("files"), list):
+        return tuple(str(name) for name in marker["files"])
+    return tuple(name for name in EXPORT_FILES if (folder / name).exists())
+
+
+def _publish(stage: Path, out: Path) -> None:
+    """Make the finished ``stage`` the folder ``out`` in one rename: the files of the user in ``out``
+    (those no export wrote) move into it first, the files of the earlier export go with the old folder.
+    On a failure everything is put back where it was."""
+    ours = set(_exported_files(out)) | {MARKER} if out.exists() else set()
+    theirs = [p.name for p in out.iterdir() if p.name not in ours] if out.exists() else []
+    old = out.parent / f".{out.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    moved = []
+    try:
+        for name in theirs:
+            os.rename(out / name, stage / name)
+            moved.append(name)
+        if out.exists():
+            os.rename(out, old)
+        os.rename(stage, out)
+    except BaseException:
+        if not out.exists() and old.exists():
+            os.rename(old, out)
+        for name in moved:
+            os.rename(stage / name, out / name)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _is_export(folder: Path) -> bool:
     """Whether ``folder`` holds an earlier export (which a new export may replace)."""
     try:
@@ -318,6 +358,24 @@ def _forget_loaded(folder: Path) -> None:
     name = "_aigb_export_" + hashlib.sha1(os.path.abspath(str(folder)).encode("utf-8")).hexdigest()[:12]
     for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
         del sys.modules[key]
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """torch on one thread inside (when loaded), then the count as it was. A network's reductions
+    (the U-Net's convolutions) round differently with the number of threads, and a diffusion
+    planner carries such last-digit differences into its bids: the selftest replays on one thread,
+    so the recording is made on one."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _selftest_arrays(play, seed: int) -> dict[str, np.ndarray]:
@@ -347,8 +405,9 @@ def _check(stage: Path, native, market: MarketConfig, seed: int, advertiser: int
     campaign = dataclasses.replace(c, budget=c.budget * check_market.n_pv / MarketConfig().n_pv)
     player = load_exported_class(stage)()
     player.device = "cpu"           # the check plays on the CPU whatever the export's device
-    harness = play_competition(player, check_market, CHECK_SEED, CHECK_PERIOD, slot, campaign=campaign, record=True)
-    env = play_env(native, check_market, CHECK_SEED, CHECK_PERIOD, slot, strategy_seed=seed, campaign=campaign)
+    with _one_torch_thread():   # the recorded bids are replayed on one thread by selftest.py
+        harness = play_competition(player, check_market, CHECK_SEED, CHECK_PERIOD, slot, campaign=campaign, record=True)
+        env = play_env(native, check_market, CHECK_SEED, CHECK_PERIOD, slot, strategy_seed=seed, campaign=campaign)
     diff = env.max_bid_difference(harness)
     scale = max((float(np.max(np.abs(b))) for b in env.bids if b.size), default=0.0)
     if not diff <= BID_TOLERANCE * max(scale, 1e-12):
@@ -358,7 +417,7 @@ def _check(stage: Path, native, market: MarketConfig, seed: int, advertiser: int
 
 
 def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = MarketConfig(), seed: int = 0,
-                       advertiser: int | None = None, device: str | None = None) -> ExportReport:
+                       advertiser: int | None = None, device: str | None = None, force: bool = False) -> ExportReport:
     """Export ``source`` (checkpoint path or strategy spec) into the folder ``out``.
 
     market: the market the strategy is built for (ticks per day; OnlineLP's default prior and PV count).
@@ -368,6 +427,8 @@ def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = M
         of the campaign's category; the competition's interface names no slot).
     device: where an exported network runs by default ('cpu', 'cuda' or 'auto'; None: a diffbid
         spec's device option, else 'cpu'); the check runs on the CPU.
+    force: write into a folder another aigb command wrote, or over files there no export wrote; the
+        files of the user in an earlier export are kept either way.
     Raises ConfigError (bad source or option), ExportMismatch (the check failed; nothing written).
     """
     from aigb.export.runtime import history as runtime_history
@@ -378,11 +439,23 @@ def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = M
     device = device or _split_device(spec)[1] or "cpu"
     if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
         raise ConfigError(f"device: must be cpu, cuda, cuda:N or auto, got {device!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed: must be an integer >= 0, got {seed!r}")
     if advertiser is not None and int(advertiser) < 0:
         raise ConfigError(f"advertiser: must be >= 0, got {advertiser}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_export(out))):
-        raise ConfigError(f"--out: {out} exists and is not an empty folder or an earlier export; choose another")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} is a file; give a folder")
+    # The user's own files in an earlier export are kept; one that an export would replace, or a
+    # folder another command wrote, is refused before any work.
+    owner = COMMAND if out.is_dir() and _is_export(out) else dir_owner(out)[0]
+    if owner == COMMAND:
+        taken = [n for n in EXPORT_FILES if (out / n).exists() and n not in _exported_files(out)]
+        if taken and not force:
+            raise OutputOwnedError(f"--out: {out / taken[0]} was not written by an export; `aigb {COMMAND}` does not "
+                                   "replace it: move it, choose another --out, or add --force to replace it")
+    else:
+        check_dir(out, COMMAND, force=force, writes=EXPORT_FILES)   # the folder and its marker come with the export
     native, kind, params, tensors = _native_and_params(spec, market, seed, advertiser)
     params = {**_base_params(spec, market, seed, device), "kind": kind, **params}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -395,20 +468,19 @@ def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = M
             shutil.copyfile(RUNTIME / name, stage / name)
         (stage / "params.json").write_text(json.dumps(params, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         if tensors:
-            import torch
+            from aigb.algos.checkpoint import atomic_torch_save
 
-            torch.save(tensors, stage / "weights.pt")
+            atomic_torch_save(tensors, stage / "weights.pt")
         harness, env, diff = _check(stage, native, market, seed, advertiser)
         _forget_loaded(stage)
         with open(stage / "selftest.npz", "wb") as fh:
             np.savez_compressed(fh, **_selftest_arrays(harness, seed))
         (stage / "README.md").write_text(readme_text(params, has_weights=bool(tensors)), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        stage.rename(out)
+        written = sorted(p.name for p in stage.iterdir())
+        (stage / MARKER).write_text(json.dumps({"command": COMMAND, "files": written}) + "\n", encoding="utf-8")
+        _publish(stage, out)
     except BaseException:
         _forget_loaded(stage)
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    files = tuple(sorted(p.name for p in out.iterdir()))
-    return ExportReport(out, spec, kind, files, diff, env.score, harness.score)
+    return ExportReport(out, spec, kind, tuple(written), diff, env.score, harness.score)

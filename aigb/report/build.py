@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aigb.data.parquet import atomic_output
+from aigb.eval.metrics import Summary, coverage_lines
+from aigb.files import claim_dir
 from aigb.report import figures
 from aigb.report.inputs import ReportInputs, load_inputs
 from aigb.report.tables import COLUMNS, format_leaderboard, leaderboard
@@ -42,6 +44,11 @@ class Report:
     leaderboard_text: str
     notes: tuple[str, ...]
     """Figures left out, and why."""
+    coverage: tuple[str, ...] = ()
+    """What the leaderboard covers: interrupted evaluations, the campaigns every strategy completed,
+    those left out (``aigb.eval.metrics.coverage_lines``)."""
+    summary: Summary | None = None
+    """The statistics the leaderboard shows."""
 
 
 # (file stem, heading, builder, caption, why it can be missing)
@@ -111,6 +118,7 @@ def _inputs_html(inputs: ReportInputs) -> str:
                              else "Target-CPA: score = conversions x min(1, (C / CPA)^2)")),
         ("campaigns", html.escape(f"up to {n} per strategy: seeds {_fmt_list(inputs.seeds)}; periods "
                                   f"{_fmt_list(c['periods'])}; advertiser slots {_fmt_list(c['slots'])}")),
+        ("covers", "<br>".join(html.escape(line) for line in _coverage(inputs))),
         ("aigb", html.escape(str(c.get("aigb_version", "?")))),
     ]
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
@@ -164,7 +172,7 @@ def _page(inputs: ReportInputs, records: list[dict], sections: list[str], notes:
             "</body></html>\n")
 
 
-def build_report(dirs, out_dir, *, baseline: str | None = None, progress=None) -> Report:
+def build_report(dirs, out_dir, *, baseline: str | None = None, progress=None, force: bool = False) -> Report:
     """Write the report of the evaluation directories ``dirs`` into ``out_dir`` (module docstring).
 
     ``baseline``: the strategy paired differences are taken against (default: the first
@@ -174,8 +182,8 @@ def build_report(dirs, out_dir, *, baseline: str | None = None, progress=None) -
     records = leaderboard(inputs)
     base = inputs.summary.paired[0].baseline if inputs.summary.paired else None
     text = format_leaderboard(records, inputs.labels.get(base, base))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_dir(out_dir, "report", force=force,
+                    writes=("report.html", "leaderboard.json", "leaderboard.txt", *(f"{stem}.png" for stem, *_ in FIGURES)))
     sections, notes, written = [], [], []
     for stem, heading, builder, caption, missing in FIGURES:
         if progress is not None:
@@ -204,7 +212,11 @@ def build_report(dirs, out_dir, *, baseline: str | None = None, progress=None) -
                                            "strategies": records}), indent=2, allow_nan=False) + "\n")
     with atomic_output(out / "leaderboard.txt") as tmp:
         tmp.write_text(text + "\n")
-    return Report(out, out / "report.html", tuple(written), records, text, tuple(notes))
+    return Report(out, out / "report.html", tuple(written), records, text, tuple(notes), _coverage(inputs), inputs.summary)
+
+
+def _coverage(inputs: ReportInputs) -> tuple[str, ...]:
+    return (*inputs.summary.notes, *coverage_lines(inputs.summary))
 
 
 def _finite(value):

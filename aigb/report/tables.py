@@ -34,7 +34,7 @@ def _ci(m: MeanCI) -> dict:
 def _record(rank: int, label: str, s: StrategySummary, p: PairedDifference | None, baseline: str) -> dict:
     """Text cells (``COLUMNS``) plus the raw numbers under ``values``."""
     return {
-        "rank": str(rank), "label": label, "strategy": s.strategy, "n": str(s.n_rows), "errors": str(s.n_errors),
+        "rank": str(rank), "label": label, "strategy": s.strategy, "n": str(s.n_campaigns), "errors": str(s.n_errors),
         "score": s.score.fmt(), "pct_oracle": s.pct_oracle.fmt(100, 1), "cpa_violations": _pct(s.cpa_violation_rate),
         "budget_used": _pct(s.budget_utilisation.mean), "exhausted": _pct(s.exhausted_share),
         "d_score": "baseline" if s.strategy == baseline else (p.score.fmt() if p else ""),

@@ -127,7 +127,7 @@ def test_refuses_to_overwrite_a_foreign_folder_and_replaces_an_earlier_export(tm
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     (tmp_path / "mine" / "params.json").write_text('{"learning_rate": 0.1}')     # someone else's params
-    with pytest.raises(ConfigError, match="not an empty folder or an earlier export"):
+    with pytest.raises(ValueError, match="params.json exists and was not written by `aigb export-neurips2024`"):
         export_neurips2024("fixed", tmp_path / "mine", market=MARKET)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     export_neurips2024("fixed", tmp_path / "out", market=MARKET)

@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from tests.conftest import skip_or_fail
+
 CHROMIUM = Path("/usr/bin/chromium")
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="headless Chromium is not installed (/usr/bin/chromium; `apt-get install chromium` on Debian)")
+
+
+@pytest.fixture(autouse=True)
+def _chromium():
+    if not CHROMIUM.exists():
+        skip_or_fail("headless Chromium is not installed (/usr/bin/chromium; `apt-get install chromium` on Debian, "
+                     "`make test-deps`)")
 
 
 def screenshot(page: Path, out: Path, height: int = 6000) -> np.ndarray:

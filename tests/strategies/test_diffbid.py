@@ -134,8 +134,18 @@ def test_strategy_keeps_the_contract_and_its_plans(trained):
     assert all(p.plan.shape == (49, 7) for p in strategy.plans)
     remaining = strategy.planned_remaining_budget(10)                   # money, before each tick and after the day
     assert remaining.shape == (49,) and remaining[0] == pytest.approx(strategy._campaign.budget)
-    # Same seed, same bids; the generic loader gives the same strategy for a diffbid checkpoint.
-    assert isinstance(load_strategy("diffbid", str(run / "best.pt")), DiffBidStrategy)
+    # Same seed, same bids (another seed, other bids); the generic loader gives the same strategy
+    # for a diffbid checkpoint, bid for bid.
+    first = play_bids(factory(market), market, 0, 0, 3)
+    again = play_bids(factory(market), market, 0, 0, 3)
+    other = play_bids(factory(market), market, 1, 0, 3)
+    assert len(first) == len(again) == 48 and all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(first, other))
+    loaded = load_strategy("diffbid", str(run / "best.pt"))
+    assert isinstance(loaded, DiffBidStrategy)
+    by_spec = play_bids(strategy_factory(f"diffbid:{run / 'best.pt'}")(market), market, 0, 0, 3)
+    by_loader = play_bids(loaded, market, 0, 0, 3)
+    assert len(by_spec) == len(by_loader) == 48 and all(np.array_equal(a, b) for a, b in zip(by_spec, by_loader))
     with pytest.raises(ValueError, match="holds a 'diffbid' policy"):
         load_strategy("bc", str(run / "best.pt"))
     # A planner trained on 48-tick days refuses another day length.

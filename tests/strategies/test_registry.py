@@ -40,7 +40,8 @@ def test_checker_passes_registered_rule_strategies(spec):
 
 
 def test_specs_build_the_right_strategies():
-    assert isinstance(make_strategy("fixed:rate=0.9", CHECK_MARKET), FixedRate)
+    fixed = make_strategy("fixed:rate=0.9", CHECK_MARKET)
+    assert isinstance(fixed, FixedRate) and fixed.rate == 0.9 and fixed.name == "fixed:rate=0.9"
     pid = make_strategy("pid:gain=2", CHECK_MARKET)
     assert isinstance(pid, PIDPacing) and pid.gain == 2.0 and pid.name == "pid:gain=2"
     lp = make_strategy("onlinelp:prior=none", CHECK_MARKET)

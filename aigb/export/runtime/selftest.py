@@ -7,7 +7,8 @@ strategy (pValues, pValueSigmas, the histories, its remaining budget) and the bi
 strategy returned at export time, where they equalled the aigb strategy's own bids. The replay
 calls ``bidding`` with the same arguments and compares. Numbers may differ in the last digits on
 another numpy or torch (reductions and kernels round differently); the check allows 1e-5 of each
-bid.
+bid. torch runs on one thread, as at export: with more, a network's reductions round differently
+and a diffusion planner carries that into its bids.
 
 This file is copied into exported folders: numpy and the standard library only (plus torch
 through the strategy, for learned strategies).
@@ -30,6 +31,10 @@ def replay(folder: str) -> tuple:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     PlayerBiddingStrategy = module.PlayerBiddingStrategy
+    if os.path.exists(os.path.join(folder, "weights.pt")):   # a network: recorded on one thread (see above)
+        import torch
+
+        torch.set_num_threads(1)
     data = np.load(os.path.join(folder, "selftest.npz"))
     offsets = data["offsets"]
     budget, cpa, category = data["campaign"]
