@@ -76,6 +76,10 @@ def cmd_import_csv(args) -> int:
 
     report = import_csv(args.paths, args.out, skip_bad=args.skip_bad)
     print(report.summary())
+    if report.dataset is not None:
+        d = report.dataset
+        print(f"{args.out}: dataset of {len(d.periods)} period(s) ({d.format}, feature set {d.feature_version}), "
+              f"{len(d.built)} trajectory file(s) built; train with: aigb train ALGO --data {args.out}")
     return 0
 
 

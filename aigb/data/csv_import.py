@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from aigb.data.auctionnet import file_sha256
 from aigb.data.parquet import AtomicParquetWriter, CorruptFileError, atomic_output, file_metadata, read_metadata
 from aigb.data.schema import (
     AUCTIONNET_TRAJECTORY_CSV_COLUMNS,
@@ -114,6 +115,8 @@ class ImportReport:
     """One report per input file, in input order."""
     seconds: float
     """Wall-clock time of the whole import."""
+    dataset: object = None
+    """``aigb.data.imported.ImportedDataset``: the dataset built from the folder (None: not built)."""
     rows_written: int = field(init=False)
     """Rows written over all files."""
     rows_skipped: int = field(init=False)
@@ -487,6 +490,8 @@ def _import_pieces(src: Path, pieces: Iterator[bytes], out_dir: Path, *, skip_ba
     _check_same_source(out_dir, layout, stem, src, source_path)
     quarantine_path = out_dir / "quarantine" / f"{stem}.bad.csv"
     config = {"skip_bad": skip_bad, "block_size": block_size}
+    # The source's fingerprint: an imported dataset records it (aigb.data.imported).
+    fingerprint = {"source_sha256": file_sha256(src), "source_bytes": src.stat().st_size}
     writers: dict[int | None, AtomicParquetWriter] = {}
     written = blank = 0
     with contextlib.ExitStack() as stack:
@@ -496,10 +501,11 @@ def _import_pieces(src: Path, pieces: Iterator[bytes], out_dir: Path, *, skip_ba
             if period not in writers:
                 if period is None:
                     path = out_dir / layout.subdir / f"{stem}.parquet"
-                    meta = file_metadata(layout.kind, config, None, source=src.name, source_path=source_path)
+                    meta = file_metadata(layout.kind, config, None, source=src.name, source_path=source_path, **fingerprint)
                 else:
                     path = out_dir / layout.subdir / f"period={period}" / f"{stem}.parquet"
-                    meta = file_metadata(layout.kind, config, None, source=src.name, source_path=source_path, period=period)
+                    meta = file_metadata(layout.kind, config, None, source=src.name, source_path=source_path, period=period,
+                                         **fingerprint)
                 writers[period] = stack.enter_context(AtomicParquetWriter(path, layout.schema, meta))
             return writers[period]
 
@@ -583,9 +589,14 @@ def import_csv(
     *,
     skip_bad: bool = False,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    build_dataset: bool = True,
 ) -> ImportReport:
     """Convert AuctionNet CSV files (impression logs or trajectories; .gz/.bz2/.zst/.lz4 too) into
     Parquet under ``out_dir``.
+
+    With ``build_dataset`` the folder then becomes a dataset ``aigb train`` reads
+    (``aigb.data.imported.build_imported_dataset``: trajectories of every period of the imported
+    logs, or the rlData as they are, and ``dataset.json``).
 
     Files are processed in order; a bad row raises ``CsvImportError`` naming file and line unless
     ``skip_bad`` is set, and a failing file leaves none of its outputs behind (files imported
@@ -609,4 +620,9 @@ def import_csv(
     out = Path(out_dir)
     start = time.perf_counter()
     reports = tuple(_import_file(src, out, skip_bad=skip_bad, block_size=int(block_size)) for src in sources)
-    return ImportReport(reports, time.perf_counter() - start)
+    dataset = None
+    if build_dataset:
+        from aigb.data.imported import build_imported_dataset
+
+        dataset = build_imported_dataset(out)
+    return ImportReport(reports, time.perf_counter() - start, dataset)

@@ -43,6 +43,8 @@ class ValidationSet:
     """The market the policy is validated in."""
     task: str = DEFAULT_TASK
     """What the campaigns are scored on (``aigb.score.TASKS``); ``train`` sets the dataset's."""
+    feature_set: str = "v1"
+    """The states the policy reads (``aigb.features.FEATURE_SETS``); ``train`` sets the dataset's."""
 
     def __call__(self, policy) -> dict:
         from aigb.strategies.learned import LearnedStrategy
@@ -50,7 +52,7 @@ class ValidationSet:
         rows = []
         for p in range(self.periods):
             for a in self.slots:
-                strategy = LearnedStrategy(policy, "validation")
+                strategy = LearnedStrategy(policy, "validation", self.feature_set)
                 rows.append(rollout(strategy, "validation", self.market, VALIDATION_SEED,
                                     VALIDATION_FIRST_PERIOD + p, a, PopulationConfig(), self.task))
         errors = [r["error"] for r in rows if r["error"]]
@@ -98,7 +100,8 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
     run_dir = ensure_writable_dir(run_dir)  # before loading the data, so a bad path fails at once
     dataset = TrajectoryDataset.load(data_dir)
     if validation is not None:
-        validation = replace(validation, task=dataset.task)   # select by the score the data was made for
+        # Select by the score the data was made for, serving the features it holds.
+        validation = replace(validation, task=dataset.task, feature_set=dataset.feature_version)
     config_overrides = dict(overrides or {})
     length = _run_length(run_dir / "last.pt", steps)
     if length is not None and "steps" not in config_overrides:
