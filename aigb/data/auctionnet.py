@@ -256,7 +256,8 @@ def rldata_arrays(table: pa.Table, where: str, task: str = DEFAULT_TASK) -> list
     per-tick (N, T) ``alpha``, ``action``, ``reward_sparse``, ``reward_dense``, ``score_to_go``,
     ``cost``, ``conversions``, ``remaining_budget``, ``n_pv`` and per-campaign (N,) columns.
 
-    Per-tick cost is the fall of the remaining budget (``budget_left`` of the next state), the last
+    Per-tick cost is the fall of the remaining budget (``budget_left`` of the next state, a float32
+    of the imported state: ~2e-4 on a budget of a few thousand), the last
     tick's the period total ``realAllCost`` less the rest; ``score_to_go`` is the Target-CPA score of
     the remaining ticks' conversions under the period's final CPA penalty (``realAllCost``,
     ``realAllConversion``). The state after the last tick is not in rlData; ``terminal`` repeats
