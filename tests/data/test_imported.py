@@ -200,3 +200,46 @@ def test_serving_rebuilds_auctionnet16_from_the_competition_history():
     # Mid-day, by hand: last3 is the three ticks before the current one, its PV count their sum.
     assert state[14] == sum(stats["n_pv"][-4:-1]) and state[15] == sum(stats["n_pv"][:-1])
     assert state[3] == pytest.approx(np.mean(stats["bid_mean"][-4:-1]))
+
+
+PLAYER = '''
+import numpy as np
+
+class PlayerBiddingStrategy:
+    def __init__(self, budget=100, name="Player", cpa=2, category=1):
+        self.budget, self.cpa, self.category, self.name = budget, cpa, category, name
+        self.remaining_budget = budget
+
+    def reset(self):
+        self.remaining_budget = self.budget
+
+    def bidding(self, timeStepIndex, pValues, pValueSigmas, historyPValueInfo, historyBid,
+                historyAuctionResult, historyImpressionResult, historyLeastWinningCost):
+        # The history the replay hands over must add up to the budget the harness tracks.
+        spent = sum(float(np.sum(r[:, 2] * i[:, 0])) for r, i in zip(historyAuctionResult, historyImpressionResult))
+        assert abs(self.budget - spent - self.remaining_budget) < 1e-6 * self.budget
+        assert all(np.all(r[:, 0] == (b >= l) * (b > 0)) for r, b, l in zip(historyAuctionResult, historyBid, historyLeastWinningCost))
+        return self.cpa * pValues
+'''
+
+
+def test_import_train_replay_end_to_end(imported_log, tmp_path):
+    """The real extract: rules and a competition class replay; a policy trained on it is refused."""
+    from aigb.eval.replay import replay_evaluate
+    from aigb.eval.training import train
+    from aigb.types import ConfigError
+
+    out, _ = imported_log
+    player = tmp_path / "player.py"
+    player.write_text(PLAYER)
+    specs = ["fixed", "pid", f"neurips2024:{player}:PlayerBiddingStrategy"]
+    res = replay_evaluate(specs, out, budget_rate=1.5, out_dir=tmp_path / "replay", progress=False)
+    rows = res.table.to_pylist()
+    assert len(rows) == 3 and all(r["error"] is None for r in rows)
+    assert all(r["advertiser"] == 0 and r["budget"] == 2900.0 * 1.5 and r["target_cpa"] == 100.0 for r in rows)
+    # fixed (alpha = CPA) and the player (bid = cpa x pValue) bid alike: the same PVs, the same luck.
+    assert rows[0]["spend"] == rows[2]["spend"] and rows[0]["conversions"] == rows[2]["conversions"]
+    run = train("bc", out, run_dir=tmp_path / "run", steps=2, batch_size=8, validation=None, progress=False,
+                overrides={"hidden_dims": "[8]"})
+    with pytest.raises(ConfigError, match=r"replay period\(s\) \[0\]"):
+        replay_evaluate([f"bc:{run.run_dir / 'best.pt'}"], out, progress=False)
