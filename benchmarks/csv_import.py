@@ -115,6 +115,21 @@ def write_impression_csv(path: Path, n_rows: int, seed: int = 0, period: int = 7
     return n_pv * N_ADVERTISERS
 
 
+def write_csv_from_parquet(parquet: Path, path: Path) -> int:
+    """Write an aigb impression log (``aigb generate --impressions``) as AuctionNet writes its logs:
+    the 18 CSV columns, every value a float; return rows."""
+    import pyarrow.parquet as pq
+
+    names = list(IMPRESSION_CSV_COLUMNS)
+    rows = 0
+    with pacsv.CSVWriter(str(path), pa.schema([(n, pa.float64()) for n in names])) as writer:
+        for batch in pq.ParquetFile(parquet).iter_batches(batch_size=1 << 20):
+            arrays = [batch.column(ours).cast(pa.float64()) for ours in IMPRESSION_CSV_COLUMNS.values()]
+            writer.write_batch(pa.RecordBatch.from_arrays(arrays, names=names))
+            rows += batch.num_rows
+    return rows
+
+
 # The child reports its own peak RSS. On Linux it reads VmHWM, the high-water mark of its own
 # address space: ru_maxrss would also carry the parent's peak across fork+exec (the parent holds
 # the generated data), hiding the import's real figure for small files.
