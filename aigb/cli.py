@@ -74,7 +74,7 @@ def cmd_simulate(args) -> int:
 def cmd_import_csv(args) -> int:
     from aigb.data.csv_import import import_csv
 
-    report = import_csv(args.paths, args.out, skip_bad=args.skip_bad)
+    report = import_csv(args.paths, args.out, skip_bad=args.skip_bad, build_dataset=not args.no_dataset)
     print(report.summary())
     if report.dataset is not None:
         d = report.dataset
@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="CSV files (.csv, .csv.gz, ...)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed rows into a quarantine file instead of failing")
+    p.add_argument("--no-dataset", action="store_true",
+                   help="only convert to Parquet; by default the folder also becomes a dataset `aigb train` reads "
+                        "(trajectories of the imported logs, or the rlData as it is, and dataset.json)")
     p.set_defaults(func=cmd_import_csv)
 
     p = sub.add_parser("train", help="train a learned strategy (bc, iql, cql, dt, diffbid) on a generated dataset")

@@ -681,6 +681,38 @@ def _remove_stale(out_dir: Path, layout: _Layout, stem: str, outputs: tuple[Path
         stale_quarantine.unlink(missing_ok=True)
 
 
+def _header_kind(src: Path) -> str | None:
+    """The layout kind of a file's header; None where the header is unusable (the import itself
+    then reports it)."""
+    with contextlib.closing(_pieces(src, 1 << 16)) as pieces:
+        first = next(pieces, b"")
+    line = first.split(b"\n", 1)[0]
+    try:
+        names = pacsv.read_csv(pa.py_buffer(line + b"\n"), read_options=pacsv.ReadOptions(use_threads=False)).schema.names
+        return _detect_layout(src, names).kind
+    except (pa.ArrowInvalid, CsvImportError):
+        return None
+
+
+def _check_one_source_kind(sources: Sequence[Path], out: Path) -> None:
+    """A dataset holds impression logs or rlData, not both: refuse before writing anything."""
+    from aigb.data.imported import IMPRESSION_FORMAT, MixedSourcesError, imported_sources
+
+    kinds = {src: kind for src in sources if (kind := _header_kind(src)) is not None}
+    if not kinds:
+        return
+    fmt, _ = imported_sources(out) if out.is_dir() else (None, {})
+    first = next(iter(kinds))
+    for src, kind in kinds.items():
+        if kind != kinds[first]:
+            raise MixedSourcesError(f"{src}: field kind: an AuctionNet {kind} file among {kinds[first]} files ({first}); "
+                                    "import each kind into its own directory")
+        if fmt is not None and (kind == "impressions") != (fmt == IMPRESSION_FORMAT):
+            raise MixedSourcesError(f"{src}: field kind: an AuctionNet {kind} file, but {out} holds "
+                                    f"{'impression logs' if fmt == IMPRESSION_FORMAT else 'rlData'}; import it into "
+                                    "its own directory")
+
+
 def import_csv(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -721,6 +753,8 @@ def import_csv(
         if other is not src:
             raise CsvImportError(f"{src} and {other} would write the same output name {_stem(src)!r}; rename one")
     out = Path(out_dir)
+    if build_dataset:
+        _check_one_source_kind(sources, out)
     start = time.perf_counter()
     reports = tuple(_import_file(src, out, skip_bad=skip_bad, block_size=int(block_size), use_threads=use_threads)
                     for src in sources)

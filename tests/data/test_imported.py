@@ -157,8 +157,15 @@ def test_imported_data_trains_and_serves_its_features(which, imported_log, impor
 def test_mixed_sources_are_refused(imported_log, tmp_path):
     out = tmp_path / "mixed"
     import_csv([LOG], out)
-    with pytest.raises(MixedSourcesError, match=r"impression log .*period-0_advertiser-0_ticks-0-3.parquet.*rlData"):
+    with pytest.raises(MixedSourcesError, match=r"rlData_advertiser-0_ticks-0-3.csv: field kind: .* holds impression logs"):
         import_csv([RLDATA], out)
+    assert not (out / "trajectories" / "period-0-rlData_advertiser-0_ticks-0-3.parquet").exists()  # refused before writing
+    with pytest.raises(MixedSourcesError, match=r"rlData_advertiser-0_ticks-0-3.csv: field kind"):
+        import_csv([LOG, RLDATA], tmp_path / "both")
+    # A folder mixed by hand (without the import's check) is refused when it is built or loaded.
+    import_csv([RLDATA], out, build_dataset=False)
+    with pytest.raises(MixedSourcesError, match=r"mixes an impression log .*ticks-0-3.parquet.* and rlData"):
+        build_imported_dataset(out)
 
 
 def test_log_without_the_columns_a_feature_set_needs(tmp_path, imported_log):
