@@ -175,6 +175,10 @@ def _learned_params(strategy) -> tuple[str, dict, dict]:
     from aigb.algos.dt import DTPolicy
 
     policy = strategy.policy
+    feature_set = getattr(strategy, "feature_set", FEATURE_VERSION)
+    if feature_set != FEATURE_VERSION:
+        raise ConfigError(f"source: the policy reads feature set {feature_set!r}, the export rebuilds {FEATURE_VERSION!r} "
+                          "only; export a policy trained on v1 data (generated, or imported impression logs)")
     if policy.feature_dim != len(FEATURE_NAMES):
         raise ConfigError(f"source: the policy reads {policy.feature_dim} features, the export rebuilds the "
                           f"{len(FEATURE_NAMES)} of {FEATURE_VERSION}")
