@@ -458,6 +458,47 @@ def _fast_piece(header: bytes, piece: bytes, n_lines: int, columns: Sequence[str
     return None if layout.validate(batch) else batch
 
 
+_END = object()
+
+
+def _prefetch(items: Iterator, fn: Callable, depth: int = 2) -> Iterator:
+    """(item, fn(item)) of ``items`` in order, computed up to ``depth`` items ahead in a thread;
+    an exception there is raised here. Closing the generator stops and joins the thread."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put((item, fn(item)))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, which raises it
+            q.put(err)
+            return
+        q.put(_END)
+
+    thread = threading.Thread(target=work, name="aigb-csv-parse", daemon=True)
+    thread.start()
+    try:
+        while True:
+            got = q.get()
+            if got is _END:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            yield got
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a worker waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                q.get_nowait()
+            thread.join(timeout=0.01)
+
+
 def _raw_text(raw: pa.RecordBatch, i: int) -> str:
     fields = []
     for col in raw.columns:
@@ -604,11 +645,21 @@ def _import_pieces(src: Path, pieces: Iterator[bytes], out_dir: Path, *, skip_ba
         if layout.kind != "impressions":
             writer_for(None)  # a trajectory file always yields a table, even an empty one
         first_line = 2  # file line of the current piece's first line
-        for piece in itertools.chain([rest], pieces):
+        def parse(piece: bytes) -> tuple[int, pa.RecordBatch | None]:
+            if not piece:
+                return 0, None
+            n_lines = _line_count(piece)
+            return n_lines, _fast_piece(header, piece, n_lines, names, layout)
+
+        stream = itertools.chain([rest], pieces)
+        if use_threads and layout.kind == "impressions":
+            # Parsing runs a piece or two ahead in a thread while this one writes: both release the GIL.
+            work = stack.enter_context(contextlib.closing(_prefetch(stream, parse)))
+        else:
+            work = ((piece, (_line_count(piece) if piece else 0, None)) for piece in stream)
+        for piece, (n_lines, fast) in work:
             if not piece:
                 continue
-            n_lines = _line_count(piece)
-            fast = _fast_piece(header, piece, n_lines, names, layout) if use_threads and layout.kind == "impressions" else None
             if fast is not None:
                 _write(fast, layout, writer_for)
                 written += fast.num_rows
