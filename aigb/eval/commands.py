@@ -141,7 +141,7 @@ def _cmd_replay(args) -> int:
             return 1
         c = results.config
         print(f"replay of {args.replay}: {len(c.strategies)} strategies x {len(c.seeds)} seed(s) x {len(c.periods)} "
-              f"period(s) x {'every advertiser' if c.slots is None else f'{len(c.slots)} advertiser(s)'}, "
+              f"period(s) x {'every advertiser' if c.every_advertiser else f'{len(c.slots)} advertiser(s)'}, "
               f"budget rate {rate:g}{'' if c.task == DEFAULT_TASK else ', task ' + c.task}; {results.wall_s:.1f} s")
         print(results.format())
         print(f"wrote {results.table.num_rows} rows to {out / 'results.parquet'}")

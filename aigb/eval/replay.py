@@ -286,8 +286,8 @@ class ReplayConfig:
     """The folder of impression logs."""
     periods: tuple[int, ...]
     """Logged periods replayed."""
-    slots: tuple[int, ...] | None
-    """Advertisers replayed (None: every advertiser of each period)."""
+    slots: tuple[int, ...]
+    """Advertisers replayed (with ``every_advertiser``, those any period logs)."""
     seeds: tuple[int, ...]
     """Seeds of the value and conversion draws."""
     budget_rate: float
@@ -300,13 +300,15 @@ class ReplayConfig:
     """Strategy the paired differences are taken against."""
     task: str = DEFAULT_TASK
     """What rows are scored and bounded on."""
+    every_advertiser: bool = True
+    """Every advertiser of each period was replayed (``slots="all"``)."""
 
     def to_dict(self) -> dict:
         return {"strategies": list(self.strategies), "periods": list(self.periods),
-                "slots": None if self.slots is None else list(self.slots), "seeds": list(self.seeds),
+                "slots": list(self.slots), "seeds": list(self.seeds),
                 "market": self.market.to_dict(), "population": None, "task": self.task, "baseline": self.baseline,
                 "eval_first_period": None, "aigb_version": aigb.__version__,
-                "replay": {"dir": self.replay_dir, "budget_rate": self.budget_rate,
+                "replay": {"dir": self.replay_dir, "budget_rate": self.budget_rate, "every_advertiser": self.every_advertiser,
                            "sources": {str(k): v for k, v in self.sources.items()}}}
 
 
@@ -406,8 +408,9 @@ def replay_evaluate(strategies: Sequence[str], replay_dir, *, periods: Sequence[
                               f"(it holds {list(available)[:20]})")
     _check_not_training_data(specs, replay_dir, chosen)
     advertisers = {p: _advertisers(available[p]) for p in chosen}
-    if slots == "all" or slots is None:
-        slot_t = None
+    every = slots == "all" or slots is None
+    if every:
+        slot_t = tuple(sorted({a for p in chosen for a in advertisers[p]}))
         plan = [(p, a) for p in chosen for a in advertisers[p]]
     else:
         slot_t = tuple(int(s) for s in (slots.split(",") if isinstance(slots, str) else slots))
@@ -418,7 +421,7 @@ def replay_evaluate(strategies: Sequence[str], replay_dir, *, periods: Sequence[
                                       f"(it logs advertisers {advertisers[p][:48]})")
         plan = [(p, a) for p in chosen for a in slot_t]
     config = ReplayConfig(specs, str(replay_dir), chosen, slot_t, seeds_t, rate,
-                          {p: _sources(available[p]) for p in chosen}, market, baseline, task)
+                          {p: _sources(available[p]) for p in chosen}, market, baseline, task, every)
     out = None if out_dir is None else Path(out_dir)
     results: dict[int, list[dict]] = {} if out is None else _prepare_out(out, config, force)
     tasks = [(i, specs, [str(x) for x in available[p]], s, p, a, rate, market, task)
