@@ -225,10 +225,16 @@ def _checked(batches, path: Path):
 
 
 def _campaigns_of(adv: np.ndarray, col: dict) -> list[tuple[int, int, float, float]]:
-    """(advertiser, category, budget, CPA) of each distinct campaign row in a batch."""
-    keys = np.stack([adv.astype(np.float64), col["category"].astype(np.float64), col["budget"].astype(np.float64),
-                     col["target_cpa"].astype(np.float64)], axis=1)
-    return [(int(a), int(c), float(b), float(k)) for a, c, b, k in np.unique(keys, axis=0)]
+    """(advertiser, category, budget, CPA) of each distinct campaign row in a batch: each
+    advertiser's first row, and any row that differs from it (a campaign changing mid-period)."""
+    _, first = np.unique(adv, return_index=True)
+    keys = np.stack([col["category"].astype(np.float64), col["budget"].astype(np.float64),
+                     col["target_cpa"].astype(np.float64)], axis=1)                        # (n, 3)
+    ref = np.zeros((int(adv.max()) + 1, 3))
+    ref[adv[first]] = keys[first]
+    odd = np.flatnonzero((keys != ref[adv]).any(axis=1))
+    rows = np.concatenate([first, odd[:1]])
+    return [(int(adv[i]), int(keys[i, 0]), float(keys[i, 1]), float(keys[i, 2])) for i in rows]
 
 
 def behaviour_alpha(log: PeriodLog) -> np.ndarray:

@@ -62,6 +62,7 @@ from aigb.data.schema import (
     AUCTIONNET_TRAJECTORY_CSV_COLUMNS,
     AUCTIONNET_TRAJECTORY_SCHEMA,
     IMPRESSION_CSV_COLUMNS,
+    IMPRESSION_DICTIONARY_COLUMNS,
     IMPRESSION_SCHEMA,
     Violations,
     validate_auctionnet_trajectories,
@@ -639,7 +640,8 @@ def _import_pieces(src: Path, pieces: Iterator[bytes], out_dir: Path, *, skip_ba
                     path = out_dir / layout.subdir / f"period={period}" / f"{stem}.parquet"
                     meta = file_metadata(layout.kind, config, None, source=src.name, source_path=source_path, period=period,
                                          **fingerprint)
-                writers[period] = stack.enter_context(AtomicParquetWriter(path, layout.schema, meta))
+                dictionary = IMPRESSION_DICTIONARY_COLUMNS if layout.kind == "impressions" else True
+                writers[period] = stack.enter_context(AtomicParquetWriter(path, layout.schema, meta, use_dictionary=dictionary))
             return writers[period]
 
         if layout.kind != "impressions":

@@ -278,3 +278,17 @@ def test_a_generated_period_written_as_auctionnet_csv_imports_to_its_own_traject
     # wherever the market did not zero bids (an exhausted budget, a budget-cap re-run).
     same = np.isclose(b["alpha"], a["alpha"], rtol=1e-6)
     assert same.mean() > 0.95
+
+
+def test_a_campaign_changing_within_a_period_is_named(tmp_path):
+    from aigb.data.schema import IMPRESSION_SCHEMA
+
+    rows = [{"period": 3, "advertiser": 0, "category": 0, "budget": 100.0 if t < 2 else 120.0, "target_cpa": 10.0, "tick": t,
+             "remaining_budget": 100.0, "pv_index": 0, "p_value": 0.01, "p_value_sigma": 0.001, "bid": 0.1, "won": False,
+             "slot": 0, "cost": 0.0, "exposed": False, "conversion": False, "least_winning_cost": 0.2, "is_end": False}
+            for t in range(4)]
+    path = tmp_path / "p.parquet"
+    write_table_atomic(pa.Table.from_pylist(rows, schema=IMPRESSION_SCHEMA), path, file_metadata("impressions"))
+    with pytest.raises(ValueError, match=r"p.parquet: fields advertiserCategoryIndex/budget/CPAConstraint of advertiser 0 "
+                                         r"change within period 3: \(0, 100.0, 10.0\) vs \(0, 120.0, 10.0\)"):
+        log_tick_stats([path], n_ticks=4)
