@@ -144,6 +144,20 @@ def _cmd_replay(args) -> int:
               f"period(s) x {'every advertiser' if c.every_advertiser else f'{len(c.slots)} advertiser(s)'}, "
               f"budget rate {rate:g}{'' if c.task == DEFAULT_TASK else ', task ' + c.task}; {results.wall_s:.1f} s")
         print(results.format())
+        print(_period_means(results.table))
         print(f"wrote {results.table.num_rows} rows to {out / 'results.parquet'}")
         status = max(status, _exit_status(results.summary))
     return status
+
+
+def _period_means(table) -> str:
+    """Mean score per strategy and logged period (rows without errors), one line per period."""
+    import numpy as np
+
+    rows = [r for r in table.select(["strategy", "period", "score", "error"]).to_pylist() if r["error"] is None]
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    lines = ["mean score per period: " + " | ".join(strategies)]
+    for period in sorted({r["period"] for r in rows}):
+        means = [np.mean([r["score"] for r in rows if r["period"] == period and r["strategy"] == s]) for s in strategies]
+        lines.append(f"  period {period}: " + " | ".join(f"{m:.2f}" for m in means))
+    return "\n".join(lines)

@@ -123,3 +123,19 @@ def test_replaying_training_periods_is_refused(tmp_path):
     res = replay_evaluate([spec, "fixed"], tmp_path / "replay8", market=MARKET, progress=False)
     assert res.table.num_rows == 4 and all(e is None for e in res.table.column("error").to_pylist())
     assert json.loads((data / "dataset.json").read_text())["periods"] == [7]
+
+
+def test_command_line_replays_each_budget_rate(tmp_path, capsys):
+    from aigb.cli import main
+
+    write_log(tmp_path / "log")
+    code = main(["evaluate", "--replay", str(tmp_path / "log"), "--strategy", "fixed:rate=1", "--budget-rate", "0.5", "1",
+                 "--n-ticks", "3", "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "budget rate 0.5" in printed and "period 7: 4.00" in printed  # (3 + 5) / 2 conversions at rate 0.5
+    for rate in (0.5, 1.0):
+        _, config = load_results(tmp_path / "out" / f"budget-{rate * 100:g}")
+        assert config["replay"]["budget_rate"] == rate
+    assert main(["evaluate", "--strategy", "fixed", "--budget-rate", "0.5", "--out", str(tmp_path / "x")]) == 2
+    assert "--budget-rate and --replay-periods need --replay DIR" in capsys.readouterr().err
