@@ -153,23 +153,35 @@ start, cpu_start = time.perf_counter(), time.process_time()
 report = import_csv([sys.argv[1]], sys.argv[2], block_size=int(sys.argv[3]), use_threads=sys.argv[4] == "1",
                     build_dataset=False)
 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-if sys.argv[5] == "1":  # the dataset built from the imported log (trajectories of every advertiser)
-    from aigb.data.imported import build_imported_dataset
-    t0 = time.perf_counter()
-    build_imported_dataset(sys.argv[2])
-    build = time.perf_counter() - t0
-else:
-    build = None
-print(json.dumps({"rows": report.rows_written, "seconds": seconds, "cpu_seconds": cpu, "build_seconds": build,
+
+print(json.dumps({"rows": report.rows_written, "seconds": seconds, "cpu_seconds": cpu,
                   "outputs": [str(p) for p in report.outputs],
                   "rss_after_imports_kb": before, "peak_rss_kb": peak_kb()}))
 """
 
 
-def import_in_child(csv_path: Path, out_dir: Path, block_size: int, use_threads: bool = True, build: bool = False) -> dict:
+_BUILD_CHILD = """
+import json, sys, time
+from aigb.data.imported import build_imported_dataset
+start = time.perf_counter()
+build_imported_dataset(sys.argv[1])
+seconds = time.perf_counter() - start
+with open("/proc/self/status") as f:
+    peak = int(next(line for line in f if line.startswith("VmHWM:")).split()[1])
+print(json.dumps({"seconds": seconds, "peak_rss_kb": peak}))
+"""
+
+
+def build_in_child(out_dir: Path) -> dict:
+    """Build the dataset (trajectories of every advertiser) from an imported folder in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(out_dir)], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def import_in_child(csv_path: Path, out_dir: Path, block_size: int, use_threads: bool = True) -> dict:
     """Run the import in a fresh interpreter so only the import's memory is measured."""
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(csv_path), str(out_dir), str(block_size), str(int(use_threads)),
-                           str(int(build))], check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(csv_path), str(out_dir), str(block_size), str(int(use_threads))],
+                          check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -237,14 +249,15 @@ def full_period(args) -> dict:
                 if i > args.exact_rows:
                     break
                 dst.write(line)
-        fast = import_in_child(big, tmp / "fast", args.block_size, True, build=True)
+        fast = import_in_child(big, tmp / "fast", args.block_size, True)
+        build = build_in_child(tmp / "fast")
         fast_head = import_in_child(head, tmp / "fast_head", args.block_size, True)
         exact_head = import_in_child(head, tmp / "exact_head", args.block_size, False)
         result = {
             "csv_rows": rows, "csv_gb": round(big.stat().st_size / 2**30, 2),
             "fast_seconds": round(fast["seconds"], 1), "fast_rows_per_second": round(rows / fast["seconds"]),
             "fast_rows_per_cpu_second": round(rows / fast["cpu_seconds"]), "fast_peak_rss_mb": round(fast["peak_rss_kb"] / 1024),
-            "dataset_build_seconds": round(fast["build_seconds"], 1),
+            "dataset_build_seconds": round(build["seconds"], 1), "dataset_build_peak_rss_mb": round(build["peak_rss_kb"] / 1024),
             "head_rows": fast_head["rows"],
             "head_fast_rows_per_second": round(fast_head["rows"] / fast_head["seconds"]),
             "head_exact_rows_per_second": round(exact_head["rows"] / exact_head["seconds"]),

@@ -134,7 +134,7 @@ def log_tick_stats(paths: Sequence[str | Path], *, n_ticks: int = AUCTIONNET_TIC
         columns = [c for c in need if c != "slot"] + (["slot"] if "slot" in have else [])
         try:
             # A row group at a time (flat memory on 24M-row periods), page checksums verified.
-            batches = pq.ParquetFile(path, page_checksum_verification=True).iter_batches(batch_size=1 << 20, columns=columns)
+            batches = pq.ParquetFile(path, page_checksum_verification=True).iter_batches(batch_size=1 << 18, columns=columns)
         except (OSError, pa.ArrowException) as err:
             raise CorruptFileError(f"{path}: cannot be read as Parquet ({err}); delete it and import again") from None
         for batch in _checked(batches, path):
