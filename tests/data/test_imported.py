@@ -292,3 +292,26 @@ def test_a_campaign_changing_within_a_period_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"p.parquet: fields advertiserCategoryIndex/budget/CPAConstraint of advertiser 0 "
                                          r"change within period 3: \(0, 100.0, 10.0\) vs \(0, 120.0, 10.0\)"):
         log_tick_stats([path], n_ticks=4)
+
+
+def test_a_policy_trained_on_rldata_exports_and_bids_as_aigb_serves_it(imported_rldata, tmp_path):
+    """The exported runtime rebuilds AuctionNet's 16 features from the competition's history
+    arguments, bit for bit as aigb's serving does from its tick statistics."""
+    from aigb.eval.training import train
+    from aigb.export.exporter import export_neurips2024, load_exported_class
+    from aigb.export.harness import play_competition, play_env
+    from aigb.strategies.registry import make_strategy
+    from aigb.types import MarketConfig
+
+    run = train("bc", imported_rldata, run_dir=tmp_path / "run", steps=30, batch_size=8, validation=None, progress=False,
+                overrides={"hidden_dims": "[16, 16]"})
+    market = MarketConfig(n_pv=20_000, n_advertisers=8)
+    spec = f"bc:{run.run_dir / 'best.pt'}"
+    report = export_neurips2024(spec, tmp_path / "export", market=market)
+    assert report.max_bid_difference == 0.0
+    assert json.loads((tmp_path / "export" / "params.json").read_text())["feature_version"] == AUCTIONNET_FEATURE_VERSION
+    player = load_exported_class(tmp_path / "export")()
+    harness = play_competition(player, market, 5, 1_000_003, 3)
+    env = play_env(make_strategy(spec, market), market, 5, 1_000_003, 3)
+    assert env.max_bid_difference(harness) == 0.0
+    assert len({round(a, 9) for a in player.alphas}) > 2, "a constant bid multiplier would test little"
