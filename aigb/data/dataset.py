@@ -11,6 +11,11 @@ Normalisation statistics are computed once over every trajectory of the director
 file is missing or the data changed. Train and validation splits share them, so both are
 normalised the same way (the validation periods contribute to a mean and a standard deviation only).
 
+Imported AuctionNet data (``aigb.data.imported``) loads the same way: trajectories built from
+impression logs are v1 files like generated ones (no market version to check), and imported rlData
+is read as it is under the feature set ``auctionnet16`` (``aigb.data.auctionnet.rldata_arrays``);
+``feature_version`` says which.
+
 ``TrajectoryDataset.fingerprint`` identifies the loaded data (``aigb.data.generate.dataset_fingerprint``
 over the files' recorded config, seed and period); ``aigb.algos.fit`` stores it in checkpoints and
 refuses to resume a run on other data. Files are read with their page checksums verified: a damaged
