@@ -72,8 +72,12 @@ def cmd_import_csv(args) -> int:
     from aigb.files import claim_dir
 
     claim_dir(args.out, "import-csv", force=args.force)
-    report = import_csv(args.paths, args.out, skip_bad=args.skip_bad)
+    report = import_csv(args.paths, args.out, skip_bad=args.skip_bad, build_dataset=not args.no_dataset)
     print(report.summary())
+    if report.dataset is not None:
+        d = report.dataset
+        print(f"{args.out}: dataset of {len(d.periods)} period(s) ({d.format}, feature set {d.feature_version}), "
+              f"{len(d.built)} trajectory file(s) built; train with: aigb train ALGO --data {args.out}")
     return 0
 
 
@@ -166,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--force", action="store_true", help="write into an --out that another aigb command wrote, or over files there aigb did not write (refused otherwise)")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed rows into a quarantine file instead of failing")
+    p.add_argument("--no-dataset", action="store_true",
+                   help="only convert to Parquet; by default the folder also becomes a dataset `aigb train` reads "
+                        "(trajectories of the imported logs, or the rlData as it is, and dataset.json)")
     p.set_defaults(func=cmd_import_csv)
 
     p = sub.add_parser("train", help="train a learned strategy (bc, iql, cql, dt, diffbid) on a generated dataset")

@@ -108,3 +108,132 @@ def trajectory_features(history: Mapping[str, np.ndarray], budget, target_cpa, c
         for t in range(n_ticks)
     ]
     return np.stack(states, axis=-2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature sets: v1 (above) and AuctionNet's published 16-feature state
+
+AUCTIONNET_FEATURE_VERSION = "auctionnet16"
+"""AuctionNet's own 16-feature state, exactly as its converter (``TrainDataGenerator``) writes the
+public rlData files: history means are means of per-tick means, "last 3" is the three ticks before
+the current one (pandas ``rolling(3).shift(1)``), the PV count of the last 3 ticks is their sum.
+No budget, CPA or category: a policy trained on it sees what AuctionNet's baselines saw."""
+
+AUCTIONNET_FEATURE_NAMES: tuple[str, ...] = (
+    "time_left", "budget_left", "hist_bid_mean", "last3_bid_mean", "hist_lwc_mean", "hist_p_value_mean",
+    "hist_conversion_rate", "hist_win_rate", "last3_lwc_mean", "last3_p_value_mean", "last3_conversion_rate",
+    "last3_win_rate", "cur_p_value_mean", "cur_n_pv", "last3_n_pv_sum", "hist_n_pv_sum",
+)
+
+FEATURE_SETS: dict[str, tuple[str, ...]] = {FEATURE_VERSION: FEATURE_NAMES, AUCTIONNET_FEATURE_VERSION: AUCTIONNET_FEATURE_NAMES}
+"""Feature set name -> its feature names. Datasets and checkpoints record the name (``feature_version``)."""
+
+__all__ += ["AUCTIONNET_FEATURE_VERSION", "AUCTIONNET_FEATURE_NAMES", "FEATURE_SETS", "check_feature_set",
+            "auctionnet_features", "trajectory_auctionnet_features", "features_for", "auctionnet_state_from_history"]
+
+
+def check_feature_set(found: str, where: str, expected: str | None = None) -> str:
+    """``found`` if it is a known feature set (and ``expected``, when given); else
+    ``FeatureVersionError`` naming ``where`` and both sets."""
+    if found not in FEATURE_SETS:
+        raise FeatureVersionError(f"{where}: unknown feature set {found!r}; this aigb builds {', '.join(FEATURE_SETS)}")
+    if expected is not None and found != expected:
+        raise FeatureVersionError(f"{where}: built with feature set {found!r}, but {expected!r} is expected; "
+                                  "train and serve with the same feature set")
+    return found
+
+
+def auctionnet_features(history: Mapping[str, np.ndarray], n_ticks: int, cur_n_pv, cur_p_value_mean, budget) -> np.ndarray:
+    """AuctionNet's 16-feature state at the start of the current tick from own tick statistics.
+
+    Args:
+        history: field of ``aigb.types.TICK_STAT_FIELDS`` -> (..., t) statistics of the t ticks played.
+        n_ticks: ticks in the period (AuctionNet: 48).
+        cur_n_pv, cur_p_value_mean: (...) the current tick's PV count and mean p_value.
+        budget: (...) the campaign's budget.
+    Returns:
+        (..., 16) float32, ``AUCTIONNET_FEATURE_NAMES``.
+    """
+    cost = np.asarray(history["cost"], dtype=np.float64)
+    t = cost.shape[-1]
+    lead = np.broadcast_shapes(np.shape(budget), cost.shape[:-1])
+    budget = np.broadcast_to(np.asarray(budget, dtype=np.float64), lead)
+
+    def mean_over(field, ticks):
+        x = np.asarray(history[field], dtype=np.float64)[..., ticks]
+        return x.mean(axis=-1) if x.shape[-1] else np.zeros(lead)
+
+    def sum_over(field, ticks):
+        return np.broadcast_to(np.asarray(history[field], dtype=np.float64)[..., ticks].sum(axis=-1), lead)
+
+    everything, last = slice(0, t), slice(max(0, t - WINDOW), t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        budget_left = np.where(budget > 0, (budget - cost.sum(axis=-1)) / budget, 0.0)
+    columns = [
+        np.full(lead, (n_ticks - t) / n_ticks), budget_left,
+        mean_over("bid_mean", everything), mean_over("bid_mean", last),
+        mean_over("lwc_mean", everything), mean_over("p_value_mean", everything),
+        mean_over("conversion_rate", everything), mean_over("win_rate", everything),
+        mean_over("lwc_mean", last), mean_over("p_value_mean", last),
+        mean_over("conversion_rate", last), mean_over("win_rate", last),
+        np.broadcast_to(np.asarray(cur_p_value_mean, dtype=np.float64), lead),
+        np.broadcast_to(np.asarray(cur_n_pv, dtype=np.float64), lead),
+        sum_over("n_pv", last), sum_over("n_pv", everything),
+    ]
+    return np.stack(columns, axis=-1).astype(np.float32)
+
+
+def trajectory_auctionnet_features(history: Mapping[str, np.ndarray], budget) -> np.ndarray:
+    """``auctionnet_features`` of every tick of whole periods: history field -> (..., n_ticks);
+    returns (..., n_ticks, 16)."""
+    n_ticks = np.asarray(history["cost"]).shape[-1]
+    return np.stack([
+        auctionnet_features({f: np.asarray(v)[..., :t] for f, v in history.items()}, n_ticks,
+                            np.asarray(history["n_pv"])[..., t], np.asarray(history["p_value_mean"])[..., t], budget)
+        for t in range(n_ticks)], axis=-2)
+
+
+def features_for(feature_set: str, history: Mapping[str, np.ndarray], n_ticks: int, cur_n_pv, cur_p_value_mean,
+                 budget, target_cpa, category) -> np.ndarray:
+    """The state of ``feature_set`` at the start of the current tick (see ``build_features``)."""
+    if feature_set == FEATURE_VERSION:
+        return build_features(history, n_ticks, cur_n_pv, cur_p_value_mean, budget, target_cpa, category)
+    if feature_set == AUCTIONNET_FEATURE_VERSION:
+        return auctionnet_features(history, n_ticks, cur_n_pv, cur_p_value_mean, budget)
+    check_feature_set(feature_set, "feature_set")
+    raise AssertionError("unreachable")
+
+
+def auctionnet_state_from_history(time_step_index: int, p_values, history_p_value_info, history_bid,
+                                  history_auction_result, history_impression_result, history_least_winning_cost,
+                                  budget: float, remaining_budget: float, n_ticks: int = 48) -> np.ndarray:
+    """AuctionNet's 16-feature state from the competition's ``bidding`` arguments (per past tick:
+    ``historyPValueInfo[t]`` (n_pv, 2), ``historyBid[t]`` (n_pv,), ``historyAuctionResult[t]``
+    (n_pv, 3) = (won, slot, cost), ``historyImpressionResult[t]`` (n_pv, 2) = (exposed, conversion),
+    ``historyLeastWinningCost[t]`` (n_pv,)) and the harness's ``remaining_budget``. Equals
+    ``auctionnet_features`` of the same ticks; returns (16,) float32."""
+    t = int(time_step_index)
+    if not len(history_bid) == len(history_p_value_info) == len(history_auction_result) == len(history_impression_result) \
+            == len(history_least_winning_cost) == t:
+        raise ValueError(f"history: expected {t} past ticks in every history argument at timeStepIndex {t}")
+
+    def per_tick(arrays, col=None):
+        out = []
+        for a in arrays:
+            a = np.asarray(a, dtype=np.float64)
+            a = a if col is None else a.reshape(len(a), -1)[:, col]
+            out.append(a.mean() if a.size else 0.0)
+        return np.asarray(out, dtype=np.float64)
+
+    cost = np.zeros(t)
+    if t:  # only the spend so far matters (budget_left): the harness's remaining budget carries it
+        cost[-1] = float(budget) - float(remaining_budget)
+    history = {
+        "bid_mean": per_tick(history_bid), "lwc_mean": per_tick(history_least_winning_cost),
+        "p_value_mean": per_tick(history_p_value_info, 0), "conversion_rate": per_tick(history_impression_result, 1),
+        "win_rate": per_tick(history_auction_result, 0),
+        "n_pv": np.asarray([len(np.asarray(b)) for b in history_bid], dtype=np.float64),
+        "cost": cost,
+    }
+    p = np.asarray(p_values, dtype=np.float64)
+    return auctionnet_features(history, n_ticks, p.size, p.mean() if p.size else 0.0, budget)

@@ -7,6 +7,10 @@ profile), imports it in a child process and reports the child's peak RSS. A seco
 file with 1/5 of the rows shows that memory does not grow with the file size.
 
     python benchmarks/csv_import.py [--rows 6000000] [--block-size BYTES] [--workdir DIR]
+    python benchmarks/csv_import.py --from-parquet DATA/impressions/period=00100.parquet [--workdir DIR]
+
+The second form writes a full-size period of ``aigb generate --impressions`` as AuctionNet's CSV
+(~24M rows, 3 GB; deleted afterwards) and compares the multithreaded import with the exact one.
 
 The last line printed is one JSON object with the measurements.
 """
@@ -115,6 +119,21 @@ def write_impression_csv(path: Path, n_rows: int, seed: int = 0, period: int = 7
     return n_pv * N_ADVERTISERS
 
 
+def write_csv_from_parquet(parquet: Path, path: Path) -> int:
+    """Write an aigb impression log (``aigb generate --impressions``) as AuctionNet writes its logs:
+    the 18 CSV columns, every value a float; return rows."""
+    import pyarrow.parquet as pq
+
+    names = list(IMPRESSION_CSV_COLUMNS)
+    rows = 0
+    with pacsv.CSVWriter(str(path), pa.schema([(n, pa.float64()) for n in names])) as writer:
+        for batch in pq.ParquetFile(parquet).iter_batches(batch_size=1 << 20):
+            arrays = [batch.column(ours).cast(pa.float64()) for ours in IMPRESSION_CSV_COLUMNS.values()]
+            writer.write_batch(pa.RecordBatch.from_arrays(arrays, names=names))
+            rows += batch.num_rows
+    return rows
+
+
 # The child reports its own peak RSS. On Linux it reads VmHWM, the high-water mark of its own
 # address space: ru_maxrss would also carry the parent's peak across fork+exec (the parent holds
 # the generated data), hiding the import's real figure for small files.
@@ -131,17 +150,38 @@ def peak_kb():
 
 before = peak_kb()
 start, cpu_start = time.perf_counter(), time.process_time()
-report = import_csv([sys.argv[1]], sys.argv[2], block_size=int(sys.argv[3]))
+report = import_csv([sys.argv[1]], sys.argv[2], block_size=int(sys.argv[3]), use_threads=sys.argv[4] == "1",
+                    build_dataset=False)
 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+
 print(json.dumps({"rows": report.rows_written, "seconds": seconds, "cpu_seconds": cpu,
                   "outputs": [str(p) for p in report.outputs],
                   "rss_after_imports_kb": before, "peak_rss_kb": peak_kb()}))
 """
 
 
-def import_in_child(csv_path: Path, out_dir: Path, block_size: int) -> dict:
+_BUILD_CHILD = """
+import json, sys, time
+from aigb.data.imported import build_imported_dataset
+start = time.perf_counter()
+build_imported_dataset(sys.argv[1])
+seconds = time.perf_counter() - start
+with open("/proc/self/status") as f:
+    peak = int(next(line for line in f if line.startswith("VmHWM:")).split()[1])
+print(json.dumps({"seconds": seconds, "peak_rss_kb": peak}))
+"""
+
+
+def build_in_child(out_dir: Path) -> dict:
+    """Build the dataset (trajectories of every advertiser) from an imported folder in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(out_dir)], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def import_in_child(csv_path: Path, out_dir: Path, block_size: int, use_threads: bool = True) -> dict:
     """Run the import in a fresh interpreter so only the import's memory is measured."""
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(csv_path), str(out_dir), str(block_size)], check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(csv_path), str(out_dir), str(block_size), str(int(use_threads))],
+                          check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -150,7 +190,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rows", type=int, default=6_000_000, help="rows of the synthetic CSV (>= 5M for the published figure)")
     parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE, help="CSV block size in bytes")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the files (default: a temporary folder)")
+    parser.add_argument("--from-parquet", type=Path, default=None, metavar="PATH",
+                        help="instead of a synthetic log, write this impression log (aigb generate --impressions: a "
+                             "full-size period) as AuctionNet's CSV and time the multithreaded import against the exact "
+                             "single-threaded one (--exact-rows of it), and the dataset built from it")
+    parser.add_argument("--exact-rows", type=int, default=3_000_000, help="rows the exact path imports (default %(default)s)")
     args = parser.parse_args(argv)
+    if args.from_parquet is not None:
+        return full_period(args)
     if args.rows < N_ADVERTISERS * 5:
         parser.error(f"--rows must be >= {N_ADVERTISERS * 5}")
 
@@ -184,6 +231,41 @@ def main(argv: list[str] | None = None) -> dict:
             "rss_after_imports_mb": round(full["rss_after_imports_kb"] / 1024, 1),
             "block_size": args.block_size,
         }
+    print(json.dumps(result))
+    return result
+
+
+def full_period(args) -> dict:
+    """Fast and exact import of a full-size period written as AuctionNet's CSV, side by side."""
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        tmp = Path(tmp)
+        big = tmp / "period.csv"
+        t0 = time.perf_counter()
+        rows = write_csv_from_parquet(args.from_parquet, big)
+        print(f"wrote {rows:,} rows ({big.stat().st_size / 2**30:.2f} GB) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        head = tmp / "head.csv"  # the first --exact-rows rows, for the slow exact path
+        with open(big, "rb") as src, open(head, "wb") as dst:
+            for i, line in enumerate(src):
+                if i > args.exact_rows:
+                    break
+                dst.write(line)
+        fast = import_in_child(big, tmp / "fast", args.block_size, True)
+        build = build_in_child(tmp / "fast")
+        fast_head = import_in_child(head, tmp / "fast_head", args.block_size, True)
+        exact_head = import_in_child(head, tmp / "exact_head", args.block_size, False)
+        result = {
+            "csv_rows": rows, "csv_gb": round(big.stat().st_size / 2**30, 2),
+            "fast_seconds": round(fast["seconds"], 1), "fast_rows_per_second": round(rows / fast["seconds"]),
+            "fast_rows_per_cpu_second": round(rows / fast["cpu_seconds"]), "fast_peak_rss_mb": round(fast["peak_rss_kb"] / 1024),
+            "dataset_build_seconds": round(build["seconds"], 1), "dataset_build_peak_rss_mb": round(build["peak_rss_kb"] / 1024),
+            "head_rows": fast_head["rows"],
+            "head_fast_rows_per_second": round(fast_head["rows"] / fast_head["seconds"]),
+            "head_exact_rows_per_second": round(exact_head["rows"] / exact_head["seconds"]),
+            "head_speedup": round(exact_head["seconds"] / fast_head["seconds"], 1),
+            "head_fast_peak_rss_mb": round(fast_head["peak_rss_kb"] / 1024),
+            "block_size": args.block_size,
+        }
+        # The big files go with the temporary folder.
     print(json.dumps(result))
     return result
 

@@ -26,6 +26,19 @@ kept as rows of empty fields) or a row the parser rejected, which pyarrow report
 (single-threaded parsing). Every column is parsed as text and cast by vectorised kernels; only a
 piece holding an unparsable value falls back to a per-value parse of that one column to find it.
 Quoted newlines are not expected in these files; a stray quote is reported as a bad row.
+
+Fast path. An impression log is all numbers, so each piece is first parsed by pyarrow's
+multithreaded reader straight into float64 columns (``use_threads``), cast to the schema's types
+by vectorised checks and validated; only a piece where that fails (a field that is not a number,
+a wrong field count, an empty line, a value out of its type's range, a row that breaks the
+schema's rules) is parsed again by the exact path above, which names each bad line or
+quarantines it. Clean pieces give the same rows either way; the fast path takes ~1.3x less CPU
+and uses both cores, and parsing runs a piece ahead in a thread while the main thread writes
+(a 24M-row period: 28 s, 0.86M rows/s, 320 MB peak on 2 busy cores; ``benchmarks/csv_import.py``).
+
+Resume. When every output of a source file is written, ``out_dir/imported/<stem>.json`` records
+the file's path, size and modification time and the outputs; re-running an import skips the files
+it lists unchanged (a killed import of many files resumes at the file it was in).
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import itertools
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,11 +58,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from aigb.data.auctionnet import file_sha256
 from aigb.data.parquet import AtomicParquetWriter, CorruptFileError, atomic_output, file_metadata, read_metadata
 from aigb.data.schema import (
     AUCTIONNET_TRAJECTORY_CSV_COLUMNS,
     AUCTIONNET_TRAJECTORY_SCHEMA,
     IMPRESSION_CSV_COLUMNS,
+    IMPRESSION_DICTIONARY_COLUMNS,
     IMPRESSION_SCHEMA,
     Violations,
     validate_auctionnet_trajectories,
@@ -63,6 +79,7 @@ buffered per output it sets the importer's memory (~280 MB peak on a 6M-row file
 file size); 8 MB pieces cost ~50 MB more for no measurable speed."""
 
 _PARSE_BLOCK = 1 << 20  # pyarrow's parser runs ~25 % faster on 1 MB blocks than on one big block
+_DONE_DIR = "imported"  # out_dir/imported/<stem>.json: a source file imported in full (resume)
 _COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")  # pyarrow decompresses these by name
 _NULL_TOKENS = pa.array(["", "None", "none", "nan", "NaN", "null", "NULL"])
 
@@ -104,6 +121,8 @@ class FileReport:
     """Parquet files written."""
     quarantine: Path | None
     """The quarantine CSV, if any row was skipped."""
+    skipped: bool = False
+    """Imported in full by an earlier run (same file, unchanged): nothing was read this time."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,8 @@ class ImportReport:
     """One report per input file, in input order."""
     seconds: float
     """Wall-clock time of the whole import."""
+    dataset: object = None
+    """``aigb.data.imported.ImportedDataset``: the dataset built from the folder (None: not built)."""
     rows_written: int = field(init=False)
     """Rows written over all files."""
     rows_skipped: int = field(init=False)
@@ -128,8 +149,10 @@ class ImportReport:
 
     def summary(self) -> str:
         rate = self.rows_written / self.seconds if self.seconds > 0 else float("inf")
+        done = sum(f.skipped for f in self.files)
         return (
-            f"{len(self.files)} file(s): {self.rows_written:,} rows written, {self.rows_skipped:,} skipped, "
+            f"{len(self.files)} file(s){f' ({done} imported before, unchanged)' if done else ''}: "
+            f"{self.rows_written:,} rows written, {self.rows_skipped:,} skipped, "
             f"{len(self.outputs)} Parquet file(s), {self.seconds:.1f} s ({rate:,.0f} rows/s)"
         )
 
@@ -404,6 +427,81 @@ def _parse_piece(header: bytes, piece: bytes, n_lines: int, columns: Sequence[st
     raise AssertionError("unreachable")
 
 
+def _fast_piece(header: bytes, piece: bytes, n_lines: int, columns: Sequence[str], layout: _Layout) -> pa.RecordBatch | None:
+    """A clean piece of an impression log parsed by the multithreaded float reader and typed;
+    None when anything is off (the exact path then finds and names it)."""
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(header + piece),
+            read_options=pacsv.ReadOptions(use_threads=True, block_size=_PARSE_BLOCK),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.float64() for c in columns}, null_values=[],
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows != n_lines:  # empty lines were skipped: the exact path counts them
+        return None
+    arrays = []
+    for csv_name, f in zip(layout.csv_columns, layout.schema):
+        values = table.column(csv_name).to_numpy()  # (n,) float64, no nulls
+        if pa.types.is_floating(f.type):
+            with np.errstate(over="ignore"):  # beyond float32 becomes inf, which validation reports
+                arrays.append(pa.array(values.astype(f.type.to_pandas_dtype(), copy=False)))
+        elif pa.types.is_boolean(f.type):
+            ones = values == 1.0
+            if not (ones | (values == 0.0)).all():
+                return None
+            arrays.append(pa.array(ones))
+        else:
+            dtype = np.dtype(f.type.to_pandas_dtype())
+            info = np.iinfo(dtype)
+            if not ((np.trunc(values) == values) & (values >= info.min) & (values <= info.max)).all():
+                return None
+            arrays.append(pa.array(values.astype(dtype)))
+    batch = pa.RecordBatch.from_arrays(arrays, schema=layout.schema)
+    return None if layout.validate(batch) else batch
+
+
+_END = object()
+
+
+def _prefetch(items: Iterator, fn: Callable, depth: int = 2) -> Iterator:
+    """(item, fn(item)) of ``items`` in order, computed up to ``depth`` items ahead in a thread;
+    an exception there is raised here. Closing the generator stops and joins the thread."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put((item, fn(item)))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, which raises it
+            q.put(err)
+            return
+        q.put(_END)
+
+    thread = threading.Thread(target=work, name="aigb-csv-parse", daemon=True)
+    thread.start()
+    try:
+        while True:
+            got = q.get()
+            if got is _END:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            yield got
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a worker waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                q.get_nowait()
+            thread.join(timeout=0.01)
+
+
 def _raw_text(raw: pa.RecordBatch, i: int) -> str:
     fields = []
     for col in raw.columns:
@@ -466,12 +564,53 @@ class _Quarantine:
             self.count += 1
 
 
-def _import_file(src: Path, out_dir: Path, *, skip_bad: bool, block_size: int) -> FileReport:
+def _source_state(src: Path, skip_bad: bool) -> dict:
+    """What decides a file's outputs: the file (path, size, modification time) and skip_bad
+    (the block size and the reader change how, not what)."""
+    st = src.stat()
+    return {"source_path": str(src.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "skip_bad": skip_bad}
+
+
+def _already_imported(src: Path, out_dir: Path, skip_bad: bool) -> FileReport | None:
+    """The report of an earlier complete import of this very file (same path, size, mtime and
+    skip_bad) whose outputs are all still there; None otherwise."""
+    done = out_dir / _DONE_DIR / f"{_stem(src)}.json"
+    try:
+        record = json.loads(done.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("state") != _source_state(src, skip_bad):
+        return None
+    outputs = tuple(out_dir / p for p in record.get("outputs", []))
+    quarantine = out_dir / record["quarantine"] if record.get("quarantine") else None
+    if not all(p.exists() for p in outputs) or (quarantine is not None and not quarantine.exists()):
+        return None
+    return FileReport(src, record["kind"], record["rows_written"], record["rows_skipped"], record["blank_lines"],
+                      outputs, quarantine, skipped=True)
+
+
+def _record_done(report: FileReport, out_dir: Path, skip_bad: bool) -> None:
+    record = {"state": _source_state(report.source, skip_bad), "kind": report.kind,
+              "rows_written": report.rows_written, "rows_skipped": report.rows_skipped, "blank_lines": report.blank_lines,
+              "outputs": [str(p.relative_to(out_dir)) for p in report.outputs],
+              "quarantine": None if report.quarantine is None else str(report.quarantine.relative_to(out_dir))}
+    with atomic_output(out_dir / _DONE_DIR / f"{_stem(report.source)}.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def _import_file(src: Path, out_dir: Path, *, skip_bad: bool, block_size: int, use_threads: bool = True) -> FileReport:
+    earlier = _already_imported(src, out_dir, skip_bad)
+    if earlier is not None:
+        return earlier
+    (out_dir / _DONE_DIR / f"{_stem(src)}.json").unlink(missing_ok=True)
     with contextlib.closing(_pieces(src, block_size)) as pieces:
-        return _import_pieces(src, pieces, out_dir, skip_bad=skip_bad, block_size=block_size)
+        report = _import_pieces(src, pieces, out_dir, skip_bad=skip_bad, block_size=block_size, use_threads=use_threads)
+    _record_done(report, out_dir, skip_bad)
+    return report
 
 
-def _import_pieces(src: Path, pieces: Iterator[bytes], out_dir: Path, *, skip_bad: bool, block_size: int) -> FileReport:
+def _import_pieces(src: Path, pieces: Iterator[bytes], out_dir: Path, *, skip_bad: bool, block_size: int,
+                   use_threads: bool = True) -> FileReport:
     stem = _stem(src)
     first = next(pieces, b"")
     if not first.strip():
@@ -487,6 +626,8 @@ def _import_pieces(src: Path, pieces: Iterator[bytes], out_dir: Path, *, skip_ba
     _check_same_source(out_dir, layout, stem, src, source_path)
     quarantine_path = out_dir / "quarantine" / f"{stem}.bad.csv"
     config = {"skip_bad": skip_bad, "block_size": block_size}
+    # The source's fingerprint: an imported dataset records it (aigb.data.imported).
+    fingerprint = {"source_sha256": file_sha256(src), "source_bytes": src.stat().st_size}
     writers: dict[int | None, AtomicParquetWriter] = {}
     written = blank = 0
     with contextlib.ExitStack() as stack:
@@ -496,20 +637,38 @@ def _import_pieces(src: Path, pieces: Iterator[bytes], out_dir: Path, *, skip_ba
             if period not in writers:
                 if period is None:
                     path = out_dir / layout.subdir / f"{stem}.parquet"
-                    meta = file_metadata(layout.kind, config, None, source=src.name, source_path=source_path)
+                    meta = file_metadata(layout.kind, config, None, source=src.name, source_path=source_path, **fingerprint)
                 else:
                     path = out_dir / layout.subdir / f"period={period}" / f"{stem}.parquet"
-                    meta = file_metadata(layout.kind, config, None, source=src.name, source_path=source_path, period=period)
-                writers[period] = stack.enter_context(AtomicParquetWriter(path, layout.schema, meta))
+                    meta = file_metadata(layout.kind, config, None, source=src.name, source_path=source_path, period=period,
+                                         **fingerprint)
+                dictionary = IMPRESSION_DICTIONARY_COLUMNS if layout.kind == "impressions" else True
+                writers[period] = stack.enter_context(AtomicParquetWriter(path, layout.schema, meta, use_dictionary=dictionary))
             return writers[period]
 
         if layout.kind != "impressions":
             writer_for(None)  # a trajectory file always yields a table, even an empty one
         first_line = 2  # file line of the current piece's first line
-        for piece in itertools.chain([rest], pieces):
+        def parse(piece: bytes) -> tuple[int, pa.RecordBatch | None]:
+            if not piece:
+                return 0, None
+            n_lines = _line_count(piece)
+            return n_lines, _fast_piece(header, piece, n_lines, names, layout)
+
+        stream = itertools.chain([rest], pieces)
+        if use_threads and layout.kind == "impressions":
+            # Parsing runs a piece or two ahead in a thread while this one writes: both release the GIL.
+            work = stack.enter_context(contextlib.closing(_prefetch(stream, parse)))
+        else:
+            work = ((piece, (_line_count(piece) if piece else 0, None)) for piece in stream)
+        for piece, (n_lines, fast) in work:
             if not piece:
                 continue
-            n_lines = _line_count(piece)
+            if fast is not None:
+                _write(fast, layout, writer_for)
+                written += fast.num_rows
+                first_line += n_lines
+                continue
             try:
                 table, rejected = _parse_piece(header, piece, n_lines, names)
             except pa.ArrowInvalid as err:
@@ -577,15 +736,57 @@ def _remove_stale(out_dir: Path, layout: _Layout, stem: str, outputs: tuple[Path
         stale_quarantine.unlink(missing_ok=True)
 
 
+def _header_kind(src: Path) -> str | None:
+    """The layout kind of a file's header; None where the header is unusable (the import itself
+    then reports it)."""
+    with contextlib.closing(_pieces(src, 1 << 16)) as pieces:
+        first = next(pieces, b"")
+    line = first.split(b"\n", 1)[0]
+    try:
+        names = pacsv.read_csv(pa.py_buffer(line + b"\n"), read_options=pacsv.ReadOptions(use_threads=False)).schema.names
+        return _detect_layout(src, names).kind
+    except (pa.ArrowInvalid, CsvImportError):
+        return None
+
+
+def _check_one_source_kind(sources: Sequence[Path], out: Path) -> None:
+    """A dataset holds impression logs or rlData, not both: refuse before writing anything."""
+    from aigb.data.imported import IMPRESSION_FORMAT, MixedSourcesError, imported_sources
+
+    kinds = {src: kind for src in sources if (kind := _header_kind(src)) is not None}
+    if not kinds:
+        return
+    fmt, _ = imported_sources(out) if out.is_dir() else (None, {})
+    first = next(iter(kinds))
+    for src, kind in kinds.items():
+        if kind != kinds[first]:
+            raise MixedSourcesError(f"{src}: field kind: an AuctionNet {kind} file among {kinds[first]} files ({first}); "
+                                    "import each kind into its own directory")
+        if fmt is not None and (kind == "impressions") != (fmt == IMPRESSION_FORMAT):
+            raise MixedSourcesError(f"{src}: field kind: an AuctionNet {kind} file, but {out} holds "
+                                    f"{'impression logs' if fmt == IMPRESSION_FORMAT else 'rlData'}; import it into "
+                                    "its own directory")
+
+
 def import_csv(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
     *,
     skip_bad: bool = False,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    build_dataset: bool = True,
+    use_threads: bool = True,
 ) -> ImportReport:
     """Convert AuctionNet CSV files (impression logs or trajectories; .gz/.bz2/.zst/.lz4 too) into
     Parquet under ``out_dir``.
+
+    With ``build_dataset`` the folder then becomes a dataset ``aigb train`` reads
+    (``aigb.data.imported.build_imported_dataset``: trajectories of every period of the imported
+    logs, or the rlData as they are, and ``dataset.json``).
+
+    ``use_threads`` parses clean pieces of impression logs with pyarrow's multithreaded reader (see
+    the module docstring); False parses every piece with the exact single-threaded path.
+    A file imported in full by an earlier call with the same ``skip_bad`` and unchanged since is skipped.
 
     Files are processed in order; a bad row raises ``CsvImportError`` naming file and line unless
     ``skip_bad`` is set, and a failing file leaves none of its outputs behind (files imported
@@ -607,6 +808,14 @@ def import_csv(
         if other is not src:
             raise CsvImportError(f"{src} and {other} would write the same output name {_stem(src)!r}; rename one")
     out = Path(out_dir)
+    if build_dataset:
+        _check_one_source_kind(sources, out)
     start = time.perf_counter()
-    reports = tuple(_import_file(src, out, skip_bad=skip_bad, block_size=int(block_size)) for src in sources)
-    return ImportReport(reports, time.perf_counter() - start)
+    reports = tuple(_import_file(src, out, skip_bad=skip_bad, block_size=int(block_size), use_threads=use_threads)
+                    for src in sources)
+    dataset = None
+    if build_dataset:
+        from aigb.data.imported import build_imported_dataset
+
+        dataset = build_imported_dataset(out)
+    return ImportReport(reports, time.perf_counter() - start, dataset)

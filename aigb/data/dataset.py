@@ -11,6 +11,11 @@ Normalisation statistics are computed once over every trajectory of the director
 file is missing or the data changed. Train and validation splits share them, so both are
 normalised the same way (the validation periods contribute to a mean and a standard deviation only).
 
+Imported AuctionNet data (``aigb.data.imported``) loads the same way: trajectories built from
+impression logs are v1 files like generated ones (no market version to check), and imported rlData
+is read as it is under the feature set ``auctionnet16`` (``aigb.data.auctionnet.rldata_arrays``);
+``feature_version`` says which.
+
 ``TrajectoryDataset.fingerprint`` identifies the loaded data (``aigb.data.generate.dataset_fingerprint``
 over the files' recorded config, seed and period); ``aigb.algos.fit`` stores it in checkpoints and
 refuses to resume a run on other data. Files are read with their page checksums verified: a damaged
@@ -31,7 +36,7 @@ import pyarrow as pa
 from aigb.data.generate import DATASET_FILE, IMPRESSIONS, TRAJECTORIES, dataset_fingerprint, identity_task, read_dataset_file
 from aigb.data.parquet import CorruptFileError, atomic_output, check_schema_version, num_rows, read_table
 from aigb.data.schema import SCHEMA_VERSION
-from aigb.features import FEATURE_DIM, FEATURE_VERSION, check_feature_version
+from aigb.features import AUCTIONNET_FEATURE_VERSION, FEATURE_DIM, FEATURE_VERSION, check_feature_set, check_feature_version
 from aigb.score import DEFAULT_TASK, realized_cpa
 from aigb.seeding import rng as named_rng
 from aigb.types import MARKET_VERSION, check_market_version
@@ -79,9 +84,12 @@ def _vectors(column: pa.ChunkedArray, fallback: np.ndarray | None = None) -> np.
 
 def _read_period(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     """The period's arrays and the file's metadata."""
+    from aigb.data.imported import is_imported
+
     meta = check_schema_version(path, kind=TRAJECTORIES)
     check_feature_version(meta.get("feature_version", "?"), str(path))
-    check_market_version(((meta.get("config") or {}).get("market") or {}).get("market_version"), str(path))
+    if not is_imported(meta.get("config")):  # imported data comes from no market of ours
+        check_market_version(((meta.get("config") or {}).get("market") or {}).get("market_version"), str(path))
     table = read_table(path, check_version=False)
     k = table.schema.field("state").type.list_size
     if k != FEATURE_DIM:
@@ -111,6 +119,44 @@ def _read_period(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     return out, meta
 
 
+def _no_trajectories(directory: Path):
+    """Raise the error for a folder without trajectory files, saying what to do with imported data."""
+    from aigb.data.imported import imported_sources
+
+    fmt, _ = imported_sources(directory)
+    if fmt is not None:
+        raise FileNotFoundError(f"{directory}: holds imported AuctionNet data ({fmt}) but no {DATASET_FILE} built from it; "
+                                "run `aigb import-csv` on its CSV files again (it builds the dataset)")
+    raise FileNotFoundError(f"{directory}: no trajectory files in {TRAJECTORIES}/")
+
+
+def _read_rldata(directory: Path, info: Mapping[str, Any]):
+    """(files, per-period arrays, period -> (seed, identity)) of an imported rlData dataset."""
+    from aigb.data.auctionnet import rldata_arrays
+    from aigb.data.imported import RLDATA_FORMAT, imported_sources, rldata_files
+
+    fmt, sources = imported_sources(directory)
+    if fmt != RLDATA_FORMAT:
+        raise ValueError(f"{directory / DATASET_FILE}: field format: says rlData, the folder holds {fmt or 'none'}")
+    paths = rldata_files(directory)
+    parts, periods = [], []
+    task = info.get("task", DEFAULT_TASK)
+    for path in paths:
+        check_schema_version(path, kind="auctionnet_trajectories")
+        for period, arrays in rldata_arrays(read_table(path, check_version=False), str(path), task):
+            parts.append(arrays)
+            periods.append(period)
+    if len(set(periods)) != len(periods):
+        raise ValueError(f"{directory}: field deliveryPeriodIndex: a period appears in several rlData files")
+    if not parts:
+        raise FileNotFoundError(f"{directory}: no rlData rows in {TRAJECTORIES}/")
+    identity = {"imported": True, "format": RLDATA_FORMAT, "n_ticks": int(parts[0]["state"].shape[1])}
+    if task != DEFAULT_TASK:
+        identity["task"] = task
+    out_sources = {p: (None, {**identity, "sources": sorted(sources[p], key=lambda s: s["file"])}) for p in periods}
+    return [(0, path) for path in paths], parts, out_sources
+
+
 def _fingerprint(files: Sequence[tuple[int, Path]]) -> list[list]:
     return [[period, path.stat().st_size, path.stat().st_mtime_ns] for period, path in files]
 
@@ -124,7 +170,7 @@ class TrajectoryDataset:
     """
 
     def __init__(self, arrays: Mapping[str, np.ndarray], stats: Mapping[str, Any], directory: Path | None = None,
-                 sources: Mapping[int, tuple[int, Any]] | None = None):
+                 sources: Mapping[int, tuple[int, Any]] | None = None, feature_version: str = FEATURE_VERSION):
         self.obs = np.ascontiguousarray(arrays["state"], dtype=np.float32)        # (N, T, D)
         self.terminal = np.ascontiguousarray(arrays["terminal"], dtype=np.float32)  # (N, D)
         self.columns = {k: np.asarray(arrays[k]) for k in _TICK_COLUMNS + _CAMPAIGN_COLUMNS}
@@ -132,7 +178,7 @@ class TrajectoryDataset:
             raise ValueError(f"dataset: no trajectories (obs shape {self.obs.shape})")
         self.directory = directory
         self._sources = dict(sources) if sources is not None else None  # period -> (seed, config) of its file
-        self.feature_version = FEATURE_VERSION
+        self.feature_version = check_feature_set(feature_version, "feature_version")
         self.market_version = MARKET_VERSION  # load() refuses data of any other market version
         self.feature_dim = int(self.obs.shape[2])
         self.state_mean = np.asarray(stats["state_mean"], dtype=np.float32)  # (D,)
@@ -157,38 +203,45 @@ class TrajectoryDataset:
         """
         directory = Path(directory)
         info = read_dataset_file(directory)
+        feature_version = FEATURE_VERSION
         if info is not None:
-            check_feature_version(str(info.get("feature_version", "?")), str(directory / DATASET_FILE))
-            check_market_version(((info.get("config") or {}).get("market") or {}).get("market_version"),
-                                 str(directory / DATASET_FILE))
-        files = trajectory_files(directory)
-        if not files:
-            raise FileNotFoundError(f"{directory}: no trajectory files in {TRAJECTORIES}/")
-        read = [_read_period(path) for _, path in files]
-        parts = [arrays for arrays, _ in read]
-        sources = {int(period): (meta.get("seed"), meta.get("config")) for (period, _), (_, meta) in zip(files, read)}
+            if info.get("imported"):
+                feature_version = check_feature_set(str(info.get("feature_version", "?")), str(directory / DATASET_FILE))
+            else:
+                check_feature_version(str(info.get("feature_version", "?")), str(directory / DATASET_FILE))
+                check_market_version(((info.get("config") or {}).get("market") or {}).get("market_version"),
+                                     str(directory / DATASET_FILE))
+        if feature_version == AUCTIONNET_FEATURE_VERSION:
+            files, parts, sources = _read_rldata(directory, info)
+        else:
+            files = trajectory_files(directory)
+            if not files:
+                _no_trajectories(directory)
+            read = [_read_period(path) for _, path in files]
+            parts = [arrays for arrays, _ in read]
+            sources = {int(period): (meta.get("seed"), meta.get("config")) for (period, _), (_, meta) in zip(files, read)}
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         n_ticks = {p["state"].shape[1] for p in parts}
         if len(n_ticks) > 1:
             raise ValueError(f"{directory}: periods have different tick counts {sorted(n_ticks)}")
-        stats = cls._stored_stats(directory, files)
+        stats = cls._stored_stats(directory, files, feature_version)
         if stats is None:
             stats = compute_stats(arrays["state"], arrays["score_to_go"][:, 0])
-            stats = {"feature_version": FEATURE_VERSION, "schema_version": SCHEMA_VERSION,
+            stats = {"feature_version": feature_version, "schema_version": SCHEMA_VERSION,
                      "files": _fingerprint(files), **stats}
             try:
                 with atomic_output(directory / STATS_FILE) as tmp:
                     tmp.write_text(json.dumps(stats, indent=1) + "\n")
             except OSError as err:
                 warnings.warn(f"{directory / STATS_FILE}: cannot store normalisation statistics ({err}); using them unsaved")
-        dataset = cls(arrays, stats, directory, sources)
+        dataset = cls(arrays, stats, directory, sources, feature_version)
         dataset.task  # noqa: B018 - files of two tasks fail here, at load
         if periods is not None:
             dataset = dataset.select_periods(periods)
         return dataset
 
     @staticmethod
-    def _stored_stats(directory: Path, files) -> dict | None:
+    def _stored_stats(directory: Path, files, feature_version: str = FEATURE_VERSION) -> dict | None:
         path = directory / STATS_FILE
         if not path.exists():
             return None
@@ -196,7 +249,7 @@ class TrajectoryDataset:
             stats = json.loads(path.read_text())
         except ValueError:
             return None  # a damaged file is recomputed
-        same = (stats.get("feature_version") == FEATURE_VERSION and stats.get("schema_version") == SCHEMA_VERSION
+        same = (stats.get("feature_version") == feature_version and stats.get("schema_version") == SCHEMA_VERSION
                 and stats.get("files") == _fingerprint(files))
         return stats if same else None
 
@@ -211,7 +264,7 @@ class TrajectoryDataset:
         arrays = {"state": self.obs[keep], "terminal": self.terminal[keep],
                   **{k: v[keep] for k, v in self.columns.items()}}
         sources = None if self._sources is None else {p: self._sources[p] for p in wanted.tolist()}
-        return TrajectoryDataset(arrays, self._stats, self.directory, sources)
+        return TrajectoryDataset(arrays, self._stats, self.directory, sources, self.feature_version)
 
     def split(self, validation_fraction: float = 0.1, seed: int = 0) -> tuple[TrajectoryDataset, TrajectoryDataset]:
         """(train, validation) by whole periods, the validation periods drawn with stream
@@ -232,7 +285,7 @@ class TrajectoryDataset:
         """``dataset_fingerprint`` of the periods held (None for arrays not loaded from files)."""
         if self._sources is None:
             return None
-        return dataset_fingerprint((p, seed, config) for p, (seed, config) in self._sources.items())
+        return dataset_fingerprint(((p, seed, config) for p, (seed, config) in self._sources.items()), self.feature_version)
 
     @property
     def task(self) -> str:
@@ -388,9 +441,11 @@ def dataset_info(directory: str | Path, verify: bool = False) -> dict[str, Any]:
     page of every file, checksums verified, and lists the damaged files under "damaged"."""
     directory = Path(directory)
     info = read_dataset_file(directory) or {}
+    if info.get("imported") and info.get("feature_version") == AUCTIONNET_FEATURE_VERSION:
+        return _rldata_info(directory, info, verify)
     files = trajectory_files(directory)
     if not files:
-        raise FileNotFoundError(f"{directory}: no trajectory files in {TRAJECTORIES}/")
+        _no_trajectories(directory)
     columns = ["advertiser", "tick", "budget", "target_cpa", "cost", "conversions", "score_to_go"]
     first, cost, conversions = [], [], []
     feature_versions, sources, tasks = set(), [], set()
@@ -413,7 +468,9 @@ def dataset_info(directory: str | Path, verify: bool = False) -> dict[str, Any]:
     target_cpa = np.concatenate([f["target_cpa"] for f in first])
     spend, conv = np.concatenate(cost), np.concatenate(conversions)
     cpa = realized_cpa(spend, conv)
-    impression_files = sorted((directory / IMPRESSIONS).glob("period=*.parquet")) if (directory / IMPRESSIONS).is_dir() else []
+    # Generated: impressions/period=<P>.parquet; imported: impressions/period=<P>/<source>.parquet.
+    impression_files = (sorted((directory / IMPRESSIONS).glob("period=*.parquet")) + sorted((directory / IMPRESSIONS).glob("period=*/*.parquet"))
+                        if (directory / IMPRESSIONS).is_dir() else [])
     trajectory_paths = [p for _, p in files]
     damaged = []
     if verify:
@@ -429,7 +486,8 @@ def dataset_info(directory: str | Path, verify: bool = False) -> dict[str, Any]:
         "last_period": files[-1][0],
         "campaigns": int(score.size),
         "trajectory_rows": int(sum(num_rows(p) for p in trajectory_paths)),
-        "impression_periods": len(impression_files),
+        "impression_periods": len({p.name if p.suffix == ".parquet" and p.parent.name == IMPRESSIONS else p.parent.name
+                                   for p in impression_files}),
         "impression_rows": int(sum(num_rows(p) for p in impression_files)),
         "trajectory_bytes": _size(trajectory_paths),
         "impression_bytes": _size(impression_files),
@@ -438,6 +496,7 @@ def dataset_info(directory: str | Path, verify: bool = False) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "seed": info.get("seed"),
         "config": info.get("config"),
+        **_imported_fields(info),
         "task": tasks.pop() if len(tasks) == 1 else sorted(tasks),
         "fingerprint": dataset_fingerprint(sources),
         "score": {
@@ -450,6 +509,44 @@ def dataset_info(directory: str | Path, verify: bool = False) -> dict[str, Any]:
         "cpa_violation_share": float((np.nan_to_num(cpa) > target_cpa).mean()),
         "verified": bool(verify),
         "damaged": damaged,
+    }
+
+
+def _imported_fields(info: Mapping[str, Any]) -> dict[str, Any]:
+    if not info.get("imported"):
+        return {}
+    return {"imported": True, "format": info.get("format"), "sources": info.get("sources", [])}
+
+
+def _rldata_info(directory: Path, info: Mapping[str, Any], verify: bool) -> dict[str, Any]:
+    """``dataset_info`` of an imported rlData dataset (its files are read whole: they are small)."""
+    from aigb.data.imported import rldata_files
+
+    data = TrajectoryDataset.load(directory)
+    c = data.columns
+    score = np.asarray(c["score_to_go"][:, 0], dtype=np.float64)
+    spend, conv = c["cost"].sum(axis=1), c["conversions"].sum(axis=1)
+    paths = rldata_files(directory)
+    damaged = []
+    if verify:
+        for path in paths:
+            try:
+                read_table(path, check_version=False)
+            except CorruptFileError as err:
+                damaged.append(str(err).split("; delete it")[0])
+    periods = data.periods
+    return {
+        "directory": str(directory), "periods": int(periods.size), "first_period": int(periods[0]),
+        "last_period": int(periods[-1]), "campaigns": data.n_trajectories, "trajectory_rows": len(data),
+        "impression_periods": 0, "impression_rows": 0, "trajectory_bytes": _size(paths), "impression_bytes": 0,
+        "feature_version": data.feature_version, "feature_version_ok": True, "schema_version": SCHEMA_VERSION,
+        "seed": None, "config": None, **_imported_fields(info), "task": data.task, "fingerprint": data.fingerprint,
+        "score": {"mean": float(score.mean()), "std": float(score.std()),
+                  "quantiles": {str(q): float(np.quantile(score, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)},
+                  "zero_share": float((score == 0).mean())},
+        "budget_utilisation": float((spend / c["budget"]).mean()),
+        "cpa_violation_share": float((np.nan_to_num(realized_cpa(spend, conv)) > c["target_cpa"]).mean()),
+        "verified": bool(verify), "damaged": damaged,
     }
 
 
@@ -466,11 +563,16 @@ def format_dataset_info(info: Mapping[str, Any]) -> str:
     market = (info.get("config") or {}).get("market", {})
     s = info["score"]
     q = s["quantiles"]
+    task = "" if info.get("task", DEFAULT_TASK) == DEFAULT_TASK else f", task {info['task']}"
+    if info.get("imported"):
+        origin = (f"imported from {len(info.get('sources', []))} AuctionNet "
+                  f"{'rlData' if info.get('format') == 'auctionnet-rldata' else 'impression log'} file(s)")
+    else:
+        origin = (f"seed {info['seed']}, preset {market.get('preset', '?')}, {market.get('n_pv', 0):,} PVs x "
+                  f"{market.get('n_ticks', '?')} ticks")
     lines = [
         f"dataset {info['directory']}",
-        f"  periods          {info['periods']} ({info['first_period']}..{info['last_period']}), seed {info['seed']}, "
-        f"preset {market.get('preset', '?')}, {market.get('n_pv', 0):,} PVs x {market.get('n_ticks', '?')} ticks"
-        + ("" if info.get("task", DEFAULT_TASK) == DEFAULT_TASK else f", task {info['task']}"),
+        f"  periods          {info['periods']} ({info['first_period']}..{info['last_period']}), {origin}{task}",
         f"  campaigns        {info['campaigns']:,}",
         f"  trajectory rows  {info['trajectory_rows']:,} ({_bytes(info['trajectory_bytes'])})",
         f"  impression rows  {info['impression_rows']:,} in {info['impression_periods']} period(s) ({_bytes(info['impression_bytes'])})",

@@ -104,12 +104,13 @@ def identity_task(identity: dict | None) -> str:
     return (identity or {}).get("task", DEFAULT_TASK)
 
 
-def dataset_fingerprint(files: Iterable[tuple[int, int, Any]]) -> str:
+def dataset_fingerprint(files: Iterable[tuple[int, int, Any]], feature_version: str = FEATURE_VERSION) -> str:
     """Digest of a dataset's content-determining facts: (period, seed, config) of each trajectory
     file, with the feature and schema versions. Every period is a pure function of these, so two
     directories with the same fingerprint hold the same trajectories, and adding, dropping or
-    regenerating periods differently changes it."""
-    key = {"feature_version": FEATURE_VERSION, "schema_version": SCHEMA_VERSION,
+    regenerating periods differently changes it. (An imported period's config holds its source
+    files' fingerprints and its seed is None.)"""
+    key = {"feature_version": feature_version, "schema_version": SCHEMA_VERSION,
            "files": sorted(([int(p), None if s is None else int(s), c] for p, s, c in files), key=lambda f: f[0])}
     return "sha256:" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 

@@ -177,12 +177,14 @@ class AtomicParquetWriter:
         metadata: Mapping[bytes, bytes] | None = None,
         *,
         row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+        use_dictionary: bool | list[str] = True,
     ):
         if row_group_size < 1:
             raise ValueError(f"row_group_size: must be >= 1, got {row_group_size}")
         self.path = Path(path)
         self.schema = _merged(schema, metadata)
         self.row_group_size = int(row_group_size)
+        self.use_dictionary = use_dictionary  # True, or the columns to dictionary-encode (pyarrow's option)
         self.rows_written = 0
         self._buffer: list[pa.RecordBatch] = []
         self._buffered = 0
@@ -195,7 +197,8 @@ class AtomicParquetWriter:
         self._output = atomic_output(self.path)
         tmp = self._output.__enter__()
         try:
-            self._writer = pq.ParquetWriter(tmp, self.schema, compression=COMPRESSION, write_page_checksum=True)
+            self._writer = pq.ParquetWriter(tmp, self.schema, compression=COMPRESSION, write_page_checksum=True,
+                                            use_dictionary=self.use_dictionary)
         except BaseException:
             self._output.__exit__(*sys.exc_info())
             raise

@@ -52,6 +52,16 @@ def register(subparsers) -> None:
     p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
     p.add_argument("--n-advertisers", type=int, default=d.n_advertisers, help="advertisers (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    r = p.add_argument_group("offline replay on logged impressions (aigb.eval.replay)")
+    r.add_argument("--replay", metavar="DIR", default=None,
+                   help="replay each logged advertiser of the impression logs in DIR (aigb import-csv or aigb generate "
+                        "--impressions) instead of simulating: logged competitors stay, a PV is won at its logged least "
+                        "winning cost; --slots picks advertisers, --seeds the value/conversion draws")
+    r.add_argument("--replay-periods", type=int, nargs="+", default=None, metavar="P",
+                   help="logged periods to replay (default: every period in DIR)")
+    r.add_argument("--budget-rate", type=float, nargs="+", default=None, metavar="R",
+                   help="factor(s) on every logged budget, e.g. 0.5 1 1.5; several rates write OUT/budget-<percent>/ each "
+                        "(default 1)")
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser(
@@ -66,6 +76,12 @@ def register(subparsers) -> None:
 
 def cmd_evaluate(args) -> int:
     from aigb.eval.evaluate import EvaluationStopped, evaluate
+
+    if args.replay is not None:
+        return _cmd_replay(args)
+    if args.budget_rate is not None or args.replay_periods is not None:
+        print("aigb evaluate: --budget-rate and --replay-periods need --replay DIR", file=sys.stderr)
+        return 2
 
     backend = backend_from_args(args)
     market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
@@ -101,3 +117,47 @@ def cmd_compare(args) -> int:
     summary = combine_results(args.results, baseline=args.baseline)
     print(format_summary(summary))
     return exit_status(summary)
+
+
+def _cmd_replay(args) -> int:
+    from pathlib import Path
+
+    from aigb.eval.evaluate import EvaluationStopped
+    from aigb.eval.replay import replay_evaluate
+
+    backend = backend_from_args(args)
+    market = MarketConfig(n_ticks=args.n_ticks)
+    rates = args.budget_rate or [1.0]
+    status = 0
+    for rate in rates:
+        out = Path(args.out) if len(rates) == 1 else Path(args.out) / f"budget-{rate * 100:g}"
+        try:
+            results = replay_evaluate(args.strategy, args.replay, periods=args.replay_periods,
+                                      slots=args.slots, seeds=args.seeds, budget_rate=rate, market=market,
+                                      workers=args.workers, out_dir=out, baseline=args.baseline, progress=not args.quiet,
+                                      keep_going=args.keep_going, force=args.force, backend=backend, task=args.task)
+        except EvaluationStopped as err:
+            print(f"aigb evaluate: error: {err}", file=sys.stderr)
+            return 1
+        c = results.config
+        print(f"replay of {args.replay}: {len(c.strategies)} strategies x {len(c.seeds)} seed(s) x {len(c.periods)} "
+              f"period(s) x {'every advertiser' if c.every_advertiser else f'{len(c.slots)} advertiser(s)'}, "
+              f"budget rate {rate:g}{'' if c.task == DEFAULT_TASK else ', task ' + c.task}; {results.wall_s:.1f} s")
+        print(results.format())
+        print(_period_means(results.table))
+        print(f"wrote {results.table.num_rows} rows to {out / 'results.parquet'}")
+        status = max(status, exit_status(results.summary))
+    return status
+
+
+def _period_means(table) -> str:
+    """Mean score per strategy and logged period (rows without errors), one line per period."""
+    import numpy as np
+
+    rows = [r for r in table.select(["strategy", "period", "score", "error"]).to_pylist() if r["error"] is None]
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    lines = ["mean score per period: " + " | ".join(strategies)]
+    for period in sorted({r["period"] for r in rows}):
+        means = [np.mean([r["score"] for r in rows if r["period"] == period and r["strategy"] == s]) for s in strategies]
+        lines.append(f"  period {period}: " + " | ".join(f"{m:.2f}" for m in means))
+    return "\n".join(lines)

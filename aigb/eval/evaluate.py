@@ -416,7 +416,7 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
 # Configuration fields that decide how a campaign is played: evaluations that agree on all of them
 # can be summarised together, rows pairing up by (seed, period, slot). Seeds may differ: more seeds
 # are more campaigns of the same evaluation.
-_CAMPAIGN_FIELDS = ("periods", "slots", "market", "population", "eval_first_period")
+_CAMPAIGN_FIELDS = ("periods", "slots", "market", "population", "eval_first_period", "replay")  # replay: aigb.eval.replay
 
 
 def load_results(directory) -> tuple[pa.Table, dict]:

@@ -42,6 +42,8 @@ class ValidationSet:
     """The market the policy is validated in."""
     task: str = DEFAULT_TASK
     """What the campaigns are scored on (``aigb.score.TASKS``); ``train`` sets the dataset's."""
+    feature_set: str = "v1"
+    """The states the policy reads (``aigb.features.FEATURE_SETS``); ``train`` sets the dataset's."""
 
     def __post_init__(self) -> None:
         if isinstance(self.periods, bool) or not isinstance(self.periods, int) or self.periods < 1:
@@ -55,7 +57,7 @@ class ValidationSet:
         from aigb.strategies.learned import LearnedStrategy
 
         # Each period's campaigns in one batched run (rows as single rollouts give them).
-        built = {"validation": LearnedStrategy(policy, "validation")}
+        built = {"validation": LearnedStrategy(policy, "validation", self.feature_set)}
         rows = [row for p in range(self.periods)
                 for slot in play_period(("validation",), self.market, PopulationConfig(), VALIDATION_SEED,
                                         VALIDATION_FIRST_PERIOD + p, self.slots, built, self.task)
@@ -109,7 +111,8 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
                         writes=("config.json", "metrics.jsonl", "last.pt", "best.pt", "train_args.json", "tb"))
     dataset = TrajectoryDataset.load(data_dir)
     if validation is not None:
-        validation = replace(validation, task=dataset.task)   # select by the score the data was made for
+        # Select by the score the data was made for, serving the features it holds.
+        validation = replace(validation, task=dataset.task, feature_set=dataset.feature_version)
     config_overrides = dict(overrides or {})
     length = _run_length(run_dir / "last.pt", steps)
     if length is not None and "steps" not in config_overrides:

@@ -41,7 +41,7 @@ import numpy as np
 import aigb
 from aigb.export.harness import HISTORY_NAMES, play_competition, play_env
 from aigb.export.readme import readme_text
-from aigb.features import FEATURE_NAMES, FEATURE_VERSION
+from aigb.features import AUCTIONNET_FEATURE_NAMES, AUCTIONNET_FEATURE_VERSION, FEATURE_NAMES, FEATURE_VERSION
 from aigb.files import MARKER, OutputOwnedError, check_dir, dir_owner, read_marker
 from aigb.sim.period import PeriodSim
 from aigb.strategies.registry import UnknownStrategyError, make_strategy, parse_spec
@@ -176,13 +176,27 @@ def _normalizer(norm) -> tuple[dict, dict]:
 
 
 def _learned_params(strategy) -> tuple[str, dict, dict]:
-    from aigb.algos.base import StatePolicy
-    from aigb.algos.dt import DTPolicy
-
     policy = strategy.policy
+    feature_set = getattr(strategy, "feature_set", FEATURE_VERSION)
+    if feature_set == AUCTIONNET_FEATURE_VERSION:   # trained on imported rlData: the runtime rebuilds those 16
+        if policy.feature_dim != len(AUCTIONNET_FEATURE_NAMES):
+            raise ConfigError(f"source: the policy reads {policy.feature_dim} features, {feature_set} has "
+                              f"{len(AUCTIONNET_FEATURE_NAMES)}")
+        kind, params, tensors = _learned_policy_params(policy)
+        return kind, {**params, "feature_version": feature_set, "feature_names": list(AUCTIONNET_FEATURE_NAMES)}, tensors
+    if feature_set != FEATURE_VERSION:
+        raise ConfigError(f"source: the policy reads feature set {feature_set!r}, the export rebuilds {FEATURE_VERSION!r} "
+                          f"and {AUCTIONNET_FEATURE_VERSION!r}")
     if policy.feature_dim != len(FEATURE_NAMES):
         raise ConfigError(f"source: the policy reads {policy.feature_dim} features, the export rebuilds the "
                           f"{len(FEATURE_NAMES)} of {FEATURE_VERSION}")
+    return _learned_policy_params(policy)
+
+
+def _learned_policy_params(policy) -> tuple[str, dict, dict]:
+    from aigb.algos.base import StatePolicy
+    from aigb.algos.dt import DTPolicy
+
     if isinstance(policy, StatePolicy):
         actor = type(policy.actor).__name__
         if actor not in ("DeterministicActor", "GaussianActor", "TanhGaussianActor"):
@@ -433,7 +447,9 @@ def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = M
     """
     from aigb.export.runtime import history as runtime_history
 
-    if tuple(runtime_history.FEATURE_NAMES) != tuple(FEATURE_NAMES) or runtime_history.FEATURE_VERSION != FEATURE_VERSION:
+    if (tuple(runtime_history.FEATURE_NAMES) != tuple(FEATURE_NAMES) or runtime_history.FEATURE_VERSION != FEATURE_VERSION
+            or tuple(runtime_history.AUCTIONNET_FEATURE_NAMES) != tuple(AUCTIONNET_FEATURE_NAMES)
+            or runtime_history.AUCTIONNET_FEATURE_VERSION != AUCTIONNET_FEATURE_VERSION):
         raise RuntimeError("aigb.export.runtime.history has drifted from aigb.features; update both together")
     spec = resolve_source(source)
     device = device or _split_device(spec)[1] or "cpu"

@@ -112,7 +112,9 @@ def _inputs_html(inputs: ReportInputs) -> str:
     n = max((s.n_rows for s in inputs.summary.strategies), default=0)
     items = [
         ("evaluations", ", ".join(f"<code>{html.escape(d)}</code>" for d in inputs.dirs)),
-        ("market", html.escape(f"preset {m['preset']}, {m['n_pv']:,} PVs x {m['n_ticks']} ticks, "
+        ("market", html.escape(f"replay of the logged periods in {c['replay']['dir']} at budget rate "
+                               f"{c['replay']['budget_rate']:g} (aigb.eval.replay)" if c.get("replay") else
+                               f"preset {m['preset']}, {m['n_pv']:,} PVs x {m['n_ticks']} ticks, "
                                f"{m['n_advertisers']} advertisers")),
         ("task", html.escape("Max-Return (budget only): score = conversions" if c.get("task") == "max-return"
                              else "Target-CPA: score = conversions x min(1, (C / CPA)^2)")),

@@ -67,7 +67,7 @@ from aigb.algos.diffbid.serving import (
     parse_spec_options, split_preset,
 )
 from aigb.algos.diffbid.objectives import parse_guide
-from aigb.features import FEATURE_VERSION
+from aigb.features import FEATURE_VERSION, check_feature_set, features_for
 from aigb.sim.env import Observation
 from aigb.strategies.base import AlphaStrategy
 from aigb.types import ConfigError, Campaign
@@ -248,14 +248,16 @@ def load_diffbid_strategy(text: str, name: str | None = None) -> "DiffBidStrateg
     found = read_checkpoint(path).get("algo")
     if found != "diffbid":
         raise ValueError(f"{path}: checkpoint holds a {found!r} policy, not 'diffbid'")
-    algo = load_algorithm(path, expected_feature_version=FEATURE_VERSION)
+    # The planner serves the feature set it was trained on (v1, or auctionnet16 from imported rlData).
+    feature_set = check_feature_set(str(read_checkpoint(path).get("feature_version")), f"checkpoint {path}")
+    algo = load_algorithm(path, expected_feature_version=feature_set)
     guard = None
     if "throttle" in options:
         from aigb.strategies.throttle import SpendCapGuard, caps_of_terms
 
         guard = SpendCapGuard(caps_of_terms(parse_guide(options["guide"]), algo.config.n_ticks), margin=options["throttle"])
     return DiffBidStrategy(planner_of(algo, path, options), name or f"diffbid:{text}", guard=guard, checkpoint=path,
-                           serving=serving_config(text)[1])
+                           serving=serving_config(text)[1], feature_set=feature_set)
 
 
 def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
@@ -301,9 +303,10 @@ class DiffBidStrategy(AlphaStrategy):
     """
 
     def __init__(self, planner, name: str, guard=None, *, checkpoint: str | None = None,
-                 serving: ServingConfig | None = None) -> None:
+                 serving: ServingConfig | None = None, feature_set: str = FEATURE_VERSION) -> None:
         self.planner = planner
         self.name = name
+        self.feature_set = check_feature_set(feature_set, f"{name}: feature_set")
         self.guard = guard
         self.checkpoint = checkpoint
         self.serving = serving
@@ -323,7 +326,13 @@ class DiffBidStrategy(AlphaStrategy):
         self.plans = []
 
     def alpha(self, obs: Observation) -> float:
-        self._states.append(np.asarray(obs.features, dtype=np.float32))
+        if self.feature_set == FEATURE_VERSION:
+            state = obs.features
+        else:
+            c, n_pv = obs.campaign, obs.p_value.size
+            state = features_for(self.feature_set, obs.history, obs.n_ticks, n_pv,
+                                 float(obs.p_value.mean(dtype=np.float64)) if n_pv else 0.0, c.budget, c.target_cpa, c.category)
+        self._states.append(np.asarray(state, dtype=np.float32))
         step = self.planner.plan(np.stack(self._states), seed=self._seed,
                                  previous=self.plans[-1].action if self.plans else None)
         self.plans.append(step)

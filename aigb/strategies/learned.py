@@ -1,16 +1,18 @@
 """Any trained policy as a bidding strategy: ``aigb evaluate --strategy iql:runs/iql/best.pt``.
 
-The policy sees exactly what it was trained on: the v1 features that ``aigb.features`` builds
-(online here, offline in the dataset), its own past actions and the past ticks' conversions. The
-checkpoint carries the normaliser and the feature version; a checkpoint of another feature version
-is refused when it is loaded.
+The policy sees exactly what it was trained on: the features of its feature set that
+``aigb.features`` builds (online here, offline in the dataset: v1, or AuctionNet's 16 features for a
+policy trained on imported rlData, rebuilt from the advertiser's own tick history), its own past
+actions and the past ticks' conversions. The checkpoint carries the normaliser and the feature set;
+a checkpoint of an unknown feature set, or of another one than the caller expects, is refused when
+it is loaded, naming both.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from aigb.features import FEATURE_VERSION
+from aigb.features import FEATURE_VERSION, check_feature_set, features_for
 from aigb.sim.env import Observation
 from aigb.strategies.base import AlphaStrategy
 from aigb.types import ACTION_HIGH, ACTION_LOW, Campaign
@@ -21,9 +23,10 @@ __all__ = ["LearnedStrategy", "load_strategy"]
 class LearnedStrategy(AlphaStrategy):
     """Bids ``alpha = exp(a) * target_cpa`` with ``a = policy.act(states, actions, rewards)``."""
 
-    def __init__(self, policy, name: str):
+    def __init__(self, policy, name: str, feature_set: str = FEATURE_VERSION):
         self.policy = policy
         self.name = name
+        self.feature_set = check_feature_set(feature_set, f"{name}: feature_set")
         self._states: list[np.ndarray] = []
         self._actions: list[float] = []
         self._campaign: Campaign | None = None
@@ -34,7 +37,14 @@ class LearnedStrategy(AlphaStrategy):
         self._states, self._actions = [], []
 
     def alpha(self, obs: Observation) -> float:
-        self._states.append(np.asarray(obs.features, dtype=np.float32))
+        if self.feature_set == FEATURE_VERSION:
+            state = obs.features
+        else:
+            c = obs.campaign
+            n_pv = obs.p_value.size
+            state = features_for(self.feature_set, obs.history, obs.n_ticks, n_pv,
+                                 float(obs.p_value.mean(dtype=np.float64)) if n_pv else 0.0, c.budget, c.target_cpa, c.category)
+        self._states.append(np.asarray(state, dtype=np.float32))
         rewards = np.asarray(obs.history["conversions"], dtype=np.float32)  # (t,) past ticks
         a = float(self.policy.act(np.stack(self._states), np.asarray(self._actions, dtype=np.float32), rewards))
         a = float(np.clip(a, ACTION_LOW, ACTION_HIGH))
@@ -42,8 +52,9 @@ class LearnedStrategy(AlphaStrategy):
         return float(np.exp(a) * obs.campaign.target_cpa)
 
 
-def load_strategy(algo: str, path: str) -> AlphaStrategy:
-    """Load a checkpoint written by ``aigb train`` (``torch.load(weights_only=True)`` inside)."""
+def load_strategy(algo: str, path: str, feature_set: str | None = None) -> AlphaStrategy:
+    """Load a checkpoint written by ``aigb train`` (``torch.load(weights_only=True)`` inside);
+    ``feature_set`` (optional) is the one the caller expects, a checkpoint of another is refused."""
     from aigb.algos.checkpoint import load_policy, read_checkpoint
 
     if algo == "diffbid":   # the planner keeps its plans and seeds its noise per campaign
@@ -53,4 +64,5 @@ def load_strategy(algo: str, path: str) -> AlphaStrategy:
     found = read_checkpoint(path).get("algo")
     if found is not None and found != algo:
         raise ValueError(f"{path}: checkpoint holds a {found!r} policy, not {algo!r}")
-    return LearnedStrategy(load_policy(path, expected_feature_version=FEATURE_VERSION), f"{algo}:{path}")
+    stored = check_feature_set(str(read_checkpoint(path).get("feature_version")), f"checkpoint {path}", feature_set)
+    return LearnedStrategy(load_policy(path, expected_feature_version=stored), f"{algo}:{path}", stored)

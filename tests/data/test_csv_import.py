@@ -48,7 +48,14 @@ def write_lines(path, header: str, lines: list[str]):
 
 
 def files_under(directory) -> list[str]:
-    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
+    """The import's own outputs (the dataset built from them, dataset.json and
+    trajectories/period=*.parquet, is tested in tests/data/test_imported.py; imported/ holds the
+    resume records)."""
+    if not directory.exists():
+        return []
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*")
+                  if p.is_file() and p.name != "dataset.json" and p.parent.name != "imported"
+                  and not (p.parent.name == "trajectories" and p.name.startswith("period=")))
 
 
 def test_impression_import_values_and_types(tmp_path):
@@ -272,7 +279,7 @@ def test_unknown_header_names_missing_and_unexpected_columns(tmp_path):
 def test_header_only_files(tmp_path):
     imp = write_lines(tmp_path / "imp.csv", IMPRESSION_HEADER, [])
     traj = write_lines(tmp_path / "traj.csv", ",".join(TRAJECTORY_HEADER), [])
-    report = import_csv([imp, traj], tmp_path / "out")
+    report = import_csv([imp, traj], tmp_path / "out", build_dataset=False)  # a plain conversion may mix kinds
     assert report.rows_written == 0
     assert report.files[0].outputs == ()  # no period known, so no impression file
     assert pq.read_table(report.files[1].outputs[0]).num_rows == 0
@@ -351,3 +358,55 @@ def test_another_file_with_the_same_name_does_not_replace_an_import(tmp_path):
         import_csv(second, out)
     assert pq.read_table(target).num_rows == 4 * 4
     assert import_csv(first, out).outputs == (target,)  # the same file again replaces its own outputs
+
+
+def test_fast_path_equals_the_exact_path(tmp_path):
+    lines = impression_lines(3000)
+    src = write_lines(tmp_path / "p.csv", IMPRESSION_HEADER, lines)
+    fast = import_csv([src], tmp_path / "fast", block_size=16384, build_dataset=False)
+    exact = import_csv([src], tmp_path / "exact", block_size=16384, build_dataset=False, use_threads=False)
+    a, b = pq.read_table(fast.outputs[0]), pq.read_table(exact.outputs[0])
+    assert a.num_rows == len(lines) and a.equals(b)
+    # A bad line among clean pieces is still named by its line, with the fast path on.
+    bad = lines[:]
+    bad[2500] = bad[2500].replace(",0.02,", ",oops,")
+    src = write_lines(tmp_path / "bad.csv", IMPRESSION_HEADER, bad)
+    with pytest.raises(CsvImportError, match=r"bad.csv: line 2502: leastWinningCost='oops' is not a number"):
+        import_csv([src], tmp_path / "bad", block_size=16384)
+
+
+def test_a_killed_import_resumes_at_the_file_it_was_in(tmp_path):
+    """SIGKILL while the second of two files imports: the first is skipped on the re-run, the
+    second has no output yet and is imported in full."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    first = write_lines(tmp_path / "first.csv", IMPRESSION_HEADER, impression_lines(50))
+    second = write_lines(tmp_path / "second.csv", IMPRESSION_HEADER, impression_lines(6000, period=8))
+    out = tmp_path / "out"
+    # The exact path on 4 KB pieces takes seconds for the second file: time to kill it there.
+    code = ("import sys; from aigb.data.csv_import import import_csv; "
+            "import_csv(sys.argv[1:3], sys.argv[3], block_size=4096, use_threads=False, build_dataset=False)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(first), str(second), str(out)],
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    record = out / "imported" / "first.json"
+    deadline = time.monotonic() + 60
+    while not record.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert record.exists(), "the child ended before the first file was recorded"
+    assert not (out / "imported" / "second.json").exists()
+    assert not (out / "impressions" / "period=8" / "second.parquet").exists()  # atomic: nothing half-written
+    report = import_csv([first, second], out, build_dataset=False)
+    assert [f.skipped for f in report.files] == [True, False]
+    assert report.files[1].rows_written == 6000 * 4
+    whole = import_csv([first, second], tmp_path / "whole", build_dataset=False)
+    for a, b in zip(report.outputs, whole.outputs):
+        assert pq.read_table(a).equals(pq.read_table(b))
+    # Touching a file (a new modification time) imports it again.
+    os.utime(first, ns=(time.time_ns(), time.time_ns()))
+    assert [f.skipped for f in import_csv([first, second], out, build_dataset=False).files] == [False, True]

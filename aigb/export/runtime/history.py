@@ -36,6 +36,12 @@ FEATURE_NAMES = (
     "cur_p_value_mean", "cur_n_pv", "last3_n_pv", "hist_n_pv",
     "budget", "target_cpa", "spend", "conversions", "realized_cpa", "cpa_ratio",
 ) + tuple("category_%d" % i for i in range(N_CATEGORIES))
+AUCTIONNET_FEATURE_VERSION = "auctionnet16"
+AUCTIONNET_FEATURE_NAMES = (
+    "time_left", "budget_left", "hist_bid_mean", "last3_bid_mean", "hist_lwc_mean", "hist_p_value_mean",
+    "hist_conversion_rate", "hist_win_rate", "last3_lwc_mean", "last3_p_value_mean", "last3_conversion_rate",
+    "last3_win_rate", "cur_p_value_mean", "cur_n_pv", "last3_n_pv_sum", "hist_n_pv_sum",
+)
 TICK_FIELDS = ("n_pv", "bid_mean", "lwc_mean", "p_value_mean", "win_rate", "conversion_rate", "cost", "conversions")
 _MEANS = ("bid_mean", "lwc_mean", "p_value_mean", "conversion_rate", "win_rate")
 
@@ -102,6 +108,40 @@ class TickLedger:
         for s in self.ticks[:t]:
             total += s["cost"]
         return float(total[0])
+
+
+def auctionnet16_features(history: dict, n_ticks: int, cur_n_pv, cur_p_value_mean, budget) -> np.ndarray:
+    """AuctionNet's 16-feature state (aigb's ``auctionnet_features``, the same arithmetic), (16,) float32.
+
+    history: field -> (t,) statistics of the t ticks already played (``TickLedger.history``).
+    """
+    cost = np.asarray(history["cost"], dtype=np.float64)
+    t = cost.shape[-1]
+    lead = ()
+    budget = np.broadcast_to(np.asarray(budget, dtype=np.float64), lead)
+
+    def mean_over(field, ticks):
+        x = np.asarray(history[field], dtype=np.float64)[..., ticks]
+        return x.mean(axis=-1) if x.shape[-1] else np.zeros(lead)
+
+    def sum_over(field, ticks):
+        return np.broadcast_to(np.asarray(history[field], dtype=np.float64)[..., ticks].sum(axis=-1), lead)
+
+    everything, last = slice(0, t), slice(max(0, t - WINDOW), t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        budget_left = np.where(budget > 0, (budget - cost.sum(axis=-1)) / budget, 0.0)
+    columns = [
+        np.full(lead, (n_ticks - t) / n_ticks), budget_left,
+        mean_over("bid_mean", everything), mean_over("bid_mean", last),
+        mean_over("lwc_mean", everything), mean_over("p_value_mean", everything),
+        mean_over("conversion_rate", everything), mean_over("win_rate", everything),
+        mean_over("lwc_mean", last), mean_over("p_value_mean", last),
+        mean_over("conversion_rate", last), mean_over("win_rate", last),
+        np.broadcast_to(np.asarray(cur_p_value_mean, dtype=np.float64), lead),
+        np.broadcast_to(np.asarray(cur_n_pv, dtype=np.float64), lead),
+        sum_over("n_pv", last), sum_over("n_pv", everything),
+    ]
+    return np.stack(columns, axis=-1).astype(np.float32)
 
 
 def v1_features(history: dict, n_ticks: int, cur_n_pv, cur_p_value_mean, budget, target_cpa, category) -> np.ndarray:

@@ -29,7 +29,7 @@ import os
 import numpy as np
 
 from .bundle import load_params, load_tensors
-from .history import FEATURE_VERSION, TickLedger, current_tick, v1_features
+from .history import AUCTIONNET_FEATURE_VERSION, FEATURE_VERSION, TickLedger, auctionnet16_features, current_tick, v1_features
 from .rules import RuleController
 
 _DECIDERS = {}
@@ -89,8 +89,9 @@ class PlayerBiddingStrategy:
         self.budget, self.name, self.cpa, self.category = budget, name, cpa, category
         self.remaining_budget = budget
         self.params = load_params(self.folder)
-        if self.params["feature_version"] != FEATURE_VERSION:
-            raise ValueError("params.json: feature version %r, this code builds %r" % (self.params["feature_version"], FEATURE_VERSION))
+        if self.params["feature_version"] not in (FEATURE_VERSION, AUCTIONNET_FEATURE_VERSION):
+            raise ValueError("params.json: feature version %r, this code builds %r and %r"
+                             % (self.params["feature_version"], FEATURE_VERSION, AUCTIONNET_FEATURE_VERSION))
         self.seed = int(self.params["seed"])
         """Root of the strategy's random streams (OnlineLP's subsample, DiffBid's noise); set it before reset()."""
         self.device = self.params.get("device", "cpu")
@@ -143,7 +144,10 @@ class PlayerBiddingStrategy:
             self.alphas.append(self._rule.alpha(t, spent, conversions))
             return
         n_pv, p_mean = current_tick(p_values)
-        state = v1_features(self._ledger.history(t), self.n_ticks, n_pv, p_mean, budget, cpa, int(self.category))
+        if self.params["feature_version"] == AUCTIONNET_FEATURE_VERSION:   # a policy trained on AuctionNet's rlData
+            state = auctionnet16_features(self._ledger.history(t), self.n_ticks, n_pv, p_mean, budget)
+        else:
+            state = v1_features(self._ledger.history(t), self.n_ticks, n_pv, p_mean, budget, cpa, int(self.category))
         self._states = self._states[:t] + [state]
         states = np.stack(self._states)
         decider = _learned_decider(self.folder, self.params, self.device)    # built once per process
