@@ -51,7 +51,7 @@ __all__ = ["export_neurips2024", "ExportReport", "ExportMismatch", "resolve_sour
 RUNTIME = Path(__file__).with_name("runtime")
 RUNTIME_FILES = ("__init__.py", "player.py", "strategy.py", "history.py", "rules.py", "networks.py", "planner.py",
                  "bundle.py", "selftest.py")
-EXPORTABLE = ("fixed", "pid", "onlinelp", "bc", "iql", "cql", "dt", "diffbid")
+EXPORTABLE = ("fixed", "pid", "onlinelp", "bc", "iql", "cql", "dt", "diffbid", "oil")
 CHECK_MARKET = dict(n_pv=50_000, n_advertisers=8)
 """The market of the export check and the self-test recording (n_ticks and preset from the export's);
 the campaign's budget is scaled to its traffic (x n_pv / 500,000), so pacing strategies meet their
