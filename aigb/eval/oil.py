@@ -39,10 +39,11 @@ import numpy as np
 from aigb.backends import Backend, TaskRun
 from aigb.data.parquet import atomic_output, ensure_writable_dir
 from aigb.features import FEATURE_DIM, FEATURE_VERSION
-from aigb.score import DEFAULT_TASK, check_task, score, task_beta
+from aigb.score import DEFAULT_TASK, check_task, task_beta
 from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.seeding import rng as named_rng
 from aigb.sim.env import BiddingEnv
+from aigb.sim.period import campaign_outcomes
 from aigb.sim.population import PopulationConfig
 from aigb.strategies.base import Episode
 from aigb.strategies.oracle_state import DayOracle
@@ -146,15 +147,14 @@ def _play_and_label(task: tuple) -> dict:
     spent_arr = np.minimum(np.asarray(spent), c.budget)
     k = day.solve(np.asarray(ticks)[live], spent_arr[live], np.asarray(won)[live])
     labels = np.array([_action(a, c.target_cpa) for a in k.alpha], dtype=np.float32)
-    hist = env.sim.history
-    total_cost, total_conv = float(hist["cost"][:, slot].sum()), float(hist["conversions"][:, slot].sum())
+    out = {key: float(v[slot]) for key, v in campaign_outcomes(env.sim.history, env.sim.campaigns, task_name).items()}
     n = live.size
     return {
         "obs": np.stack(states)[live], "action": labels, "tick": np.asarray(ticks, dtype=np.int64)[live],
         "period": np.full(n, period, dtype=np.int64), "advertiser": np.full(n, slot, dtype=np.int64),
         "expert": np.asarray(by_expert, dtype=bool)[live],
-        "campaign": {"period": period, "advertiser": slot, "score": float(score(total_conv, total_cost, c.target_cpa, beta)),
-                     "budget": c.budget, "spend": total_cost, "expert_ticks": int(np.sum(by_expert))},
+        "campaign": {"period": period, "advertiser": slot, "score": out["score"], "expected_score": out["expected_score"],
+                     "budget": c.budget, "spend": out["spend"], "expert_ticks": int(np.sum(by_expert))},
     }
 
 
@@ -164,7 +164,7 @@ def rollout_states(policy_or_mix, market: MarketConfig, population: PopulationCo
     each visited state with the oracle's continuation.
 
     Returns ``STATE_FIELDS`` arrays over all campaigns, in (period, slot) order, and ``campaigns``:
-    one dict per campaign (period, advertiser, score, budget, spend, expert_ticks). Only periods
+    one dict per campaign (period, advertiser, score, expected_score, budget, spend, expert_ticks). Only periods
     below ``VALIDATION_FIRST_PERIOD`` are accepted (training periods).
     """
     mix = policy_or_mix if isinstance(policy_or_mix, Mix) else Mix(policy_or_mix, 0.0)
@@ -245,6 +245,23 @@ def _load_states(path: Path, rows: int) -> dict:
     return {k: v[:rows] for k, v in data.items()}   # a round written after the last checkpoint is redone
 
 
+def _refit(algo, data: dict, gen: np.random.Generator) -> list[float]:
+    """``config.steps`` updates on batches drawn from every state aggregated so far, on one torch
+    thread (small matrices: a second thread mostly waits for a core another process holds)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        n, cfg, losses = data["obs"].shape[0], algo.config, []
+        for _ in range(cfg.steps):
+            i = gen.integers(n, size=cfg.batch_size)
+            losses.append(algo.update({"obs": data["obs"][i], "action": data["action"][i]})["loss"])
+        return losses
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train_oil(run_dir, *, market: MarketConfig = MarketConfig(), population: PopulationConfig = PopulationConfig(),
               seed: int = 0, overrides: dict | None = None, task: str = DEFAULT_TASK, validation=None,
               first_period: int = 0, workers: int = 1, backend: Backend | str | None = None,
@@ -318,17 +335,15 @@ def train_oil(run_dir, *, market: MarketConfig = MarketConfig(), population: Pop
         t0 = time.perf_counter()
         if r == 0 or algo.feature_version is None:
             algo.prepare(LabelledStates(data["obs"], data["action"]), seed)   # the normaliser from round 0's states
-        gen = named_rng(seed, "oil/batches", r)
-        n, losses = data["obs"].shape[0], []
-        for _ in range(cfg.steps):
-            i = gen.integers(n, size=cfg.batch_size)
-            losses.append(algo.update({"obs": data["obs"][i], "action": data["action"][i]})["loss"])
+        n = data["obs"].shape[0]
+        losses = _refit(algo, data, named_rng(seed, "oil/batches", r))
         t_fit = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         entry = {"round": r, "expert_share": share, "periods": [periods.start, periods.stop - 1], "new_states": n_new,
                  "states": n, "expert_states": int(part["expert"].sum()),
                  "rollout_score": float(np.mean([c["score"] for c in part["campaigns"]])),
+                 "rollout_expected_score": float(np.mean([c["expected_score"] for c in part["campaigns"]])),
                  "loss": float(np.mean(losses[-max(1, len(losses) // 10):]))}
         if validation is not None:
             result = dict(validation(algo.policy()))

@@ -8,10 +8,19 @@ import pytest
 
 from aigb.score import score
 from aigb.strategies.oracle import best_uniform_alpha, expected_outcome, solve_oracle
+from aigb.strategies import oracle_state
 from aigb.strategies.oracle_state import DayOracle, solve_continuations
 from tests.strategies.test_oracle import integer_table, lp_conversions, make_market
 
 N_TICKS = 4
+
+
+@pytest.fixture(params=[oracle_state.BLOCK, 5])
+def block(request, monkeypatch):
+    """The search's block size: the default (one block on these small days) and 5 (many blocks, so
+    the branch and bound opens, skips and ties across blocks)."""
+    monkeypatch.setattr(oracle_state, "BLOCK", request.param)
+    return request.param
 
 
 def brute_uniform(p, comp, tick, start, budget_left, s_pre, v_pre, cpa, beta=2.0, lo=0.0, hi=np.inf):
@@ -33,7 +42,7 @@ def brute_uniform(p, comp, tick, start, budget_left, s_pre, v_pre, cpa, beta=2.0
 
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("beta", [2.0, 0.0])
-def test_tick_zero_is_the_full_day_oracle(seed, beta):
+def test_tick_zero_is_the_full_day_oracle(seed, beta, block):
     p, comp, tick = make_market(seed, 300, N_TICKS)
     budget, cpa = 40.0 * (1 + seed % 3), 1.5
     k = solve_continuations(p, comp, tick, budget, cpa, [0], n_ticks=N_TICKS, beta=beta, plans=True)
@@ -49,7 +58,7 @@ def test_tick_zero_is_the_full_day_oracle(seed, beta):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_uniform_continuation_is_the_brute_force_optimum(seed):
+def test_uniform_continuation_is_the_brute_force_optimum(seed, block):
     g = np.random.default_rng(100 + seed)
     p, comp, tick = make_market(seed, 40, N_TICKS)
     budget, cpa = 6.0, 1.2
@@ -76,7 +85,7 @@ def test_uniform_continuation_is_the_brute_force_optimum(seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_alpha_range_is_the_optimum_inside_the_range(seed):
+def test_alpha_range_is_the_optimum_inside_the_range(seed, block):
     p, comp, tick = make_market(seed, 40, N_TICKS)
     budget, cpa, lo, hi = 5.0, 1.0, 0.8, 2.5
     k = solve_continuations(p, comp, tick, budget, cpa, [0, 1, 2, 3], 0.5, 0.4, n_ticks=N_TICKS, alpha_range=(lo, hi))
@@ -114,7 +123,7 @@ def test_tiny_days_uniform_le_best_integer_choice_le_lp(seed):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_never_above_the_full_day_bound(seed):
+def test_never_above_the_full_day_bound(seed, block):
     """A prefix some strategy played (expected values, same competitors) plus the best continuation
     is one feasible point of the full-day LP."""
     g = np.random.default_rng(seed)
