@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     oil = p.add_argument_group("oil only (rollouts on training periods of this market)")
     oil.add_argument("--preset", default=MarketConfig().preset, help=f"advertiser profiles: {', '.join(PRESETS)} (default %(default)s)")
     oil.add_argument("--n-pv", type=int, default=MarketConfig().n_pv, help="PVs per period (default %(default)s)")
-    oil.add_argument("--task", default="cpa", help="cpa (Target-CPA) or max-return (default %(default)s)")
+    oil.add_argument("--task", choices=("cpa", "max-return"), default="cpa",
+                     help="what the oracle and validation score: cpa (Target-CPA) or max-return (default %(default)s)")
     oil.add_argument("--workers", type=int, default=1, help="campaigns rolled out at once in local processes (default %(default)s)")
     add_backend_args(p, "oil's rollouts")
     p.set_defaults(func=cmd_train)

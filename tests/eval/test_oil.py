@@ -160,3 +160,19 @@ def test_oil_learns_what_no_fixed_multiplier_can():
     assert student > 1.05 * max(fixed.values()), (student, fixed)
     predicted = np.array([policy.act(s[None], np.zeros(0), np.zeros(0)) for s in d["obs"]])
     assert np.mean((predicted - d["action"]) ** 2) < 0.8 * np.var(d["action"])
+
+
+def test_the_command_trains_and_the_checkpoint_evaluates_as_oil(tmp_path, capsys):
+    from aigb.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "oil", "--out", str(run), "--n-pv", "1500", "--set", "rounds=1", "--set", "slots=[0, 5]",
+                 "--steps", "5", "--no-validation", "--quiet"]) == 0
+    assert f"oil:{run}/best.pt" in capsys.readouterr().out
+    assert read_checkpoint(run / "best.pt")["algo"] == "oil"
+    assert main(["evaluate", "--strategy", f"oil:{run}/best.pt", "--periods", "1", "--slots", "5", "--n-pv", "1500",
+                 "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    assert main(["train", "oil", "--data", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "--data: oil learns from its own rollouts" in capsys.readouterr().err
+    assert main(["train", "bc", "--out", str(tmp_path / "y")]) == 2
+    assert "--data: bc learns from a dataset" in capsys.readouterr().err
