@@ -15,7 +15,8 @@ and the task's score (Target-CPA: the CPA penalty with beta = 2; Max-Return: con
 multiplier is restricted to the policy's action bounds (an exact optimum inside them). Ticks after
 the budget ran out are not labelled: no bid changes anything there.
 
-Run directory (resumable per round: a run killed mid-round restarts that round)::
+Run directory (resumable per round: a run killed mid-round restarts that round; re-running with
+more ``rounds`` and otherwise the same settings continues a finished run)::
 
     train_args.json  the arguments of the call that started it
     config.json      the resolved OIL config, market, population, seed, task
@@ -298,7 +299,8 @@ def train_oil(run_dir, *, market: MarketConfig = MarketConfig(), population: Pop
         hint = "use a fresh run directory"
         if payload["algo"] != "oil":
             raise ValueError(f"{last_path}: holds a {payload['algo']!r} run, not 'oil'; {hint}")
-        if stored_config(payload) != cfg:
+        # More rounds extend a run: a round depends on its index, never on the total.
+        if replace(stored_config(payload), rounds=cfg.rounds) != cfg:
             raise ValueError(f"{last_path}: was trained with config {payload['config']}, not {json.dumps(algo.config_dict(), sort_keys=True)}; {hint}")
         if json.loads(payload.get("dataset_fingerprint") or "null") != json.loads(json.dumps(fingerprint)):
             raise ValueError(f"{last_path}: was rolled out in {payload.get('dataset_fingerprint')}, not {fingerprint}; {hint}")

@@ -137,6 +137,10 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatc
     assert rounds == [0, 1]
     with pytest.raises(ValueError, match="config"):
         train_oil(tmp_path / "cut", market=MARKET, seed=2, overrides={**TINY, "lr": 3e-3}, validation=None, progress=False)
+    longer = train_oil(tmp_path / "cut", market=MARKET, seed=2, overrides={**TINY, "rounds": 3}, validation=None, progress=False)
+    assert longer.resumed_from == 2 and longer.n_states > whole.n_states
+    rounds = [json.loads(line)["round"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert rounds == [0, 1, 2]
 
 
 def test_oil_learns_what_no_fixed_multiplier_can():
