@@ -50,10 +50,12 @@ class OILConfig:
     """L2 penalty on the weights (Adam's coupled form)."""
     batch_size: int = 512
     """Labelled states per update."""
-    steps: int = 1_500
+    steps: int = 300
     """Updates after each round, on all states aggregated so far (warm-started from the last
-    round's weights): 1.5k x 512 = 0.77M samples, ~28 passes over the 27.6k states of the last
-    default round."""
+    round's weights). Few on purpose: labels of one campaign vary from day to day with traffic the
+    state cannot see, and longer fits memorise the days rolled so far. Fitted on the states of 3
+    default-market training periods and tested on a 4th: 1,500 updates reach a squared error of
+    0.200 on the held-out labels (0.002 in sample), 300 updates 0.158 (the labels' variance: 0.224)."""
     rounds: int = 6
     """DAgger rounds; round 0 rolls the oracle itself (expert share 1)."""
     periods_per_round: int = 2

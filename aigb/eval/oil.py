@@ -293,7 +293,8 @@ def train_oil(run_dir, *, market: MarketConfig = MarketConfig(), population: Pop
                    "feature_version": FEATURE_VERSION}
 
     start, best_score, best_round = 0, None, None
-    data = {k: np.zeros((0, FEATURE_DIM) if k == "obs" else 0) for k in STATE_FIELDS + ("round",)}
+    data = {"obs": np.zeros((0, FEATURE_DIM), np.float32), "action": np.zeros(0, np.float32),
+            "expert": np.zeros(0, bool), **{k: np.zeros(0, np.int64) for k in ("tick", "period", "advertiser", "round")}}
     if resume and last_path.exists():
         payload = read_checkpoint(last_path)
         hint = "use a fresh run directory"
