@@ -15,8 +15,9 @@ validation, resume per round) lives above the simulator, in ``aigb.eval.oil``. O
 ``update`` is plain behaviour cloning of the logged actions (what the contract checker runs).
 
 Defaults (``rounds`` x ``periods_per_round`` x 48 campaigns): 6 x 2 x 48 = 576 campaign-days,
-27.6k labelled states, at about 5 s of CPU per campaign (the day, its labels and, while the expert
-is mixed in, the replay it plans on), i.e. 25-30 min on 2 cores plus six validations.
+~27k labelled states. Measured: 3 rounds x 1 period x 48 slots with validation took 418 s of CPU
+(2.2 s a campaign played and labelled; a campaign the expert takes part in adds its replay, about
+as much again), so the defaults need about 40 min of CPU: ~20 min on 2 cores with ``--workers 2``.
 """
 
 from __future__ import annotations
