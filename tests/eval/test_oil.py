@@ -64,9 +64,9 @@ def replay(policy, seed: int, period: int, slot: int):
     return env.campaign, np.stack(states), np.array(spent), np.array(won), np.array(left), (p, comp, tick)
 
 
-@pytest.mark.parametrize("policy", [StateRule(), Constant(ACTION_HIGH)])
-def test_labels_are_the_oracle_from_each_visited_state(policy):
-    d = rollout_states(policy, MARKET, POP, seed=3, periods=[2], slots=[1, 4])
+@pytest.mark.parametrize("policy, task", [(StateRule(), "cpa"), (Constant(ACTION_HIGH), "cpa"), (StateRule(), "max-return")])
+def test_labels_are_the_oracle_from_each_visited_state(policy, task):
+    d = rollout_states(policy, MARKET, POP, seed=3, periods=[2], slots=[1, 4], task=task)
     assert not d["expert"].any()
     for slot in (1, 4):
         rows = d["advertiser"] == slot
@@ -77,7 +77,7 @@ def test_labels_are_the_oracle_from_each_visited_state(policy):
         c = campaign.target_cpa
         k = solve_continuations(p, comp, tick, campaign.budget, c, visited, np.minimum(spent[visited], campaign.budget),
                                 won[visited], n_ticks=MARKET.n_ticks, exposure_probs=MARKET.net_exposure_probs,
-                                reserve_price=MARKET.reserve_price, beta=task_beta("cpa"), lp=False,
+                                reserve_price=MARKET.reserve_price, beta=task_beta(task), lp=False,
                                 alpha_range=(math.exp(ACTION_LOW) * c, math.exp(ACTION_HIGH) * c))
         np.testing.assert_allclose(d["action"][rows], np.clip(np.log(k.alpha / c), ACTION_LOW, ACTION_HIGH), atol=1e-6)
     # Bidding the top of the range exhausts some budget early: those ticks are not labelled.
