@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -64,9 +66,16 @@ def replay(policy, seed: int, period: int, slot: int):
     return env.campaign, np.stack(states), np.array(spent), np.array(won), np.array(left), (p, comp, tick)
 
 
-@pytest.mark.parametrize("policy, task", [(StateRule(), "cpa"), (Constant(ACTION_HIGH), "cpa"), (StateRule(), "max-return")])
-def test_labels_are_the_oracle_from_each_visited_state(policy, task):
-    d = rollout_states(policy, MARKET, POP, seed=3, periods=[2], slots=[1, 4], task=task)
+# Where conversions are scarcer (p_value_base 0.01) the CPA binds before the budget, so the two
+# tasks label differently (Max-Return bids higher).
+CPA_BOUND = replace(MARKET, p_value_base=0.01)
+
+
+@pytest.mark.parametrize("policy, task, market", [(StateRule(), "cpa", MARKET), (Constant(ACTION_HIGH), "cpa", MARKET),
+                                                  (StateRule(), "cpa", CPA_BOUND), (StateRule(), "max-return", CPA_BOUND)])
+def test_labels_are_the_oracle_from_each_visited_state(policy, task, market, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "MARKET", market)   # replay() plays MARKET
+    d = rollout_states(policy, market, POP, seed=3, periods=[2], slots=[1, 4], task=task)
     assert not d["expert"].any()
     for slot in (1, 4):
         rows = d["advertiser"] == slot
@@ -83,6 +92,9 @@ def test_labels_are_the_oracle_from_each_visited_state(policy, task):
     # Bidding the top of the range exhausts some budget early: those ticks are not labelled.
     if isinstance(policy, Constant):
         assert d["obs"].shape[0] < 2 * MARKET.n_ticks
+    if task == "max-return":
+        cpa = rollout_states(policy, market, POP, seed=3, periods=[2], slots=[1, 4], task="cpa")
+        assert np.all(d["action"] >= cpa["action"]) and np.mean(d["action"] - cpa["action"]) > 0.3
 
 
 def test_the_expert_alone_plays_and_labels_every_tick_as_the_expert():
