@@ -27,7 +27,8 @@ from aigb.types import ACTION_HIGH, ACTION_LOW, ConfigError, MarketConfig
 # counts as spent below 5 (the market's rule), so bidding high runs some out before the day ends.
 MARKET = MarketConfig(n_pv=2000, n_ticks=8, n_advertisers=8, p_value_base=0.06, preset="random", min_remaining_budget=5.0)
 POP = PopulationConfig()
-TINY = {"rounds": 2, "periods_per_round": 1, "steps": 20, "hidden_dims": (16, 16), "batch_size": 32, "slots": (1, 4)}
+TINY = {"rounds": 2, "periods_per_round": 1, "steps": 20, "hidden_dims": (16, 16), "batch_size": 32, "slots": (1, 4),
+        "expert_decay": 0.5}   # round 1 mixes expert and student
 
 
 class StateRule:
@@ -142,6 +143,8 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatc
     monkeypatch.setattr(oil, "rollout_states", real)
     resumed = train_oil(tmp_path / "cut", market=MARKET, seed=2, overrides=TINY, validation=None, progress=False)
     assert resumed.resumed_from == 1 and resumed.n_states == whole.n_states
+    mixed = np.load(tmp_path / "cut" / "states.npz")
+    assert 0 < mixed["expert"][mixed["round"] == 1].mean() < 1           # round 1: expert share 0.5
     a = read_checkpoint(tmp_path / "whole" / "last.pt")["algorithm"]["nets"]
     b = read_checkpoint(tmp_path / "cut" / "last.pt")["algorithm"]["nets"]
     assert all(torch.equal(a[k], b[k]) for k in a)
