@@ -195,3 +195,12 @@ def test_the_command_trains_and_the_checkpoint_evaluates_as_oil(tmp_path, capsys
     assert "--data: oil learns from its own rollouts" in capsys.readouterr().err
     assert main(["train", "bc", "--out", str(tmp_path / "y")]) == 2
     assert "--data: bc learns from a dataset" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_states_of_one_process():
+    mix = Mix(StateRule(), 0.5, stream=1)
+    one = rollout_states(mix, MARKET, POP, 4, [3], [0, 2, 5], workers=1)
+    two = rollout_states(mix, MARKET, POP, 4, [3], [0, 2, 5], workers=2)
+    assert 0 < one["expert"].mean() < 1
+    for key in ("obs", "action", "tick", "period", "advertiser", "expert"):
+        np.testing.assert_array_equal(one[key], two[key])
