@@ -18,6 +18,7 @@ from aigb.algos.cql import CQL
 from aigb.algos.diffbid.model import DiffBid
 from aigb.algos.dt import DecisionTransformer
 from aigb.algos.iql import IQL
+from aigb.algos.oil import OIL
 from aigb.algos.synthetic import SyntheticTrajectories
 from aigb.configs import config_from_dict
 
@@ -26,7 +27,8 @@ __all__ = [
     "algorithm_class", "config_from_dict", "make_config", "make_algorithm",
 ]
 
-ALGORITHMS: dict[str, type[TorchAlgorithm]] = {"bc": BC, "iql": IQL, "cql": CQL, "dt": DecisionTransformer, "diffbid": DiffBid}
+ALGORITHMS: dict[str, type[TorchAlgorithm]] = {"bc": BC, "iql": IQL, "cql": CQL, "dt": DecisionTransformer, "diffbid": DiffBid,
+                                             "oil": OIL}
 
 CHECK_OVERRIDES: dict[str, dict[str, Any]] = {
     "bc": {"hidden_dims": (32, 32), "batch_size": 32},
@@ -35,6 +37,7 @@ CHECK_OVERRIDES: dict[str, dict[str, Any]] = {
     "dt": {"context_len": 4, "embed_dim": 32, "n_layers": 1, "n_heads": 2, "max_ticks": 16, "batch_size": 16, "warmup_steps": 10},
     "diffbid": {"plan": "raw", "n_ticks": 12, "d_model": 16, "n_layers": 1, "n_heads": 2, "emb_dim": 16, "diffusion_steps": 20,
                 "sampling_steps": 4, "idm_hidden_dims": (32, 32), "batch_size": 16, "warmup_steps": 10},
+    "oil": {"hidden_dims": (32, 32), "batch_size": 32},
 }
 """Tiny configurations the checker and the tests use (seconds on one CPU core)."""
 

@@ -56,7 +56,7 @@ RUNTIME_FILES = ("__init__.py", "player.py", "strategy.py", "history.py", "rules
                  "bundle.py", "selftest.py")
 EXPORT_FILES = (*RUNTIME_FILES, "params.json", "weights.pt", "selftest.npz", "README.md")
 """Every file an export may write; any other file in its folder is the user's and is kept."""
-EXPORTABLE = ("fixed", "pid", "onlinelp", "bc", "iql", "cql", "dt", "diffbid")
+EXPORTABLE = ("fixed", "pid", "onlinelp", "bc", "iql", "cql", "dt", "diffbid", "oil")
 CHECK_MARKET = dict(n_pv=50_000, n_advertisers=8)
 """The market of the export check and the self-test recording (n_ticks and preset from the export's);
 the campaign's budget is scaled to its traffic (x n_pv / 500,000), so pacing strategies meet their

@@ -34,7 +34,7 @@ from aigb.types import ConfigError, MarketConfig
 __all__ = ["Param", "UnknownStrategyError", "register", "known_strategies", "parse_spec", "strategy_factory",
            "make_strategy", "describe_strategies", "LEARNED_ALGOS"]
 
-LEARNED_ALGOS = ("bc", "iql", "cql", "dt", "diffbid")
+LEARNED_ALGOS = ("bc", "iql", "cql", "dt", "diffbid", "oil")
 
 
 class UnknownStrategyError(ConfigError):

@@ -20,12 +20,12 @@ def data():
 # The losses that must fall when one batch is fitted repeatedly. IQL's actor loss is excluded on
 # purpose: its advantage weights grow as Q learns, so the weighted NLL may rise while the fit improves.
 FALLING = {"bc": ("loss",), "iql": ("value_loss", "critic_loss"), "cql": ("critic_loss",), "dt": ("loss",),
-           "diffbid": ("diffusion_loss", "idm_loss")}
+           "diffbid": ("diffusion_loss", "idm_loss"), "oil": ("loss",)}
 # CQL's Q targets start ~20 (rewards x reward_multiplier) against Q ~ 0, so its loss falls once
 # the critic's output has grown: 0.56-0.64 of its start after 40 steps at critic_lr 3e-3, seeds 0-5.
-RATIO = {"bc": 0.8, "iql": 0.8, "cql": 0.8, "dt": 0.8, "diffbid": 0.8}
+RATIO = {"bc": 0.8, "iql": 0.8, "cql": 0.8, "dt": 0.8, "diffbid": 0.8, "oil": 0.8}
 FAST_LR = {"bc": {}, "iql": {"critic_lr": 1e-3}, "cql": {"critic_lr": 3e-3, "actor_lr": 1e-3}, "dt": {"lr": 1e-3},
-           "diffbid": {"lr": 1e-3, "idm_lr": 1e-3}}
+           "diffbid": {"lr": 1e-3, "idm_lr": 1e-3}, "oil": {}}
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))

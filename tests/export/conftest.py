@@ -30,6 +30,7 @@ TINY = {
     "bc": {"hidden_dims": (32, 32), "batch_size": 32},
     "iql": {"hidden_dims": (32, 32), "batch_size": 32},
     "cql": {"hidden_dims": (32, 32), "batch_size": 32, "n_action_samples": 2},
+    "oil": {"hidden_dims": (32, 32), "batch_size": 32},
     "dt": {"context_len": 4, "embed_dim": 16, "n_layers": 1, "n_heads": 2, "max_ticks": 48, "batch_size": 8, "warmup_steps": 2},
     "diffbid": {"d_model": 16, "n_layers": 1, "n_heads": 2, "emb_dim": 16, "diffusion_steps": 20, "sampling_steps": 3,
                 "idm_hidden_dims": (32, 32), "warmup_steps": 2, "batch_size": 16},
@@ -48,7 +49,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
-    """name -> path of a tiny checkpoint (bc, iql, cql, dt, diffbid, diffbid-unet)."""
+    """name -> path of a tiny checkpoint (bc, iql, cql, oil, dt, diffbid, diffbid-unet)."""
     from aigb.algos.checkpoint import save_checkpoint
     from aigb.algos.registry import make_algorithm
     from aigb.data.dataset import TrajectoryDataset
@@ -93,11 +94,12 @@ SOURCES = {   # key -> source (checkpoint paths and the prior filled in by the f
     "iql": "iql:{iql}",
     "cql": "{cql}",
     "dt": "dt:{dt}",
+    "oil": "oil:{oil}",
     "diffbid": "diffbid:{diffbid}?w=1.5&return=0.7&steps=2&temperature=0.8&eta=0.5",
     "diffbid-unet": "{diffbid-unet}",
 }
 KINDS = {"fixed": "rule", "pid": "rule", "onlinelp": "rule", "onlinelp-prior": "rule", "bc": "state_policy",
-         "iql": "state_policy", "cql": "state_policy", "dt": "dt", "diffbid": "diffbid", "diffbid-unet": "diffbid"}
+         "iql": "state_policy", "cql": "state_policy", "oil": "state_policy", "dt": "dt", "diffbid": "diffbid", "diffbid-unet": "diffbid"}
 
 
 @pytest.fixture(scope="session")
