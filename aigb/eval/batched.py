@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from aigb.eval.rollout import _one_torch_thread, complete_row, failed_row
+from aigb.eval.rollout import complete_row, failed_row, one_torch_thread
 from aigb.score import DEFAULT_TASK
 from aigb.sim.batch import CampaignBatch
 from aigb.sim.env import InvalidBids, make_observation, validate_bids
@@ -53,7 +53,7 @@ def play_period(specs: Sequence[str], market: MarketConfig, population: Populati
     rows: dict[tuple[int, int], dict] = {}
     for first in range(0, len(pairs), MAX_BATCH):
         chunk = pairs[first:first + MAX_BATCH]
-        with _one_torch_thread():
+        with one_torch_thread():
             rows.update(_play(specs, chunk, market, population, seed, period, built, task, with_oracle))
     return [[rows[(a, k)] for k in range(len(specs))] for a in slots]
 

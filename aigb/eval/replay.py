@@ -52,7 +52,7 @@ from aigb.backends import Backend, TaskRun
 from aigb.data.generate import DATASET_FILE, IMPRESSIONS
 from aigb.data.parquet import CorruptFileError, atomic_output, file_metadata, read_metadata, write_table_atomic
 from aigb.eval.metrics import summarize
-from aigb.eval.rollout import _one_torch_thread, exhaustion_tick, spend_oscillation
+from aigb.eval.rollout import exhaustion_tick, one_torch_thread, spend_oscillation
 from aigb.eval.traces import tick_traces, write_traces
 from aigb.features import build_features
 from aigb.score import DEFAULT_TASK, check_task, realized_cpa, score, task_beta
@@ -168,7 +168,7 @@ def _advertisers(paths: Sequence[Path]) -> list[int]:
 def replay_rollout(strategy: Strategy, label: str, log: ReplayLog, seed: int, budget_rate: float = 1.0,
                    market: MarketConfig = MarketConfig(), task: str = DEFAULT_TASK) -> dict:
     """Replay ``strategy`` in ``log``'s campaign (see the module docstring); one result row."""
-    with _one_torch_thread():
+    with one_torch_thread():
         return _replay(strategy, label, log, seed, budget_rate, market, task)
 
 

@@ -44,7 +44,7 @@ from aigb.score import DEFAULT_TASK, task_beta
 from aigb.strategies.registry import strategy_factory
 from aigb.types import MarketConfig
 
-__all__ = ["ROW_FIELDS", "rollout", "run_campaign", "campaign_task", "spend_oscillation", "exhaustion_tick", "complete_row", "failed_row"]
+__all__ = ["ROW_FIELDS", "rollout", "run_campaign", "campaign_task", "spend_oscillation", "exhaustion_tick", "complete_row", "failed_row", "one_torch_thread"]
 
 ROW_FIELDS: tuple[str, ...] = (
     "strategy", "seed", "period", "advertiser", "category", "budget", "target_cpa",
@@ -77,13 +77,15 @@ def exhaustion_tick(remaining_before: np.ndarray, tick_spend: np.ndarray, min_re
 
 
 @contextlib.contextmanager
-def _one_torch_thread():
+def one_torch_thread():
     """Run torch on one thread inside (when a strategy has imported it), then restore the count.
 
     A learned strategy's networks are small: a decision is many tiny matrix products, which a
     second thread does not speed up, and which stall when that thread waits for a core another job
     holds. DiffBid's 480 denoiser calls per campaign took 33.9 s with torch's default two threads
-    beside one busy process on this 2-core machine, 4.5 s with one."""
+    beside one busy process on this 2-core machine, 4.5 s with one. And a network's reductions
+    (a U-Net's convolutions) round differently with the number of threads: one thread everywhere
+    makes bids the same wherever they are computed (an export's selftest replays on one)."""
     torch = sys.modules.get("torch")
     if torch is None:
         yield
@@ -100,7 +102,7 @@ def rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, per
             population: PopulationConfig = PopulationConfig(), task: str = DEFAULT_TASK) -> dict:
     """Play ``strategy`` (shown as ``label``) in one campaign; return one row of ``ROW_FIELDS``,
     scored and bounded under ``task``. Torch, if a strategy uses it, runs on one thread meanwhile."""
-    with _one_torch_thread():
+    with one_torch_thread():
         return _rollout(strategy, label, market, seed, period, advertiser, population, task)
 
 

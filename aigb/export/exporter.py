@@ -27,7 +27,6 @@ equal in practice), or nothing is written.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 import aigb
+from aigb.eval.rollout import one_torch_thread
 from aigb.export.harness import HISTORY_NAMES, play_competition, play_env
 from aigb.export.readme import readme_text
 from aigb.features import AUCTIONNET_FEATURE_NAMES, AUCTIONNET_FEATURE_VERSION, FEATURE_NAMES, FEATURE_VERSION
@@ -374,24 +374,6 @@ def _forget_loaded(folder: Path) -> None:
         del sys.modules[key]
 
 
-@contextlib.contextmanager
-def _one_torch_thread():
-    """torch on one thread inside (when loaded), then the count as it was. A network's reductions
-    (the U-Net's convolutions) round differently with the number of threads, and a diffusion
-    planner carries such last-digit differences into its bids: the selftest replays on one thread,
-    so the recording is made on one."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _selftest_arrays(play, seed: int) -> dict[str, np.ndarray]:
     inputs = play.inputs
     sizes = [len(p) for p in inputs["pValues"]]
@@ -419,7 +401,7 @@ def _check(stage: Path, native, market: MarketConfig, seed: int, advertiser: int
     campaign = dataclasses.replace(c, budget=c.budget * check_market.n_pv / MarketConfig().n_pv)
     player = load_exported_class(stage)()
     player.device = "cpu"           # the check plays on the CPU whatever the export's device
-    with _one_torch_thread():   # the recorded bids are replayed on one thread by selftest.py
+    with one_torch_thread():   # the recorded bids are replayed on one thread by selftest.py
         harness = play_competition(player, check_market, CHECK_SEED, CHECK_PERIOD, slot, campaign=campaign, record=True)
         env = play_env(native, check_market, CHECK_SEED, CHECK_PERIOD, slot, strategy_seed=seed, campaign=campaign)
     diff = env.max_bid_difference(harness)

@@ -58,36 +58,6 @@ def _rank_rows(p, alpha, zeroed, ctrl, x, rows, dropped, who, value):  # pragma:
     # Zeroed advertisers bid 0 on every PV: a zero multiplier, and the controlled one's bids apart.
     eff = np.where(zeroed, 0.0, alpha)
     skip_ctrl = zeroed[ctrl]
-    if k == 4 and not has_drops:
-        # The market's 3 slots: the top four in registers (the hot loop of an evaluation).
-        for r in range(rows.shape[0]):
-            i = rows[r]
-            v0 = v1 = v2 = v3 = 0.0
-            w0 = w1 = w2 = w3 = -1
-            for j in range(n_adv):
-                if j == ctrl:
-                    if skip_ctrl:
-                        continue
-                    b = x[i]
-                else:
-                    b = np.float64(p[i, j]) * eff[j]
-                if b > v3:
-                    if b > v2:
-                        v3, w3 = v2, w2
-                        if b > v1:
-                            v2, w2 = v1, w1
-                            if b > v0:
-                                v1, w1 = v0, w0
-                                v0, w0 = b, j
-                            else:
-                                v1, w1 = b, j
-                        else:
-                            v2, w2 = b, j
-                    else:
-                        v3, w3 = b, j
-            who[i, 0], who[i, 1], who[i, 2], who[i, 3] = w0, w1, w2, w3
-            value[i, 0], value[i, 1], value[i, 2], value[i, 3] = v0, v1, v2, v3
-        return
     for r in range(rows.shape[0]):
         i = rows[r]
         for m in range(k):
@@ -160,9 +130,6 @@ def _rank_candidates(p, alpha, zeroed, ctrl, x, start, cand, who, value):  # pra
     controlled advertiser, merged in ascending advertiser order (which keeps the tie rule)."""
     n_pv, n_adv = p.shape
     k = who.shape[1]
-    if k == 4:
-        _rank_candidates4(p, alpha, zeroed, ctrl, x, start, cand, who, value)
-        return
     top_v = np.zeros(k)
     top_w = np.zeros(k, dtype=np.int64)
     for i in range(n_pv):
@@ -196,47 +163,6 @@ def _rank_candidates(p, alpha, zeroed, ctrl, x, start, cand, who, value):  # pra
         for m in range(k):
             who[i, m] = top_w[m]
             value[i, m] = top_v[m]
-
-
-@numba.njit(cache=True, nogil=True)
-def _rank_candidates4(p, alpha, zeroed, ctrl, x, start, cand, who, value):  # pragma: no cover - compiled
-    """``_rank_candidates`` for the market's 3 slots, the top four bids kept in registers."""
-    n_pv, n_adv = p.shape
-    for i in range(n_pv):
-        v0 = v1 = v2 = v3 = 0.0
-        w0 = w1 = w2 = w3 = -1
-        q, end = start[i], start[i + 1]
-        ctrl_pending = not zeroed[ctrl]
-        while True:
-            j = cand[q] if q < end else n_adv
-            if ctrl_pending and ctrl <= j:
-                ctrl_pending = False
-                b = x[i]
-                jj = ctrl
-            elif q >= end:
-                break
-            else:
-                q += 1
-                if j == ctrl or zeroed[j]:
-                    continue
-                b = np.float64(p[i, j]) * alpha[j]
-                jj = j
-            if b > v3:
-                if b > v2:
-                    v3, w3 = v2, w2
-                    if b > v1:
-                        v2, w2 = v1, w1
-                        if b > v0:
-                            v1, w1 = v0, w0
-                            v0, w0 = b, jj
-                        else:
-                            v1, w1 = b, jj
-                    else:
-                        v2, w2 = b, jj
-                else:
-                    v3, w3 = b, jj
-        who[i, 0], who[i, 1], who[i, 2], who[i, 3] = w0, w1, w2, w3
-        value[i, 0], value[i, 1], value[i, 2], value[i, 3] = v0, v1, v2, v3
 
 
 @numba.njit(cache=True, nogil=True)

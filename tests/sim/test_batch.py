@@ -5,7 +5,7 @@ import pytest
 
 from aigb.seeding import rng
 from aigb.sim.auction import rank_bids
-from aigb.sim.batch import CampaignBatch, _candidates, _rank_candidates, _rank_rows
+from aigb.sim.batch import CampaignBatch, _auction_batch, _candidates, _rank_candidates, _rank_rows
 from aigb.sim.period import PeriodSim
 from aigb.types import TICK_STAT_FIELDS, MarketConfig
 
@@ -102,6 +102,12 @@ def test_candidate_ranking_equals_ranking_every_bid(integer_bids):
     a_max = np.where(own, -np.inf, eff).max(axis=0)
     start, cand, thresh = _candidates(p, a_min, a_max, 4)
     assert cand.size < n_pv * n_adv   # the bound leaves bidders out
+    # The evaluation's pass: every campaign at once (slots priced by the reserve 0: a sold slot is any bid).
+    shown = np.ones((n_pv, 3), dtype=bool)
+    batch_who, batch_value = np.empty((n_camp, n_pv, 4), dtype=np.int64), np.empty((n_camp, n_pv, 4))
+    winner, price = np.empty((n_camp, n_pv, 3), dtype=np.int64), np.empty((n_camp, n_pv, 3))
+    exposed, cost = np.empty((n_camp, n_pv, 3), dtype=bool), np.zeros((n_camp, n_adv))
+    _auction_batch(p, alpha, zeroed, ctrl, x, start, cand, 0.0, shown, batch_who, batch_value, winner, price, exposed, cost)
     for c in range(n_camp):
         dense = p.astype(np.float64) * eff[c]
         dense[:, ctrl[c]] = 0.0 if zeroed[c, ctrl[c]] else x[c]
@@ -109,6 +115,10 @@ def test_candidate_ranking_equals_ranking_every_bid(integer_bids):
         who, value = np.empty((n_pv, 4), dtype=np.int64), np.empty((n_pv, 4))
         _rank_candidates(p, alpha[c], zeroed[c], int(ctrl[c]), x[c], start, cand, who, value)
         assert np.array_equal(who, want_who) and np.array_equal(value, want_value)
+        assert np.array_equal(batch_who[c], want_who) and np.array_equal(batch_value[c], want_value)
+        sold = want_value[:, 1:] > 0
+        assert np.array_equal(winner[c], np.where(sold, want_who[:, :3], -1))
+        assert np.allclose(cost[c], np.bincount(winner[c][sold], weights=want_value[:, 1:][sold], minlength=n_adv))
         dropped = g.random((n_pv, n_adv)) < 0.2
         dense[dropped] = 0.0
         want_who, want_value = rank_bids(dense, 4)
