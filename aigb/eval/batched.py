@@ -47,7 +47,7 @@ def play_period(specs: Sequence[str], market: MarketConfig, population: Populati
 
     built: strategies already built from their specs, still unused; each campaign plays a copy.
     with_oracle: False leaves the rows' bound columns NaN and records nothing for them (rollouts
-    that only need the scores, such as validation during training).
+    that only need the scores).
     """
     pairs = [(a, k) for a in slots for k in range(len(specs))]
     rows: dict[tuple[int, int], dict] = {}
