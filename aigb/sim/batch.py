@@ -125,17 +125,19 @@ def _candidates(p, a_min, a_max, k):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _rank_candidates(p, alpha, zeroed, ctrl, x, start, cand, who, value):  # pragma: no cover - compiled
-    """``_rank_rows`` over every PV, scanning only the PV's candidates (``_candidates``) and the
-    controlled advertiser, merged in ascending advertiser order (which keeps the tie rule)."""
-    n_pv, n_adv = p.shape
+def _rank_candidates(p, alpha, zeroed, ctrl, x, rows, dropped, start, cand, who, value):  # pragma: no cover - compiled
+    """``_rank_rows`` over the PV rows ``rows``, scanning only each PV's candidates (``_candidates``)
+    and the controlled advertiser, merged in ascending advertiser order (which keeps the tie rule).
+    Exact wherever the candidates' bound holds: always before a re-run's drops (``_rerank_rows``
+    checks it after them)."""
+    n_adv = p.shape[1]
     k = who.shape[1]
-    top_v = np.zeros(k)
-    top_w = np.zeros(k, dtype=np.int64)
-    for i in range(n_pv):
+    has_drops = dropped.shape[0] > 0
+    for r in range(rows.shape[0]):
+        i = rows[r]
         for m in range(k):
-            top_v[m] = 0.0
-            top_w[m] = -1
+            who[i, m] = -1
+            value[i, m] = 0.0
         q, end = start[i], start[i + 1]
         ctrl_pending = not zeroed[ctrl]
         while True:
@@ -152,17 +154,16 @@ def _rank_candidates(p, alpha, zeroed, ctrl, x, start, cand, who, value):  # pra
                     continue
                 b = np.float64(p[i, j]) * alpha[j]
                 jj = j
-            if b > top_v[k - 1]:
+            if has_drops and dropped[i, jj]:
+                continue
+            if b > value[i, k - 1]:
                 m = k - 1
-                while m > 0 and b > top_v[m - 1]:
-                    top_v[m] = top_v[m - 1]
-                    top_w[m] = top_w[m - 1]
+                while m > 0 and b > value[i, m - 1]:
+                    value[i, m] = value[i, m - 1]
+                    who[i, m] = who[i, m - 1]
                     m -= 1
-                top_v[m] = b
-                top_w[m] = jj
-        for m in range(k):
-            who[i, m] = top_w[m]
-            value[i, m] = top_v[m]
+                value[i, m] = b
+                who[i, m] = jj
 
 
 @numba.njit(cache=True, nogil=True)
@@ -260,40 +261,11 @@ def _rerank_rows(p, alpha, zeroed, ctrl, x, rows, dropped, start, cand, thresh, 
     when the candidates still hold ``k`` bids at or above it, the scan is exact. Otherwise (drops
     took too many of them) the row is ranked over every advertiser.
     """
-    n_adv = p.shape[1]
+    _rank_candidates(p, alpha, zeroed, ctrl, x, rows, dropped, start, cand, who, value)
     k = who.shape[1]
     one = np.empty(1, dtype=np.int64)
     for r in range(rows.shape[0]):
         i = rows[r]
-        for m in range(k):
-            who[i, m] = -1
-            value[i, m] = 0.0
-        q, end = start[i], start[i + 1]
-        ctrl_pending = not zeroed[ctrl]
-        while True:
-            j = cand[q] if q < end else n_adv
-            if ctrl_pending and ctrl <= j:
-                ctrl_pending = False
-                b = x[i]
-                jj = ctrl
-            elif q >= end:
-                break
-            else:
-                q += 1
-                if j == ctrl or zeroed[j]:
-                    continue
-                b = np.float64(p[i, j]) * alpha[j]
-                jj = j
-            if dropped[i, jj]:
-                continue
-            if b > value[i, k - 1]:
-                m = k - 1
-                while m > 0 and b > value[i, m - 1]:
-                    value[i, m] = value[i, m - 1]
-                    who[i, m] = who[i, m - 1]
-                    m -= 1
-                value[i, m] = b
-                who[i, m] = jj
         if value[i, k - 1] < thresh[i]:
             one[0] = i
             _rank_rows(p, alpha, zeroed, ctrl, x, one, dropped, who, value)
@@ -568,7 +540,7 @@ class CampaignBatch:
         else:   # another slot count: the same pass, one campaign at a time
             rows = np.arange(n_pv)
             for c in range(n_b):
-                _rank_candidates(p, alphas[c], zeroed[c], int(ctrl[c]), x[c], start, cand, who[c], value[c])
+                _rank_candidates(p, alphas[c], zeroed[c], int(ctrl[c]), x[c], rows, _NO_DROPS, start, cand, who[c], value[c])
                 _settle_rows(value[c], who[c], rows, cfg.reserve_price, shared.shown, winner[c], price[c], exposed[c])
                 cost[c] = _tick_cost(winner[c], price[c], exposed[c], n_adv)
         return {b: _CampaignResult(who[c], value[c], winner[c], price[c], exposed[c], None, None, cost[c], x[c])

@@ -5,7 +5,7 @@ import pytest
 
 from aigb.seeding import rng
 from aigb.sim.auction import rank_bids
-from aigb.sim.batch import CampaignBatch, _auction_batch, _candidates, _rank_candidates, _rank_rows
+from aigb.sim.batch import CampaignBatch, _auction_batch, _candidates, _rank_candidates, _rank_rows, _rerank_rows
 from aigb.sim.period import PeriodSim
 from aigb.types import TICK_STAT_FIELDS, MarketConfig
 
@@ -113,7 +113,8 @@ def test_candidate_ranking_equals_ranking_every_bid(integer_bids):
         dense[:, ctrl[c]] = 0.0 if zeroed[c, ctrl[c]] else x[c]
         want_who, want_value = rank_bids(dense, 4)
         who, value = np.empty((n_pv, 4), dtype=np.int64), np.empty((n_pv, 4))
-        _rank_candidates(p, alpha[c], zeroed[c], int(ctrl[c]), x[c], start, cand, who, value)
+        _rank_candidates(p, alpha[c], zeroed[c], int(ctrl[c]), x[c], np.arange(n_pv), np.zeros((0, 0), dtype=bool),
+                         start, cand, who, value)
         assert np.array_equal(who, want_who) and np.array_equal(value, want_value)
         assert np.array_equal(batch_who[c], want_who) and np.array_equal(batch_value[c], want_value)
         sold = want_value[:, 1:] > 0
@@ -124,4 +125,8 @@ def test_candidate_ranking_equals_ranking_every_bid(integer_bids):
         want_who, want_value = rank_bids(dense, 4)
         rows = np.arange(n_pv)
         _rank_rows(p, alpha[c], zeroed[c], int(ctrl[c]), x[c], rows, dropped, who, value)
+        assert np.array_equal(who, want_who) and np.array_equal(value, want_value)
+        # A re-run: candidates first, every bidder where the drops broke the bound.
+        who[:], value[:] = -7, -7.0
+        _rerank_rows(p, alpha[c], zeroed[c], int(ctrl[c]), x[c], rows, dropped, start, cand, thresh, who, value)
         assert np.array_equal(who, want_who) and np.array_equal(value, want_value)
