@@ -221,7 +221,7 @@ def _replay(strategy, label, log, seed, budget_rate, market, task) -> dict:
     price = np.maximum(np.concatenate(log.least_winning_cost), 1e-12)[:, None]
     ticks = np.repeat(np.arange(n_ticks), [x.size for x in log.p_value])
     sol = solve_oracle(p_all, price, ticks, c.budget, c.target_cpa, n_ticks=n_ticks, exposure_probs=(1.0,),
-                       reserve_price=0.0, beta=beta)
+                       reserve_price=0.0, beta=beta, frontier_spend=c.budget)
     row.update({"oracle_score": float(sol.max_score), "oracle_conversions": float(sol.conversions),
                 "oracle_spend": float(sol.spend), "oracle_alpha": float(sol.alpha), "bound_score": float(sol.max_score)})
     return row

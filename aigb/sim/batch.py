@@ -272,6 +272,16 @@ def _rerank_rows(p, alpha, zeroed, ctrl, x, rows, dropped, start, cand, thresh, 
 
 
 @numba.njit(cache=True, nogil=True)
+def _top_bids(p, who, alpha, out):  # pragma: no cover - compiled
+    """out[i, k] = float64(p[i, who[i, k]]) * alpha[who[i, k]] where who[i, k] >= 0 (0 stays elsewhere)."""
+    for i in range(who.shape[0]):
+        for k in range(who.shape[1]):
+            j = who[i, k]
+            if j >= 0:
+                out[i, k] = np.float64(p[i, j]) * alpha[j]
+
+
+@numba.njit(cache=True, nogil=True)
 def _won_rows(winner, advertiser):  # pragma: no cover - compiled
     """PVs where ``advertiser`` holds a slot, ascending (``np.flatnonzero((winner == a).any(axis=1))``)."""
     out = np.empty(winner.shape[0], dtype=np.int64)
@@ -425,13 +435,13 @@ class CampaignBatch:
         (needs ``record_competitors``), as ``rank_bids`` of the tick's bids without the campaign's
         own column gives them: float64(p_value) x the bidder's multiplier, 0 past the last bidder.
         # (n_pv, n_slots) float64"""
-        parts = []
-        for p, (who, alpha) in zip(self._p_ticks, self._others[b]):
-            w = who.astype(np.int64)
-            rows = np.arange(p.shape[0])[:, None]
-            bid = p[rows, np.maximum(w, 0)].astype(np.float64) * alpha[np.maximum(w, 0)]
-            parts.append(np.where(w >= 0, bid, 0.0))
-        return np.concatenate(parts) if parts else np.zeros((0, self.config.n_slots))
+        ticks = list(zip(self._p_ticks, self._others[b]))
+        out = np.zeros((sum(p.shape[0] for p, _ in ticks), self.config.n_slots))
+        start = 0
+        for p, (who, alpha) in ticks:
+            _top_bids(p, who, alpha, out[start:start + p.shape[0]])
+            start += p.shape[0]
+        return out
 
     def drop(self, b: int) -> None:
         """Campaign b leaves the batch (its strategy failed); its state stays as it was."""

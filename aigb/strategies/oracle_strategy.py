@@ -77,7 +77,7 @@ class HindsightOracle(Strategy):
         if self.mode == "uniform":
             plan["alpha"] = best_uniform_alpha(p, c, t, camp.budget, camp.target_cpa, **rules).alpha
         else:
-            solution = solve_oracle(p, c, t, camp.budget, camp.target_cpa, **rules)
+            solution = solve_oracle(p, c, t, camp.budget, camp.target_cpa, frontier_spend=camp.budget, **rules)
             plan["alpha"] = solution.alpha
             if self.mode == "slots":
                 slots = lagrangian_slots(p, c, solution.alpha, exposure_probs=m.net_exposure_probs, reserve_price=m.reserve_price)

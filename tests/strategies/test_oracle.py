@@ -405,3 +405,29 @@ def test_the_oracle_strategy_plays_the_episode_task():
         played[task] = want
     assert played["max-return"].spend >= played["cpa"].spend
     assert played["max-return"].conversions >= played["cpa"].conversions
+
+
+@pytest.mark.parametrize("seed, budget, spend_to", [(0, 300.0, 300.0), (1, 800.0, 1200.0), (2, 5.0, 5.0), (3, 1e6, 1e6)])
+def test_a_prefix_frontier_gives_the_whole_frontiers_solution(seed, budget, spend_to):
+    """``frontier_spend`` builds V* only as far as a row needs it: every field of the solution, and
+    V* up to that spend, equal the whole frontier's (the awkward PVs of ``make_market`` included,
+    a budget beyond everything the market sells included); asking V* beyond the prefix is an error."""
+    p, comp, tick = make_market(seed, 60_000, n_ticks=8)
+    whole = solve_oracle(p, comp, tick, budget, 2.0, n_ticks=8)
+    part = solve_oracle(p, comp, tick, budget, 2.0, n_ticks=8, frontier_spend=spend_to)
+    assert whole.frontier.complete
+    if budget < 1e5:   # a small budget needs a small part of the 60,000 PVs' segments
+        assert not part.frontier.complete and part.frontier.efficiency.size < whole.frontier.efficiency.size / 2
+    for field in ("max_conversions", "spend_cpa_feasible", "alpha_cpa_feasible", "max_score", "spend", "conversions", "alpha"):
+        assert getattr(part, field) == pytest.approx(getattr(whole, field), rel=1e-12, abs=1e-12), field
+    for field in ("tick_spend", "tick_conversions", "remaining_budget"):
+        np.testing.assert_allclose(getattr(part, field), getattr(whole, field), rtol=1e-12, atol=1e-9)
+    s = np.linspace(0.0, min(spend_to, whole.frontier.spend[-1]), 101)
+    np.testing.assert_allclose(part.frontier(s), whole.frontier(s), rtol=1e-12, atol=1e-12)
+    from aigb.strategies.oracle import score_at_budget
+    assert score_at_budget(part.frontier, spend_to, 2.0) == pytest.approx(score_at_budget(whole.frontier, spend_to, 2.0), rel=1e-12)
+    if not part.frontier.complete:
+        with pytest.raises(ValueError, match="prefix"):
+            part.frontier(part.frontier.spend[-1] * 1.01)
+    with pytest.raises(ValueError, match="frontier_spend"):
+        solve_oracle(p, comp, tick, budget, 2.0, n_ticks=8, frontier_spend=float("nan"))
