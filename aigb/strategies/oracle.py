@@ -190,15 +190,36 @@ def _comp_top(comp_top, n_pv: int | None = None) -> np.ndarray:
     if c.ndim != 2 or c.shape[1] < 1 or (n_pv is not None and c.shape[0] != n_pv):
         rows = "n_pv" if n_pv is None else str(n_pv)
         raise ValueError(f"comp_top: must have shape (n_pv, n_slots) = ({rows}, n_slots >= 1), got {c.shape}")
-    if not np.all(np.isfinite(c)):
-        raise ValueError(f"comp_top: holds NaN or inf at PV {int(np.flatnonzero(~np.isfinite(c).all(axis=1))[0])}")
-    if np.any(c < 0):
-        raise ValueError(f"comp_top: competitor bids must be >= 0, PV {int(np.flatnonzero((c < 0).any(axis=1))[0])} has a negative one")
-    unsorted = (c[:, 1:] > c[:, :-1]).any(axis=1)
-    if np.any(unsorted):
-        i = int(np.flatnonzero(unsorted)[0])
+    i, problem = _first_bad_row(c)
+    if problem == 1:
+        raise ValueError(f"comp_top: holds NaN or inf at PV {i}")
+    if problem == 2:
+        raise ValueError(f"comp_top: competitor bids must be >= 0, PV {i} has a negative one")
+    if problem == 3:
         raise ValueError(f"comp_top: each row must be sorted descending (c_1 >= c_2 >= ...), PV {i} has {tuple(c[i])}")
     return c
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_bad_row(c):  # pragma: no cover - compiled
+    """(row, problem) of comp_top's first problem in one pass, by kind in the order NaN/inf (1),
+    negative (2), unsorted (3); (-1, 0) when there is none."""
+    first = np.full(4, -1, dtype=np.int64)
+    for i in range(c.shape[0]):
+        for k in range(c.shape[1]):
+            x = c[i, k]
+            if not np.isfinite(x):
+                if first[1] < 0:
+                    first[1] = i
+            elif x < 0:
+                if first[2] < 0:
+                    first[2] = i
+            if k > 0 and c[i, k] > c[i, k - 1] and first[3] < 0:
+                first[3] = i
+    for problem in range(1, 4):
+        if first[problem] >= 0:
+            return first[problem], problem
+    return -1, 0
 
 
 def _market(p_value, comp_top) -> tuple[np.ndarray, np.ndarray]:
