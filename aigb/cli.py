@@ -93,7 +93,7 @@ def _overrides(args) -> dict:
 
 
 def cmd_train(args) -> int:
-    from aigb.eval.training import ValidationSet, train
+    from aigb.workflows.training import ValidationSet, train
 
     overrides = _overrides(args)
     if args.algo == "oil":
@@ -114,8 +114,8 @@ def cmd_train(args) -> int:
 
 def _train_oil(args, overrides: dict) -> int:
     from aigb.backends import backend_from_args
-    from aigb.eval.oil import train_oil
-    from aigb.eval.training import ValidationSet
+    from aigb.workflows.oil import train_oil
+    from aigb.workflows.training import ValidationSet
 
     if args.data is not None:
         raise ConfigError("--data: oil learns from its own rollouts in the simulator, not from a dataset")
@@ -135,8 +135,8 @@ def _train_oil(args, overrides: dict) -> int:
 
 def cmd_sweep(args) -> int:
     from aigb.backends import backend_from_args
-    from aigb.eval.sweep import format_sweep, parse_grid, sweep
-    from aigb.eval.training import ValidationSet
+    from aigb.workflows.sweep import format_sweep, parse_grid, sweep
+    from aigb.workflows.training import ValidationSet
 
     backend = backend_from_args(args)
     result = sweep(args.algo, args.data, parse_grid(args.grid), args.out, overrides=_overrides(args), steps=args.steps,
@@ -183,11 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from aigb.data import commands as data_commands
     from aigb.eval import commands as eval_commands
-    from aigb.eval import guidance as guidance_commands
+    from aigb.workflows import guidance as guidance_commands
     from aigb.export import commands as export_commands
     from aigb.report import calibrate as calibrate_commands
     from aigb.report import commands as report_commands
-    from aigb import demo
+    from aigb.workflows import demo
 
     data_commands.register(sub)
 

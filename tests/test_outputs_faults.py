@@ -46,7 +46,7 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
     """A trained bc run directory (best.pt, last.pt, config.json)."""
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
 
     run = tmp_path_factory.mktemp("runs") / "bc"
     train("bc", dataset, run_dir=run, steps=20, validation=None, progress=False)

@@ -95,7 +95,7 @@ def one_thread():
 def tiny(tmp_path_factory):
     """A tiny diffbid checkpoint (a few updates: the tests need its plumbing, not its skill) and its data."""
     from aigb.data.generate import generate_dataset
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -245,7 +245,7 @@ def test_strength_auto_reads_the_stored_tuning_and_names_the_command(tiny, tmp_p
 def test_tune_guidance_searches_and_stores_what_auto_serves(tiny, tmp_path):
     import shutil
 
-    from aigb.eval.guidance import tune_guidance
+    from aigb.workflows.guidance import tune_guidance
     from aigb.strategies.registry import strategy_factory
 
     ckpt = tmp_path / "best.pt"

@@ -17,7 +17,7 @@ The search is TFG's beam search (``aigb.diffusion.guidance.beam_search_strengths
 mu, x10 on gamma per round, the best 2 kept, 6 rounds) over the chosen preset's strengths, from a
 planning-scale start (``START_STRENGTH``; research/diffbid_anchors.md §2.7: planners use strengths
 ~25x smaller than images). Each candidate plays the validation campaigns of ``aigb train``
-(``aigb.eval.training``: periods of the validation seed, disjoint from training and evaluation)
+(``aigb.workflows.training``: periods of the validation seed, disjoint from training and evaluation)
 and is scored by
 
     criterion = sum_i expected_score_i * f_i / sum_i oracle_score_i
@@ -36,7 +36,7 @@ import math
 import time
 from typing import Sequence
 
-from aigb.eval.training import VALIDATION_SEED, ValidationSet
+from aigb.workflows.training import VALIDATION_SEED, ValidationSet
 from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
 from aigb.types import ConfigError, MarketConfig
