@@ -17,7 +17,7 @@ another command wrote is refused, naming that command and ``--force``, the flag 
 anyway. In a directory that is nobody's (the user's own files), a file the command would write
 that already exists is refused the same way: aigb never replaces a file it cannot tell it wrote.
 
-Single-file outputs (``aigb simulate --out x.parquet``, ``aigb fit-evaluator --out x.pt``) are
+Single-file outputs (``aigb simulate --out x.parquet``, ``aigb diffbid fit-evaluator --out x.pt``) are
 recognised by their contents: aigb's Parquet files carry their kind in their metadata, its torch
 files a ``format`` field. Replacing a file of another kind, or a file aigb did not write, needs
 ``--force``.

@@ -20,7 +20,7 @@ import torch
 
 from aigb.algos.checkpoint import read_checkpoint
 from aigb.data.generate import generate_dataset
-from aigb.eval.training import train
+from aigb.workflows.training import train
 from aigb.strategies.check import play_bids
 from aigb.strategies.registry import make_strategy
 from aigb.types import MarketConfig

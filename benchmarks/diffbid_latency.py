@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--n-pv", type=int, default=100_000, help="PVs of the period that makes the states")
     parser.add_argument("--candidates", default="1,4,16", help="candidate plans per tick N to time (search)")
     parser.add_argument("--guide", default="cpa:0.9", help="objective of the guided rows")
-    parser.add_argument("--evaluator", default=None, help="a plan evaluator file (aigb fit-evaluator); default: rank by the plan")
+    parser.add_argument("--evaluator", default=None, help="a plan evaluator file (aigb diffbid fit-evaluator); default: rank by the plan")
     parser.add_argument("--change", type=float, default=0.0,
                         help="trust region of the timed level searches (the serving option change; 0: none)")
     parser.add_argument("--critic", default=None,

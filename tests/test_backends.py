@@ -17,8 +17,8 @@ from aigb.cli import main
 from aigb.data.generate import generate_dataset, period_path
 from aigb.eval import evaluate as evaluate_module
 from aigb.eval.evaluate import evaluate
-from aigb.eval.sweep import SWEEP_JSON, SWEEP_TABLE, parse_grid, sweep
-from aigb.eval.training import ValidationSet
+from aigb.workflows.sweep import SWEEP_JSON, SWEEP_TABLE, parse_grid, sweep
+from aigb.workflows.training import ValidationSet
 from aigb.types import ConfigError, MarketConfig
 
 DATA_MARKET = MarketConfig(n_pv=3000, preset="random")
@@ -42,7 +42,7 @@ def _cache(tmp_path_factory, monkeypatch):
 def bc_checkpoint(tmp_path_factory):
     """A tiny BC checkpoint and its dataset."""
     pytest.importorskip("torch")
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
 
     root = tmp_path_factory.mktemp("bc")
     generate_dataset(root / "data", 2, 5, market=DATA_MARKET, progress=False)
@@ -212,7 +212,7 @@ def test_backend_ray_without_ray_says_how_to_install_it(command, tmp_path, capsy
 
 def test_the_demo_on_ray_evaluates_as_the_local_demo_does(ray_instance, tmp_path):
     pytest.importorskip("torch")
-    from aigb.demo import AlgoRun, DemoSize, run_demo
+    from aigb.workflows.demo import AlgoRun, DemoSize, run_demo
 
     size = DemoSize("test", n_pv=1000, data_periods=1, step_scale=1.0, validation_slots=(0,), validations=1,
                     eval_periods=1, eval_slots=2, workers=1)

@@ -56,6 +56,20 @@ def test_unknown_command_is_a_usage_error(capsys):
     assert e.value.code == 2
 
 
+def test_diffbid_commands_sit_under_aigb_diffbid_and_errors_name_the_full_command(capsys, tmp_path):
+    for command in ("tune-guidance", "fit-evaluator", "objective-check"):
+        with pytest.raises(SystemExit) as e:        # no longer top-level commands
+            main([command, "--help"])
+        assert e.value.code == 2
+        capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["diffbid"])                           # a group needs its subcommand
+    assert e.value.code == 2 and "COMMAND" in capsys.readouterr().err
+    assert main(["diffbid", "objective-check", str(tmp_path), "--guide", "cap:0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("aigb diffbid objective-check: invalid configuration: guide:"), err
+
+
 def test_simulate_periods_rows():
     config = MarketConfig(n_pv=2000, n_ticks=6, n_advertisers=5)
     rows = simulate_periods(config, periods=2, seed=3, first_period=4, progress=False)

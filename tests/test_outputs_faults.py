@@ -46,7 +46,7 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
     """A trained bc run directory (best.pt, last.pt, config.json)."""
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
 
     run = tmp_path_factory.mktemp("runs") / "bc"
     train("bc", dataset, run_dir=run, steps=20, validation=None, progress=False)
@@ -87,9 +87,9 @@ def test_fit_evaluator_refuses_a_trained_policy(capsys, tmp_path, dataset, train
 
     run = shutil.copytree(trained, tmp_path / "bc")
     before = (run / "best.pt").read_bytes()
-    code, out, err = run_main(capsys, "fit-evaluator", "--data", dataset, "--out", run / "best.pt", "--steps", "5", "--quiet")
+    code, out, err = run_main(capsys, "diffbid", "fit-evaluator", "--data", dataset, "--out", run / "best.pt", "--steps", "5", "--quiet")
     assert code == 2 and out == ""
-    one_line_error(err, "aigb fit-evaluator: error:", str(run / "best.pt"), "`aigb train`", "--force")
+    one_line_error(err, "aigb diffbid fit-evaluator: error:", str(run / "best.pt"), "`aigb train`", "--force")
     assert (run / "best.pt").read_bytes() == before
 
 
@@ -179,10 +179,10 @@ def test_fit_evaluator_on_a_full_disk(capsys, tmp_path):
     data = tmp_path / "d48"   # the plan evaluator reads whole 48-tick days
     generate_dataset(data, 1, 0, market=MarketConfig(n_pv=2000, n_advertisers=6, preset="random"), progress=False)
     with file_size_limit(2_000):
-        code, out, err = run_main(capsys, "fit-evaluator", "--data", data, "--out", tmp_path / "ev.pt", "--steps", "5",
+        code, out, err = run_main(capsys, "diffbid", "fit-evaluator", "--data", data, "--out", tmp_path / "ev.pt", "--steps", "5",
                                   "--quiet")
     assert code == 1
-    one_line_error(err, "aigb fit-evaluator: error:", str(tmp_path / "ev.pt"), "File too large")
+    one_line_error(err, "aigb diffbid fit-evaluator: error:", str(tmp_path / "ev.pt"), "File too large")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d48"]
 
 

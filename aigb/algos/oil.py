@@ -11,7 +11,7 @@ with a*_i = log(alpha*_i / C) the oracle's best multiplier for the rest of the d
 error is taken on the action itself (BC's "ratio" trick corrects for noise that is not there).
 
 The DAgger loop (rollouts in the simulator with expert mixing, labelling, aggregation, refits,
-validation, resume per round) lives above the simulator, in ``aigb.eval.oil``. On a logged dataset
+validation, resume per round) lives above the simulator, in ``aigb.workflows.oil``. On a logged dataset
 ``update`` is plain behaviour cloning of the logged actions (what the contract checker runs).
 
 Defaults (``rounds`` x ``periods_per_round`` x 48 campaigns): 6 x 1 x 48 = 288 campaign-days,

@@ -22,7 +22,7 @@ Objectives after training (``aigb.algos.diffbid.objectives``; training-free guid
                  of the budget, at most half of it before tick 24; also exhaust@TAU, smooth, *WEIGHT)
     preset       guidance method: mpgd (default: mean guidance, no gradient through the denoiser),
                  dps, lgd, freedom, ugd, or tfg (all of TFG's corrections)
-    strength     auto (the strengths ``aigb tune-guidance`` found for this checkpoint and these
+    strength     auto (the strengths ``aigb diffbid tune-guidance`` found for this checkpoint and these
                  options; the default when no strength, rho or mu is given) or a number: the
                  preset's strength(s)
     rho mu gamma TFG's variance and mean strengths and implicit-dynamics scale, overriding the preset's
@@ -34,7 +34,7 @@ Objectives after training (``aigb.algos.diffbid.objectives``; training-free guid
                  the tick (default 0.9; 1: all): beyond, the planner would extrapolate
     change       largest move of the bid level from one tick to the next (log units; default 0: any)
     select       how candidates are ranked: evaluator (default; the learned plan evaluator, see
-                 ``aigb fit-evaluator``), plan (the score the plan claims) or objective; an
+                 ``aigb diffbid fit-evaluator``), plan (the score the plan claims) or objective; an
                  objective's log f is added to the first two. A level planner ranks its levels by
                  the score its plans claim, or with select=critic by a Q critic (Q + mean|Q| log f)
     evaluator    the evaluator file (default: evaluator.pt beside the checkpoint)
@@ -165,10 +165,10 @@ def read_tuned_strengths(path: str, options: dict[str, Any]) -> dict[str, Any]:
     if not file.is_file():
         spec = "diffbid:" + path + "?" + "&".join(f"{k}={v}" for k, v in tuning_key(path, options)["options"].items())
         raise ConfigError(f"diffbid: strength=auto: no tuned strengths for this checkpoint and options (looked for {file}); "
-                          f"run `aigb tune-guidance '{spec}'` first, or give strength=NUMBER")
+                          f"run `aigb diffbid tune-guidance '{spec}'` first, or give strength=NUMBER")
     entry = json.loads(file.read_text())
     if entry.get("key") != tuning_key(path, options):
-        raise ConfigError(f"diffbid: strength=auto: {file} was tuned for another checkpoint or options; re-run aigb tune-guidance")
+        raise ConfigError(f"diffbid: strength=auto: {file} was tuned for another checkpoint or options; re-run aigb diffbid tune-guidance")
     return entry
 
 
@@ -231,7 +231,7 @@ def check_diffbid_spec(text: str) -> None:
     evaluator = evaluator_path(path, options)
     if evaluator is not None and not evaluator.is_file():
         raise ConfigError(f"diffbid: n={options['n_candidates']} ranks candidates by the plan evaluator, none at {str(evaluator)!r}; "
-                          f"fit one (aigb fit-evaluator --data DIR --out {evaluator}) or give select=plan or select=objective")
+                          f"fit one (aigb diffbid fit-evaluator --data DIR --out {evaluator}) or give select=plan or select=objective")
     for critic in critic_paths(options):
         if not Path(critic).is_file():
             raise ConfigError(f"diffbid: option critic: no checkpoint at {critic!r} (train one: aigb train cql)")
@@ -262,7 +262,7 @@ def load_diffbid_strategy(text: str, name: str | None = None) -> "DiffBidStrateg
 
 def planner_of(algo, path: str, options: dict[str, Any], tfg=None):
     """The planner of parsed spec options for a loaded checkpoint; ``tfg`` replaces the strengths
-    the options give (``aigb tune-guidance`` tries its candidates this way)."""
+    the options give (``aigb diffbid tune-guidance`` tries its candidates this way)."""
     from aigb.algos.diffbid.evaluator import PlanEvaluator
 
     serving = ServingConfig.from_options(options)

@@ -140,7 +140,7 @@ def test_rldata_dataset_under_auctionnet16(imported_rldata):
 
 @pytest.mark.parametrize("which", ["log", "rldata"])
 def test_imported_data_trains_and_serves_its_features(which, imported_log, imported_rldata, tmp_path):
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
     from aigb.strategies.learned import load_strategy
 
     data_dir = imported_log[0] if which == "log" else imported_rldata
@@ -233,7 +233,7 @@ class PlayerBiddingStrategy:
 def test_import_train_replay_end_to_end(imported_log, tmp_path):
     """The real extract: rules and a competition class replay; a policy trained on it is refused."""
     from aigb.eval.replay import replay_evaluate
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
     from aigb.types import ConfigError
 
     out, _ = imported_log
@@ -297,7 +297,7 @@ def test_a_campaign_changing_within_a_period_is_named(tmp_path):
 def test_a_policy_trained_on_rldata_exports_and_bids_as_aigb_serves_it(imported_rldata, tmp_path):
     """The exported runtime rebuilds AuctionNet's 16 features from the competition's history
     arguments, bit for bit as aigb's serving does from its tick statistics."""
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
     from aigb.export.exporter import export_neurips2024, load_exported_class
     from aigb.export.harness import play_competition, play_env
     from aigb.strategies.registry import make_strategy

@@ -104,7 +104,7 @@ def test_missing_periods_and_advertisers_are_named(tmp_path):
 
 def test_replaying_training_periods_is_refused(tmp_path):
     from aigb.data.imported import build_imported_dataset
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
 
     # An imported dataset of period 7 (its log written as an import would, with a source).
     data = write_log(tmp_path / "data")

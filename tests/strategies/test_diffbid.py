@@ -75,7 +75,7 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from aigb.data.generate import generate_dataset
-    from aigb.eval.training import ValidationSet, train
+    from aigb.workflows.training import ValidationSet, train
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -217,7 +217,7 @@ def test_a_level_planner_trains_serves_and_bids_searched_levels(tmp_path_factory
     """generate -> train (condition=level) -> checkpoint -> strategy: every bid is alpha = exp(level) C
     for one of the searched levels; levels= on an outcome planner is refused, naming the option."""
     from aigb.data.generate import generate_dataset
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
     from aigb.strategies.check import play_bids
 
     data = tmp_path_factory.mktemp("level-data")
@@ -244,7 +244,7 @@ def test_a_level_planner_ranked_by_a_cql_critic_bids_the_critics_best_level(tmp_
     state among the searched levels; a BC checkpoint as the critic is refused, naming it."""
     from aigb.algos.level_critic import LevelCritic
     from aigb.data.generate import generate_dataset
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
     from aigb.strategies.check import play_bids
 
     data = tmp_path_factory.mktemp("critic-data")

@@ -95,7 +95,7 @@ def one_thread():
 def tiny(tmp_path_factory):
     """A tiny diffbid checkpoint (a few updates: the tests need its plumbing, not its skill) and its data."""
     from aigb.data.generate import generate_dataset
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -223,7 +223,7 @@ def test_strength_auto_reads_the_stored_tuning_and_names_the_command(tiny, tmp_p
     ckpt = tmp_path / "best.pt"
     shutil.copy(tiny[0], ckpt)
     spec = f"diffbid:{ckpt}?guide=cpa:0.9,cap:0.5@24&steps=3&strength=auto"
-    with pytest.raises(ConfigError, match="strength=auto: no tuned strengths.*run `aigb tune-guidance"):
+    with pytest.raises(ConfigError, match="strength=auto: no tuned strengths.*run `aigb diffbid tune-guidance"):
         strategy_factory(spec)
     _, options = parse_diffbid_spec(spec[len("diffbid:"):])
     file = write_tuned_strengths(str(ckpt), options, {"config": {**TFGConfig(mu=0.07).__dict__}})
@@ -245,7 +245,7 @@ def test_strength_auto_reads_the_stored_tuning_and_names_the_command(tiny, tmp_p
 def test_tune_guidance_searches_and_stores_what_auto_serves(tiny, tmp_path):
     import shutil
 
-    from aigb.eval.guidance import tune_guidance
+    from aigb.workflows.guidance import tune_guidance
     from aigb.strategies.registry import strategy_factory
 
     ckpt = tmp_path / "best.pt"
@@ -273,7 +273,7 @@ def test_plan_evaluator_fits_saves_and_ranks_a_search(tiny, tmp_path):
     ckpt = tmp_path / "best.pt"
     shutil.copy(tiny[0], ckpt)
     spec = f"diffbid:{ckpt}?steps=2&n=3&device=cpu"
-    with pytest.raises(ConfigError, match="ranks candidates by the plan evaluator, none at .*aigb fit-evaluator"):
+    with pytest.raises(ConfigError, match="ranks candidates by the plan evaluator, none at .*aigb diffbid fit-evaluator"):
         strategy_factory(spec)
     data = TrajectoryDataset.load(tiny[1])
     evaluator = fit_plan_evaluator(data, PlanEvaluatorConfig(steps=30, batch_size=64), seed=2)
@@ -303,11 +303,11 @@ def test_commands_fit_evaluator_and_objective_check(tiny, tmp_path, capsys):
     from aigb.cli import main
     from aigb.eval.evaluate import evaluate
 
-    assert main(["fit-evaluator", "--data", str(tiny[1]), "--out", str(tmp_path / "ev.pt"), "--steps", "20", "--quiet"]) == 0
+    assert main(["diffbid", "fit-evaluator", "--data", str(tiny[1]), "--out", str(tmp_path / "ev.pt"), "--steps", "20", "--quiet"]) == 0
     assert (tmp_path / "ev.pt").is_file() and "held-out rank R^2" in capsys.readouterr().out
     evaluate(["fixed", "fixed:rate=2"], periods=1, slots=[0, 3], market=MarketConfig(n_pv=3000), progress=False,
              out_dir=tmp_path / "res")
-    assert main(["objective-check", str(tmp_path / "res"), "--guide", "cap:0.5@24,cpa:1"]) == 0
+    assert main(["diffbid", "objective-check", str(tmp_path / "res"), "--guide", "cap:0.5@24,cpa:1"]) == 0
     out = capsys.readouterr().out
     assert "cap:0.5@24 met" in out and "fixed:rate=2" in out
-    assert main(["objective-check", str(tmp_path / "res"), "--guide", "cap:0.5"]) == 2
+    assert main(["diffbid", "objective-check", str(tmp_path / "res"), "--guide", "cap:0.5"]) == 2

@@ -12,7 +12,7 @@ the plan), like the critics that GAS and QGA use to pick among candidate actions
 diffbid_anchors.md §2.8). ``predict_efficiency`` maps R back to score x C / B through the training
 campaigns' quantiles, so a search can weigh it against an objective's f (``log(eff) + log f``).
 
-It is a separate file beside a DiffBid checkpoint (``aigb fit-evaluator``), with its own scalers,
+It is a separate file beside a DiffBid checkpoint (``aigb diffbid fit-evaluator``), with its own scalers,
 so it neither changes nor depends on the planner's checkpoint: one evaluator serves any planner of
 the same plan features. Training is 2,000 Adam steps of a small MLP: about a minute on a CPU.
 """
@@ -150,7 +150,7 @@ class PlanEvaluator:
         path = Path(path)
         payload = torch_load_weights_only(path, "plan evaluator")
         if not isinstance(payload, dict) or payload.get("format") != EVALUATOR_FORMAT:
-            raise ValueError(f"{path}: not a plan evaluator (written by `aigb fit-evaluator`)")
+            raise ValueError(f"{path}: not a plan evaluator (written by `aigb diffbid fit-evaluator`)")
         check_market_version(payload.get("market_version"), f"plan evaluator {path}")
         if payload.get("plan_version") != PLAN_VERSION:
             raise ValueError(f"plan evaluator {path}: plan version {payload.get('plan_version')!r} != {PLAN_VERSION!r}; refit it")

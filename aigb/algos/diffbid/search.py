@@ -76,7 +76,7 @@ class PlanSearch:
                 raise ValueError(f"critic: it reads states of {critic.feature_dim} features, the planner {self.feature_dim}")
         if self.n_candidates > 1:
             if select == "evaluator" and evaluator is None:
-                raise ValueError("select: ranking candidates by the evaluator needs one (aigb fit-evaluator)")
+                raise ValueError("select: ranking candidates by the evaluator needs one (aigb diffbid fit-evaluator)")
             if select == "objective" and self.objective is None:
                 raise ValueError("select: ranking candidates by the objective needs guide=...")
             if select == "plan" and not {"budget_left", "value_delivered"} <= set(self.channels):

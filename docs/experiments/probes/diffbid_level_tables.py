@@ -1,6 +1,6 @@
 """Recompute a level planner's data-derived search tables with this code's rules.
 
-    python benchmarks/diffbid_level_tables.py CHECKPOINT OUT [--data data/train]
+    python docs/experiments/probes/diffbid_level_tables.py CHECKPOINT OUT [--data data/train]
 
 A DiffBid trained with ``condition=level`` stores the range of levels it searches
 (``LEVEL_QUANTILES`` of the open-loop days' levels) and, per tick, the levels the data support

@@ -1,8 +1,8 @@
 #!/bin/bash
-# Issue 11 at the standard size: DiffBid's serving-time objectives and searches against their plain
+# The objectives finding at the standard size: DiffBid's serving-time objectives and searches against their plain
 # planners, one paired evaluation (5 periods x 48 slots x seeds 0 and 1).
-#   bash benchmarks/objectives_std.sh OUT_DIR [WORKERS [SEED...]]   (seeds 0 1 unless given)
-# then: aigb objective-check OUT_DIR results/std/s0 --guide cpa:0.8,cap:0.3@24,cpa:1
+#   bash docs/experiments/probes/objectives_std.sh OUT_DIR [WORKERS [SEED...]]   (seeds 0 1 unless given)
+# then: aigb diffbid objective-check OUT_DIR results/std/s0 --guide cpa:0.8,cap:0.3@24,cpa:1
 #       aigb compare results/std/s0 results/std/s1 OUT_DIR --baseline diffbid:runs/diffbid_snap/best_4500.pt
 # Re-running the same command resumes an interrupted run; aigb compare reads an interrupted one's
 # completed campaigns. Needs runs/diffbid_snap (outcome planner + evaluator.pt), runs/diffbid_cpa08

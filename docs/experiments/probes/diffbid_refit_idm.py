@@ -1,6 +1,6 @@
 """Refit a DiffBid checkpoint's inverse dynamics alone, reading other plan rows (the IDM ablation).
 
-    python benchmarks/diffbid_refit_idm.py CHECKPOINT OUT ROWS [--steps 8000] [--data data/train]
+    python docs/experiments/probes/diffbid_refit_idm.py CHECKPOINT OUT ROWS [--steps 8000] [--data data/train]
 
 ROWS is a JSON list of offsets from the acting tick (``DiffBidConfig.idm_rows``), e.g. "[0,1]" (no
 history), "[-2,-1,0,1]" (the default rows), "[0,1,2,4]" (the plan's later rows). The planner's

@@ -78,7 +78,7 @@ class DemoSize:
     step_scale: float
     """Multiplies every ``AlgoRun.steps``."""
     validation_slots: tuple[int, ...]
-    """Advertiser slots of the validation period (``aigb.eval.training.ValidationSet``)."""
+    """Advertiser slots of the validation period (``aigb.workflows.training.ValidationSet``)."""
     validations: int
     """Validations per training run (early stopping keeps the best)."""
     eval_periods: int
@@ -165,7 +165,7 @@ def _train_one(run: AlgoRun, data_dir: str, run_dir: str, validation, eval_every
     """One training run in a worker process (one torch thread: two run side by side on 2 cores)."""
     import torch
 
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -196,7 +196,7 @@ def _train_all(out: Path, runs: list[AlgoRun], size: DemoSize, progress: bool, s
                backend: Backend = Backend()) -> tuple[dict, list[str]]:
     """The train stages: every run not done yet, ``size.workers`` at a time, one bar over all their
     updates. Returns (algorithm -> outcome, in ``runs`` order; the stages run now)."""
-    from aigb.eval.training import ValidationSet
+    from aigb.workflows.training import ValidationSet
 
     _, eval_market = _markets(size)
     validation = ValidationSet(periods=1, slots=size.validation_slots, market=eval_market)
@@ -259,7 +259,7 @@ def _nothing() -> dict:
 def _validation_reference(size: DemoSize) -> dict:
     """The fixed rule's validation score: what the learning curves are read against."""
     from aigb.eval.rollout import rollout
-    from aigb.eval.training import VALIDATION_FIRST_PERIOD, VALIDATION_SEED
+    from aigb.workflows.training import VALIDATION_FIRST_PERIOD, VALIDATION_SEED
     from aigb.strategies.registry import strategy_factory
 
     _, market = _markets(size)

@@ -3,7 +3,7 @@
     aigb sweep iql --data data/v2 --grid expectile=0.7,0.8 lr=1e-4,3e-4 --out runs/iql-sweep
 
 The grid is the product of the keys' values, in the order given; each point trains in its own run
-directory ``OUT/NN_key=value_...`` with ``aigb.eval.training.train`` (validation, early stopping on
+directory ``OUT/NN_key=value_...`` with ``aigb.workflows.training.train`` (validation, early stopping on
 the validation score, ``best.pt``, resume from ``last.pt``). Every point is checked against the
 algorithm's config before anything trains, so a key the config does not have, or a value it
 refuses, fails at once, naming the key.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from aigb.backends import Backend, TaskRun
 from aigb.data.parquet import atomic_output
-from aigb.eval.training import ValidationSet
+from aigb.workflows.training import ValidationSet
 from aigb.files import claim_dir
 from aigb.types import ConfigError
 
@@ -138,7 +138,7 @@ class _PointTask:
 
 def _train_point(task: _PointTask) -> dict:
     """Train one point (in this process, a worker process or a Ray task)."""
-    from aigb.eval.training import train
+    from aigb.workflows.training import train
 
     if task.one_thread:   # workers side by side share the cores; one torch thread each
         import torch

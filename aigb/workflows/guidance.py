@@ -1,9 +1,6 @@
-"""Objectives after training, on the command line: tune guidance strengths, fit the plan evaluator,
-and check evaluation results against an objective.
+"""Tuning DiffBid's guidance strengths for an objective (``strength=auto``):
 
-    aigb tune-guidance 'diffbid:runs/diffbid/best.pt?guide=cpa:0.9'      # then ...&strength=auto
-    aigb fit-evaluator --data data/train --out runs/diffbid/evaluator.pt  # then ...&n=16
-    aigb objective-check results/guided --guide cap:0.5@24
+    aigb diffbid tune-guidance 'diffbid:runs/diffbid/best.pt?guide=cpa:0.9'   # then ...&strength=auto
 
 strength=auto is an explicit command, not a search run on first use: a search plays the
 validation campaigns once per candidate strength (minutes), which inside ``aigb evaluate`` would
@@ -17,7 +14,7 @@ The search is TFG's beam search (``aigb.diffusion.guidance.beam_search_strengths
 mu, x10 on gamma per round, the best 2 kept, 6 rounds) over the chosen preset's strengths, from a
 planning-scale start (``START_STRENGTH``; research/diffbid_anchors.md §2.7: planners use strengths
 ~25x smaller than images). Each candidate plays the validation campaigns of ``aigb train``
-(``aigb.eval.training``: periods of the validation seed, disjoint from training and evaluation)
+(``aigb.workflows.training``: periods of the validation seed, disjoint from training and evaluation)
 and is scored by
 
     criterion = sum_i expected_score_i * f_i / sum_i oracle_score_i
@@ -30,18 +27,17 @@ Zero strength (plain DiffBid) is scored too, and kept when nothing beats it.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import time
 from typing import Sequence
 
-from aigb.eval.training import VALIDATION_SEED, ValidationSet
+from aigb.workflows.training import VALIDATION_SEED, ValidationSet
 from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig
 from aigb.types import ConfigError, MarketConfig
 
-__all__ = ["START_STRENGTH", "tuning_criterion", "tune_guidance", "register"]
+__all__ = ["START_STRENGTH", "tuning_criterion", "tune_guidance"]
 
 START_STRENGTH = 0.05
 """Start of the beam search for rho and mu (gamma starts at TFG's 0.001); six doublings reach 3.2."""
@@ -132,86 +128,3 @@ def tune_guidance(spec: str, *, periods: int = 1, slots: Sequence[int] = Validat
     if write:
         entry["file"] = str(write_tuned_strengths(path, options, entry))
     return entry
-
-
-# --- command line -------------------------------------------------------------------------------
-def register(subparsers) -> None:
-    """Add tune-guidance, fit-evaluator and objective-check to an argparse sub-parser set."""
-    p = subparsers.add_parser(
-        "tune-guidance", help="search DiffBid's guidance strengths for an objective on validation campaigns (for strength=auto)",
-        description="TFG's beam search over the preset's strengths; each candidate plays the validation campaigns of "
-                    "`aigb train` and is scored by sum(expected score x f) / sum(oracle score), f the objective's f on "
-                    "the realised day. The result is stored beside the checkpoint, keyed by its bytes and the spec's "
-                    "options, where `strength=auto` with the same options finds it.")
-    p.add_argument("spec", help="diffbid:PATH?guide=TERMS[&preset=...&steps=...] (the options strength=auto will be served with)")
-    p.add_argument("--periods", type=int, default=1, help="validation periods (16 slots each; default %(default)s)")
-    p.add_argument("--rounds", type=int, default=6, help="beam-search rounds (default %(default)s, TFG's)")
-    p.add_argument("--keep", type=int, default=2, help="configurations kept per round (default %(default)s, TFG's)")
-    p.add_argument("--start", type=float, default=START_STRENGTH, help="starting strength (default %(default)s)")
-    p.add_argument("--n-pv", type=int, default=MarketConfig().n_pv, help="PVs per validation period (default %(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=cmd_tune_guidance)
-
-    p = subparsers.add_parser("fit-evaluator", help="fit the plan evaluator that ranks DiffBid's candidate plans (for n > 1)")
-    p.add_argument("--data", required=True, help="dataset directory written by `aigb generate`")
-    p.add_argument("--out", required=True, help="evaluator file, e.g. runs/diffbid/evaluator.pt (found there by default)")
-    p.add_argument("--force", action="store_true", help="replace an --out file that another aigb command wrote, or that aigb did not write")
-    p.add_argument("--steps", type=int, default=None, help="updates (default: the benchmarked PlanEvaluatorConfig.steps)")
-    p.add_argument("--seed", type=int, default=0, help="root seed (default %(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=cmd_fit_evaluator)
-
-    p = subparsers.add_parser("objective-check", help="how often evaluated campaigns met an objective (e.g. cap:0.5@24)")
-    p.add_argument("results", nargs="+", metavar="DIR", help="`aigb evaluate --out` directories")
-    p.add_argument("--guide", required=True, help="objective terms, e.g. cpa:0.8 or cap:0.5@24,util:0.95")
-    p.set_defaults(func=cmd_objective_check)
-
-
-def cmd_tune_guidance(args) -> int:
-    entry = tune_guidance(args.spec, periods=args.periods, rounds=args.rounds, keep=args.keep, start=args.start,
-                          market=MarketConfig(n_pv=args.n_pv), progress=not args.quiet)
-    c = entry["config"]
-    print(f"best: rho={c['rho']:g} mu={c['mu']:g} gamma={c['gamma']:g} criterion {entry['criterion']:.4f} "
-          f"(unguided {entry['unguided_criterion']:.4f}; {len(entry['history'])} configurations, {entry['seconds']:.0f} s)")
-    print(f"stored in {entry['file']}; serve with {args.spec}{'&' if '?' in args.spec else '?'}strength=auto")
-    return 0
-
-
-def cmd_fit_evaluator(args) -> int:
-    from aigb.algos.plan_evaluator import PlanEvaluatorConfig, fit_plan_evaluator
-    from aigb.data.dataset import TrajectoryDataset
-
-    from aigb.files import claim_file
-
-    claim_file(args.out, "fit-evaluator", force=args.force)   # before the fit: never over a trained policy
-    dataset = TrajectoryDataset.load(args.data)
-    config = PlanEvaluatorConfig() if args.steps is None else PlanEvaluatorConfig(steps=args.steps)
-    evaluator = fit_plan_evaluator(dataset, config, seed=args.seed, progress=not args.quiet)
-    path = evaluator.save(args.out, dataset_fingerprint=getattr(dataset, "fingerprint", None))
-    m = evaluator.metrics
-    held = f"; held-out rank R^2 {m['holdout_r2']:.3f} (by tick {m['holdout_r2_by_tick']})" if "holdout_r2" in m else ""
-    print(f"fit-evaluator: {m['steps']} updates on {m['train_campaigns']} campaigns in {m['seconds']:.0f} s{held}; wrote {path}")
-    return 0
-
-
-def cmd_objective_check(args) -> int:
-    from aigb.algos.plan_objectives import objective_compliance, parse_guide
-    from aigb.eval.evaluate import load_results
-    from aigb.eval.metrics import name_width, strategy_label
-
-    try:
-        terms = parse_guide(args.guide)
-    except ValueError as err:
-        raise ConfigError(f"guide: {err}") from None
-    rows = [r for d in args.results for r in load_results(d)[0].to_pylist()]
-    by_strategy: dict[str, list[dict]] = {}
-    for r in rows:
-        by_strategy.setdefault(r["strategy"], []).append(r)
-    labels = [t.label for t in terms]
-    w = name_width(by_strategy)
-    print(f"{'strategy':<{w}} {'campaigns':>9} " + " ".join(f"{lab + ' met':>16} {'mean':>8}" for lab in labels) + f" {'all met':>8}")
-    for name, group in by_strategy.items():
-        res = objective_compliance(group, terms)
-        cells = " ".join(f"{res[lab]['met']:>16.1%} {res[lab]['measure']:>8.3f}" for lab in labels)
-        print(f"{strategy_label(name, w):<{w}} {res['all']['campaigns']:>9} {cells} {res['all']['met']:>8.1%}")
-    return 0

@@ -6,8 +6,8 @@ import aigb.data.generate
 import aigb.eval.evaluate
 import aigb.report
 import aigb.strategies.rules
-from aigb import demo
-from aigb.demo import AlgoRun, DemoSize, run_demo, run_stage
+from aigb.workflows import demo
+from aigb.workflows.demo import AlgoRun, DemoSize, run_demo, run_stage
 from aigb.types import ConfigError
 
 SMALL = DemoSize("test", n_pv=1000, data_periods=1, step_scale=1.0, validation_slots=(0,), validations=1,

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from aigb.data.generate import generate_dataset
 from aigb.eval.evaluate import evaluate
-from aigb.eval.training import ValidationSet, train
+from aigb.workflows.training import ValidationSet, train
 from aigb.strategies.check import check_strategy
 from aigb.strategies.learned import LearnedStrategy, load_strategy
 from aigb.strategies.registry import make_strategy

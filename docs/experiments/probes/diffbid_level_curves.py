@@ -1,6 +1,6 @@
 """What a level planner expects of each bid level: planned end-of-day budget and value by level.
 
-    python benchmarks/diffbid_level_curves.py CHECKPOINT [--data data/train] [--period 3] [--campaigns 2,11,25,30] [--ticks 0,24]
+    python docs/experiments/probes/diffbid_level_curves.py CHECKPOINT [--data data/train] [--period 3] [--campaigns 2,11,25,30] [--ticks 0,24]
 
 For training campaigns of one period, at the given ticks (their realised prefix in-painted), the
 planner's search is run with 4 plans per level and, per level, the mean planned share of the

@@ -268,7 +268,7 @@ def train_oil(run_dir, *, market: MarketConfig = MarketConfig(), population: Pop
               first_period: int = 0, workers: int = 1, backend: Backend | str | None = None,
               resume: bool = True, progress: bool = True) -> OILResult:
     """DAgger with the hindsight oracle (module docstring). ``validation``: an
-    ``aigb.eval.training.ValidationSet`` (its market and task are set to this run's) or None."""
+    ``aigb.workflows.training.ValidationSet`` (its market and task are set to this run's) or None."""
     from aigb.algos.checkpoint import read_checkpoint, save_checkpoint, stored_config
     from aigb.algos.registry import make_algorithm
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-import aigb.eval.oil as oil
+import aigb.workflows.oil as oil
 from aigb.algos.checkpoint import load_policy, read_checkpoint
-from aigb.eval.oil import Mix, rollout_states, train_oil
-from aigb.eval.training import ValidationSet
+from aigb.workflows.oil import Mix, rollout_states, train_oil
+from aigb.workflows.training import ValidationSet
 from aigb.score import task_beta
 from aigb.seeding import EVAL_FIRST_PERIOD, VALIDATION_FIRST_PERIOD
 from aigb.sim.batch import CampaignBatch

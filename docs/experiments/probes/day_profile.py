@@ -1,7 +1,7 @@
 """Where in the day one strategy loses to another: paired campaigns grouped by spend, then a replay
 of the campaigns where both spend about the same, tick by tick.
 
-    python benchmarks/day_profile.py results/std/s0 results/std/s1 results/std/diffbid_level \\
+    python docs/experiments/probes/day_profile.py results/std/s0 results/std/s1 results/std/diffbid_level \\
         --a cql:runs/cql/best.pt --b diffbid:runs/diffbid_level2/best_s.pt --replay 30
 
 Part 1, from the evaluations' rows (nothing re-run): the paired campaigns of A and B split by B's

@@ -1,9 +1,9 @@
-"""What hindsight can teach a level bidder (issue 11): counterfactual level tables of the training
+"""What hindsight can teach a level bidder: counterfactual level tables of the training
 days, two models fitted on them, and each model played on the quick set against CQL.
 
-    python benchmarks/hindsight_levels.py tables --data data/train --periods 150 --out runs/hindsight/tables [--workers 2]
-    python benchmarks/hindsight_levels.py fit --data data/train --tables runs/hindsight/tables --out runs/hindsight
-    python benchmarks/hindsight_levels.py play --models runs/hindsight --against results/p1_cql \\
+    python docs/experiments/probes/hindsight_levels.py tables --data data/train --periods 150 --out runs/hindsight/tables [--workers 2]
+    python docs/experiments/probes/hindsight_levels.py fit --data data/train --tables runs/hindsight/tables --out runs/hindsight
+    python docs/experiments/probes/hindsight_levels.py play --models runs/hindsight --against results/p1_cql \\
         [--planner runs/diffbid_level2/best_s.pt] [--workers 2]
 
 The question: DiffBid's level planner ranks bid levels by what its plans forecast and CQL ranks

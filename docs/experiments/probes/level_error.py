@@ -1,6 +1,6 @@
 """How far each strategy's bid level is from the hindsight oracle's, per campaign.
 
-    python benchmarks/level_error.py results/std/s0 results/std/s1 results/std/diffbid_level [--oracle oracle]
+    python docs/experiments/probes/level_error.py results/std/s0 results/std/s1 results/std/diffbid_level [--oracle oracle]
 
 The hindsight oracle bids one multiplier alpha* all day; every strategy here bids alpha_t = exp(a_t) C
 per tick. For each campaign, a strategy's day level is the mean of log(alpha_t / C) over the ticks it

@@ -1,6 +1,6 @@
 """How far DiffBid's plans are from what then happens: plan-vs-realisation error from evaluation traces.
 
-    python benchmarks/diffbid_diagnostics.py results/EVAL_DIR [results/OTHER ...]
+    python docs/experiments/probes/diffbid_diagnostics.py results/EVAL_DIR [results/OTHER ...]
 
 For every planning strategy in each evaluation directory (``plans.parquet`` written by
 ``aigb evaluate``; remaining budget as a share of the campaign's budget B):
