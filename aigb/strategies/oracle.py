@@ -380,8 +380,8 @@ def efficient_frontier(p_value, comp_top, *, exposure_probs=DEFAULT_EXPOSURE_PRO
         p_value: (n_pv,) the advertiser's predicted conversion probabilities.
         comp_top: (n_pv, n_slots) competitors' highest bids per PV, sorted descending, 0 if absent.
         max_spend: build only the prefix of the frontier that reaches this expected spend (a
-            campaign's budget buys a few per cent of a period's segments, so the prefix sorts a
-            fraction of them); None builds it whole. The prefix is V* itself up to its end.
+            campaign's budget buys a fraction of a period's segments, and the prefix walks and sorts
+            only the PVs that could reach it); None builds it whole. The prefix is V* itself up to its end.
     """
     p, c = _market(p_value, comp_top)
     e, r = _rules(exposure_probs, reserve_price, c.shape[1])
