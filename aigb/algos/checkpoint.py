@@ -151,9 +151,16 @@ def _check_feature_version(payload: dict, path, expected: str | None) -> None:
 def stored_config(payload: dict):
     """The config object a checkpoint payload was trained with. Fields added to the config class
     after the checkpoint was written read as what that checkpoint did: the algorithm's
-    ``legacy_config`` value, else the field's default."""
+    ``legacy_config`` value, else the field's default. Fields removed since (the algorithm's
+    ``retired_config``: field -> the value under which it did nothing) are dropped when they hold
+    that value; a checkpoint that used one is refused, naming it."""
     cls = algorithm_class(payload["algo"])
-    return config_from_dict(cls.config_class, {**getattr(cls, "legacy_config", {}), **json.loads(payload["config"])})
+    stored = json.loads(payload["config"])
+    for key, inert in getattr(cls, "retired_config", {}).items():
+        if key in stored and stored.pop(key) != inert:
+            raise ValueError(f"{key}: this {payload['algo']} checkpoint serves with {key} set, an option aigb no longer "
+                             f"has (it measured within noise); retrain, or use an aigb release that has it")
+    return config_from_dict(cls.config_class, {**getattr(cls, "legacy_config", {}), **stored})
 
 
 def load_algorithm(path: str | os.PathLike, expected_feature_version: str | None = None) -> TorchAlgorithm:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aigb.algos.checkpoint import load_algorithm, read_checkpoint, save_checkpoint
-from aigb.algos.diffbid import SUPPORT_LEVELS, DiffBid, DiffBidConfig, held_from, open_loop_days, parabola_vertex, remaining_levels, transition_rows
+from aigb.algos.diffbid import SUPPORT_LEVELS, DiffBid, DiffBidConfig, held_from, open_loop_days, remaining_levels, transition_rows
 from aigb.algos.plan_features import MARKET_CHANNELS, DemandPlan, MarketPlan, RobustScaler, efficiency_rank
 from aigb.algos.registry import make_algorithm
 from aigb.data.dataset import TrajectoryDataset
@@ -579,50 +579,26 @@ def test_a_checkpoint_from_before_prediction_and_known_input_loads_as_it_was_tra
     np.testing.assert_array_equal(loaded.policy().plan(states, seed=3).unit, old.policy().plan(states, seed=3).unit)
 
 
-def test_parabola_vertex_by_hand():
-    f = lambda x: 2.0 - 3.0 * (x - 0.3) ** 2                     # peaks at 0.3
-    assert parabola_vertex(f(-1), f(0), f(1)) == pytest.approx(0.3)
-    g = lambda x: -(x + 0.45) ** 2
-    assert parabola_vertex(g(-1), g(0), g(1)) == pytest.approx(-0.45)
-    assert parabola_vertex(1.0, 1.0, 1.0) == 0.0                   # flat: stay on the grid level
-    assert parabola_vertex(0.0, 1.0, 0.999) == pytest.approx(0.4995, abs=1e-3)   # near-tie: half way
+def test_a_checkpoint_with_retired_serving_options_loads_when_they_were_off(dataset, level_algo, tmp_path):
+    """refine and day_noise were removed (within noise); checkpoints written with them load when they
+    were off (serving exactly as before) and are refused, naming the option, when one was on."""
+    import json
 
-
-def test_refine_bids_at_the_peak_of_a_quadratic_level_score(dataset, level_algo):
-    plain, refined = level_algo.policy(device="cpu", support=1.0), level_algo.policy(device="cpu", support=1.0, refine=True)
-    levels = plain.levels.double()
-    samples = plain.config.search_samples
-
-    def quadratic(x0, t):   # rows are level-major: row r plans level r // samples; the score peaks at 0.5
-        return -(levels[torch.arange(x0.shape[0]) // samples] - 0.5) ** 2
-
-    for planner in (plain, refined):
-        planner.plan_score = quadratic
-    grid, fine = plain.plan(_states(dataset, i=5, t=12), seed=3), refined.plan(_states(dataset, i=5, t=12), seed=3)
-    nearest = int(torch.argmin((levels - 0.5).abs()))
-    assert grid.candidate == fine.candidate == nearest and 0 < nearest < len(levels) - 1
-    assert grid.action == pytest.approx(float(levels[nearest]), abs=1e-6)
-    assert fine.action == pytest.approx(0.5, abs=1e-5)             # the quadratic's own peak, off the grid
-    np.testing.assert_array_equal(fine.plan, grid.plan)
-
-
-def test_day_noise_draws_the_same_noise_at_every_tick(dataset, level_algo, monkeypatch):
-    import aigb.algos.diffbid.search as module
-    seen = []
-    sample = module.ddim_sample
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["noise"].clone())
-        return sample(*args, **kwargs)
-
-    monkeypatch.setattr(module, "ddim_sample", spy)
-    for day_noise in (False, True):
-        planner = level_algo.policy(device="cpu", day_noise=day_noise, support=1.0)
-        for t in (5, 9):
-            planner.plan(_states(dataset, i=2, t=t), seed=4)
-    per_tick, per_day = seen[:2], seen[2:]
-    assert not torch.equal(per_tick[0], per_tick[1])
-    assert torch.equal(per_day[0], per_day[1])
+    path = save_checkpoint(tmp_path / "level.pt", level_algo)
+    payload = torch.load(path, weights_only=True)
+    config = json.loads(payload["config"])
+    states = _states(dataset, i=2, t=9)
+    for values, refused in (({"refine": False, "day_noise": False}, None), ({"refine": False, "day_noise": True}, "day_noise"),
+                            ({"refine": True, "day_noise": False}, "refine")):
+        payload["config"] = json.dumps({**config, **values}, sort_keys=True)
+        torch.save(payload, path)
+        if refused is None:
+            loaded = load_algorithm(path)
+            np.testing.assert_array_equal(loaded.policy(device="cpu").plan(states, seed=3).unit,
+                                          level_algo.policy(device="cpu").plan(states, seed=3).unit)
+        else:
+            with pytest.raises(ValueError, match=f"{refused}: this diffbid checkpoint serves with {refused} set"):
+                load_algorithm(path)
 
 
 class _PeakCritic:

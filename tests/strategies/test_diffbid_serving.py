@@ -15,11 +15,11 @@ from aigb.types import ConfigError
 
 def test_values_are_read_as_set_reads_them():
     # '.5' is a number JSON does not spell; 'true' a JSON boolean: the --set parser reads both
-    assert parse_diffbid_spec("b.pt?w=.5&refine=true")[1] == {"guidance": parse_value("w", ".5"), "refine": True}
+    assert parse_diffbid_spec("b.pt?w=.5")[1] == {"guidance": parse_value("w", ".5")}
     assert parse_value("w", ".5") == 0.5
     for text, message in (("b.pt?w=true", "option w: cannot use 'true' \\(must be a number\\)"),
                           ("b.pt?steps=[1]", "option steps: .*integer"),
-                          ("b.pt?refine=2", "option refine: .*must be 0 or 1")):
+                          ("b.pt?day_noise=1", "unknown option 'day_noise'")):
         with pytest.raises(ConfigError, match=message):
             parse_diffbid_spec(text)
 

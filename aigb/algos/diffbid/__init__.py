@@ -27,7 +27,7 @@ _EXPORTS = {
     "dynamics": ("InverseDynamics", "transition_rows"),
     "model": ("DiffBid", "PLAN_BATCH_FIELDS"),
     "planner": ("DiffBidPlanner",),
-    "search": ("PlanStep", "PlanSearch", "SELECTIONS", "parabola_vertex"),
+    "search": ("PlanStep", "PlanSearch", "SELECTIONS"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

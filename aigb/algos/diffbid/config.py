@@ -198,13 +198,6 @@ class ServingDefaults:
     max_change: float = 0.0
     """A level planner's trust region: from tick 1 on, search only levels within this distance (in
     log(alpha / C)) of the last tick's (0: no limit)."""
-    refine: bool = False
-    """A level planner bids between grid levels: the vertex of the parabola through the best
-    level's score and its two neighbours' (when both were searched), within half a grid step of
-    the best level; False bids the best grid level."""
-    day_noise: bool = False
-    """Draw a planner's sampling noise once per day (the same draw at every tick) instead of once
-    per tick: consecutive decisions then differ only through what the day has realised."""
 
     def __post_init__(self) -> None:
         self._check_serving()

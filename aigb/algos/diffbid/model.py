@@ -57,6 +57,8 @@ class DiffBid(TorchAlgorithm):
     config_class = DiffBidConfig
     legacy_config = {"prediction": "eps", "known_input": False}
     """What a checkpoint that does not name these fields was trained with (they came later)."""
+    retired_config = {"refine": False, "day_noise": False}
+    """Serving fields removed (they measured within noise): dropped from a checkpoint that left them off."""
     batch_kind = "plans"
     _cache: tuple[object, dict] | None = None   # (dataset, its plans/contexts/outcomes), made on first use
 

@@ -56,10 +56,10 @@ class DiffBidPlanner(PlanSearch):
                  seed: int = 0, guide=None, tfg: TFGConfig | None = None, n_candidates: int = 1,
                  select: str = "evaluator", evaluator=None, search_levels: int | None = None,
                  search_samples: int | None = None, support: float | None = None, max_change: float | None = None,
-                 refine: bool | None = None, day_noise: bool | None = None, critic=None) -> None:
+                 critic=None) -> None:
         cfg = algo.config
-        if cfg.condition != "level" and any(v is not None for v in (search_levels, search_samples, support, max_change, refine)):
-            raise ValueError("levels, samples, support, change, refine: only a planner trained with condition='level' searches bid levels")
+        if cfg.condition != "level" and any(v is not None for v in (search_levels, search_samples, support, max_change)):
+            raise ValueError("levels, samples, support, change: only a planner trained with condition='level' searches bid levels")
         chosen = {"guidance": cfg.guidance if guidance is None else guidance,
                   "target_return": cfg.target_return if target_return is None else target_return,
                   "target_cpa": cfg.target_cpa if target_cpa is None else target_cpa,
@@ -70,9 +70,7 @@ class DiffBidPlanner(PlanSearch):
                   "search_levels": cfg.search_levels if search_levels is None else search_levels,
                   "search_samples": cfg.search_samples if search_samples is None else search_samples,
                   "support": cfg.support if support is None else support,
-                  "max_change": cfg.max_change if max_change is None else max_change,
-                  "refine": cfg.refine if refine is None else bool(refine),
-                  "day_noise": cfg.day_noise if day_noise is None else bool(day_noise)}
+                  "max_change": cfg.max_change if max_change is None else max_change}
         self.config = DiffBidConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, **chosen})  # validates
         self.device = resolve_device(device)
         self.seed = int(seed)
@@ -112,9 +110,7 @@ class DiffBidPlanner(PlanSearch):
                "device": str(self.device), "n_candidates": self.n_candidates}
         if self.level_search:
             out.update(condition="level", search_levels=int(self.levels.numel()), search_samples=c.search_samples,
-                       support=c.support, max_change=c.max_change, refine=c.refine)
-        if c.day_noise:
-            out["day_noise"] = True
+                       support=c.support, max_change=c.max_change)
         if self.objective is not None:
             out["guide"] = self.objective.text
         if self.tfg is not None:
@@ -149,8 +145,7 @@ class DiffBidPlanner(PlanSearch):
             emb_cond = self.cond(context.expand(self.outcome.shape[0], -1), self.outcome)   # (1 or L, E)
             self._embeddings = (key, context, emb_cond, self.cond(context, None))
         _, context, emb_cond, emb_null = self._embeddings
-        stream = ("diffbid/plan",) if self.config.day_noise else ("diffbid/plan", t)
-        generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, *stream))
+        generator = torch.Generator(device=dev).manual_seed(torch_seed(seed, "diffbid/plan", t))
         c = self.config
         if self.level_search:
             return self._search_levels(t, known_x, known_mask, emb_cond, emb_null, generator, previous, states[-1])

@@ -17,7 +17,7 @@ import torch
 from aigb.algos.diffbid.serving import SELECTIONS
 from aigb.diffusion import TFGConfig, TFGGuidance, cfg_eps_fn, ddim_sample, x0_model_eps_fn
 
-__all__ = ["SELECTIONS", "PlanSearch", "PlanStep", "parabola_vertex"]
+__all__ = ["SELECTIONS", "PlanSearch", "PlanStep"]
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,6 @@ class PlanStep:
     """(T + 1, P) the same in the scaled units the model works in."""
     candidate: int = 0
     """Which of the N candidate plans was kept (0 without search)."""
-
-
-def parabola_vertex(left: float, mid: float, right: float) -> float:
-    """Where the parabola through (-1, left), (0, mid), (1, right) peaks, when ``mid`` is the
-    largest of the three: an offset in [-0.5, 0.5] grid steps (0 for a flat or upward curve)."""
-    curve = left - 2.0 * mid + right
-    return float(np.clip(0.5 * (left - right) / curve, -0.5, 0.5)) if curve < 0 else 0.0
 
 
 class PlanSearch:
@@ -162,8 +155,5 @@ class PlanSearch:
         best = int(keep[pos])
         unit = x0[int(np.flatnonzero(planned == best)[0]) * n_samples].float().cpu().numpy()
         level = float(self.levels[best])
-        if c.refine and 0 < pos < n_levels - 1 and keep[pos - 1] == best - 1 and keep[pos + 1] == best + 1:
-            step = float(self.levels[1] - self.levels[0])
-            level += step * parabola_vertex(*(float(score[i]) for i in (pos - 1, pos, pos + 1)))
         a = float(self.bounds.clip(level))
         return PlanStep(tick=t, action=a, plan=self.plan_scaler.from_unit(unit), unit=unit, candidate=best)

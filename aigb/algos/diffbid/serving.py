@@ -141,8 +141,6 @@ SPEC_OPTIONS: dict[str, _Option] = {
     "levels": _Option("search_levels", _integer(1), "bid levels searched per tick (a planner trained with condition=level)"),
     "samples": _Option("search_samples", _integer(1), "plans per bid level and tick (condition=level)"),
     "change": _Option("max_change", _number(0.0), "largest change of the bid level from one tick to the next, log units (condition=level; 0: none)"),
-    "refine": _Option("refine", _flag, "1: bid between grid levels, at the vertex of the parabola through the best level's score and its neighbours' (condition=level)", expected="0 or 1"),
-    "day_noise": _Option("day_noise", _flag, "1: one sampling-noise draw per day instead of one per tick", expected="0 or 1"),
     "support": _Option("support", _number(0.5, 1.0), "highest level searched: this quantile of the data's levels at the tick (condition=level)"),
     "select": _Option("select", _choice(SELECTIONS), f"candidate ranking: {', '.join(SELECTIONS)}", text=True),
     "evaluator": _Option("evaluator", _path, "plan evaluator file", text=True),
@@ -177,8 +175,6 @@ class Sampling:
     """Scale of the initial and per-step noise."""
     eta: float | None = None
     """DDIM stochasticity (0: deterministic given the initial noise)."""
-    day_noise: bool | None = None
-    """One noise draw per day instead of one per tick."""
     device: str = "auto"
     """Where the planner runs: auto (the GPU when torch sees one), cpu, cuda."""
 
@@ -278,7 +274,6 @@ class Levels:
     search_samples: int | None = None
     support: float | None = None
     max_change: float | None = None
-    refine: bool | None = None
     rank: Union[ByPlan, ByCritic] = field(default_factory=ByPlan)
 
 
@@ -332,18 +327,18 @@ class ServingConfig:
         for key in ("select", "evaluator"):
             if key in o and n < 2 and not by_critic:
                 raise ConfigError(f"option {key} ranks candidate plans; it needs n >= 2")
-        level_keys = ("search_levels", "search_samples", "support", "max_change", "refine")
+        level_keys = ("search_levels", "search_samples", "support", "max_change")
         search: Candidates | Levels | None = None
         if n >= 2:
             if by_critic or any(k in o for k in level_keys):
                 raise ConfigError("option n: a search is either candidates (n, select, evaluator) or a level planner's "
-                                  "levels (levels, samples, support, change, refine, select=critic), not both")
+                                  "levels (levels, samples, support, change, select=critic), not both")
             rank = {"plan": ByPlan(), "objective": ByObjective()}.get(select) or ByEvaluator(o.get("evaluator"))
             search = Candidates(n, rank)
         elif by_critic or any(k in o for k in level_keys):
             rank = ByCritic(o["critic"], o.get("qsmooth")) if by_critic else ByPlan()
             search = Levels(**pick(*level_keys), rank=rank)
-        return cls(Sampling(**pick("steps", "temperature", "eta", "day_noise", "device")),
+        return cls(Sampling(**pick("steps", "temperature", "eta", "device")),
                    Condition(**pick("guidance", "target_return", "target_cpa", "target_util")), guidance, search, preset)
 
 
