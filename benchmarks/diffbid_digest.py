@@ -56,8 +56,8 @@ def main(out: Path) -> None:
     market = MarketConfig(n_pv=2000, n_advertisers=12)
     specs = {
       "outcome": ["", "?w=1.5&return=0.8&steps=3", "?n=3&select=plan", "?guide=cpa:0.9&strength=0.05&steps=2", "?guide=cap:0.5@24&strength=0&throttle=0.1",
-                  "?day_noise=1&temperature=0.7&eta=0.5"],
-      "level": ["", "?levels=4&samples=1&steps=2", "?change=0.3&refine=1", "?support=1&levels=6", f"?select=critic&critic={out/'cql'/'last.pt'}&qsmooth=0.2&levels=8",
+                  "?temperature=0.7&eta=0.5"],
+      "level": ["", "?levels=4&samples=1&steps=2", "?change=0.3", "?support=1&levels=6", f"?select=critic&critic={out/'cql'/'last.pt'}&qsmooth=0.2&levels=8",
                 f"?select=critic&critic={out/'cql'/'last.pt'}&guide=cpa:0.9&strength=0&steps=2"],
     }
     for name, tails in specs.items():
