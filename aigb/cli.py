@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from aigb.types import PRESETS, ConfigError, MarketConfig
+from aigb.types import MARKET_VERSION, MARKET_VERSIONS, PRESETS, ConfigError, MarketConfig
 
 __all__ = ["main"]
 
@@ -19,10 +19,12 @@ def _market_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (default %(default)s)")
     p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
     p.add_argument("--n-advertisers", type=int, default=d.n_advertisers, help="advertisers (default %(default)s)")
+    p.add_argument("--market-version", choices=MARKET_VERSIONS, default=MARKET_VERSION, help="market version: its competitor field and day profile; v2 reproduces earlier results (default %(default)s)")
 
 
 def _market(args) -> MarketConfig:
-    return MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
+    return MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset,
+                        version=args.market_version)
 
 
 def _fmt(x, nd=1):
@@ -47,7 +49,7 @@ def cmd_simulate(args) -> int:
         write_table_atomic(table, args.out, file_metadata("simulation", config.to_dict(), args.seed, periods=args.periods))
     n_adv, periods = config.n_advertisers, args.periods
     head = f"{'adv':>3} {'cat':>3} {'budget':>8} {'CPA':>6} {'spend':>9} {'conv':>7} {'real CPA':>8} {'score':>7}"
-    print(f"{periods} period(s), preset {config.preset}, seed {args.seed}, {config.n_pv:,} PVs x {config.n_ticks} ticks"
+    print(f"{periods} period(s), market {config.version}, preset {config.preset}, seed {args.seed}, {config.n_pv:,} PVs x {config.n_ticks} ticks"
           f" (per-advertiser means over periods)")
     print(head)
     for a in range(n_adv):
@@ -104,7 +106,7 @@ def cmd_train(args) -> int:
     result = train(args.algo, args.data, run_dir=args.out or f"runs/{args.algo}", steps=args.steps,
                    batch_size=args.batch_size, seed=args.seed, overrides=overrides, validation=validation,
                    eval_every=args.eval_every, patience=args.patience, progress=not args.quiet, device=args.device,
-                   force=args.force)
+                   force=args.force, market_version=args.market_version)
     print(f"{args.algo}: {result.steps_done} updates in {result.run_dir}; best validation score "
           f"{result.best_score if result.best_score is None else round(result.best_score, 3)} at step {result.best_step}"
           f"{' (stopped early)' if result.stopped_early else ''}")
@@ -122,7 +124,7 @@ def _train_oil(args, overrides: dict) -> int:
     for key, value in (("steps", args.steps), ("batch_size", args.batch_size)):
         if value is not None:
             overrides[key] = value
-    market = MarketConfig(n_pv=args.n_pv, preset=args.preset)
+    market = MarketConfig(n_pv=args.n_pv, preset=args.preset, version=args.market_version)
     validation = None if args.no_validation else ValidationSet(periods=args.val_periods)
     result = train_oil(args.out or "runs/oil", market=market, seed=args.seed, overrides=overrides, task=args.task,
                        validation=validation, workers=args.workers, backend=backend_from_args(args), progress=not args.quiet)
@@ -142,7 +144,7 @@ def cmd_sweep(args) -> int:
     result = sweep(args.algo, args.data, parse_grid(args.grid), args.out, overrides=_overrides(args), steps=args.steps,
                    batch_size=args.batch_size, seed=args.seed, validation=ValidationSet(periods=args.val_periods),
                    eval_every=args.eval_every, patience=args.patience, device=args.device, workers=args.workers,
-                   backend=backend, progress=not args.quiet, force=args.force)
+                   backend=backend, progress=not args.quiet, force=args.force, market_version=args.market_version)
     print(format_sweep(args.algo, list(result.rows), len(result.rows)))
     print(f"{len(result.rows)} run(s) in {result.seconds:.0f} s; table in {result.out_dir / 'sweep.txt'}")
     if result.best is None:
@@ -168,6 +170,8 @@ def _train_options(p: argparse.ArgumentParser, data_required: bool = True) -> No
                    help="where diffbid trains: auto takes the GPU when torch sees one (default %(default)s); the other algorithms use the CPU")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="write into an --out that another aigb command wrote, or over files there aigb did not write (refused otherwise)")
+    p.add_argument("--market-version", choices=MARKET_VERSIONS, default=MARKET_VERSION,
+                   help="the market the policy is trained for and validated in; the dataset must be of it (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

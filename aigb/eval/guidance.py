@@ -38,8 +38,8 @@ from typing import Sequence
 
 from aigb.eval.training import VALIDATION_SEED, ValidationSet
 from aigb.seeding import VALIDATION_FIRST_PERIOD
-from aigb.sim.population import PopulationConfig
-from aigb.types import ConfigError, MarketConfig
+from aigb.sim.population import market_population
+from aigb.types import MARKET_VERSIONS, ConfigError, MarketConfig
 
 __all__ = ["START_STRENGTH", "tuning_criterion", "tune_guidance", "register"]
 
@@ -94,7 +94,7 @@ def tune_guidance(spec: str, *, periods: int = 1, slots: Sequence[int] = Validat
     path, options = _spec_parts(spec)
     if periods < 1 or not slots:
         raise ConfigError("tune-guidance: needs periods >= 1 and at least one slot")
-    algo = load_algorithm(path, expected_feature_version=FEATURE_VERSION)
+    algo = load_algorithm(path, expected_feature_version=FEATURE_VERSION, market_version=market.version)
     history: list[dict] = []
     began = time.perf_counter()
 
@@ -102,7 +102,7 @@ def tune_guidance(spec: str, *, periods: int = 1, slots: Sequence[int] = Validat
         t0 = time.perf_counter()
         strategy = DiffBidStrategy(planner_of(algo, path, options, tfg=config), "tune")
         rows = [row for p in range(periods)
-                for slot in play_period(("tune",), market, PopulationConfig(), VALIDATION_SEED, VALIDATION_FIRST_PERIOD + p,
+                for slot in play_period(("tune",), market, market_population(market), VALIDATION_SEED, VALIDATION_FIRST_PERIOD + p,
                                         slots, {"tune": strategy})
                 for row in slot]
         value = tuning_criterion(rows, options["guide"])
@@ -149,6 +149,8 @@ def register(subparsers) -> None:
     p.add_argument("--keep", type=int, default=2, help="configurations kept per round (default %(default)s, TFG's)")
     p.add_argument("--start", type=float, default=START_STRENGTH, help="starting strength (default %(default)s)")
     p.add_argument("--n-pv", type=int, default=MarketConfig().n_pv, help="PVs per validation period (default %(default)s)")
+    p.add_argument("--market-version", choices=MARKET_VERSIONS, default=MarketConfig().version,
+                   help="market of the validation periods; the checkpoint must be trained for it (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_tune_guidance)
 
@@ -169,7 +171,7 @@ def register(subparsers) -> None:
 
 def cmd_tune_guidance(args) -> int:
     entry = tune_guidance(args.spec, periods=args.periods, rounds=args.rounds, keep=args.keep, start=args.start,
-                          market=MarketConfig(n_pv=args.n_pv), progress=not args.quiet)
+                          market=MarketConfig(n_pv=args.n_pv, version=args.market_version), progress=not args.quiet)
     c = entry["config"]
     print(f"best: rho={c['rho']:g} mu={c['mu']:g} gamma={c['gamma']:g} criterion {entry['criterion']:.4f} "
           f"(unguided {entry['unguided_criterion']:.4f}; {len(entry['history'])} configurations, {entry['seconds']:.0f} s)")
