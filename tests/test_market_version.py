@@ -95,6 +95,7 @@ def test_training_for_another_version_than_the_datasets_is_refused_and_the_check
           market_version="v2")
     best = tmp_path / "run2" / "last.pt"
     assert read_checkpoint(best)["market_version"] == "v2"
+    assert json.loads((tmp_path / "run2" / "train_args.json").read_text())["market_version"] == "v2"
     # Played in the market it was trained for it loads; in the default v3 market it is refused.
     strategy_factory(f"bc:{best}")(V2)
     with pytest.raises(MarketVersionError, match=r"checkpoint .*last\.pt: market version v2 != v3 of the evaluation market"):

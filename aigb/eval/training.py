@@ -135,7 +135,8 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
     if not (run_dir / "last.pt").exists():  # a fresh run; a resume keeps the arguments that started it
         with atomic_output(run_dir / "train_args.json") as tmp:
             tmp.write_text(json.dumps({
-                "algo": algo_name, "data": str(data_dir), "dataset_fingerprint": dataset.fingerprint, "steps": steps,
+                "algo": algo_name, "data": str(data_dir), "dataset_fingerprint": dataset.fingerprint,
+                "market_version": market_version, "steps": steps,
                 "batch_size": batch_size, "seed": seed, "device": device, "overrides": overrides or {},
                 "validation": None if validation is None else {
                     "seed": VALIDATION_SEED, "first_period": VALIDATION_FIRST_PERIOD, "periods": validation.periods,
