@@ -37,7 +37,8 @@ class ConfigError(ValueError):
 
 
 class MarketVersionError(ValueError):
-    """Data, a checkpoint or results come from another market version than this code simulates."""
+    """Data, a checkpoint or results of a market version this code does not simulate, or of another
+    version than the market they are to be used in."""
 
 
 def recorded_market_version(found, where: str) -> str:
@@ -56,9 +57,9 @@ def check_market_version(found, where: str, expected: str = MARKET_VERSION, what
     ``what`` names where ``expected`` comes from ("training market", "evaluation market", ...)."""
     found = "v1" if found is None else str(found)
     if found != expected:
-        raise MarketVersionError(
-            f"{where}: market version {found} != {expected} of the {what}; regenerate the data / retrain / "
-            f"re-evaluate on market {expected}, or ask for market {found} (--market-version {found}), instead of mixing versions")
+        other = f", or ask for market {found} (--market-version {found})," if found in MARKET_VERSIONS else ""
+        raise MarketVersionError(f"{where}: market version {found} != {expected} of the {what}; regenerate the data / "
+                                 f"retrain / re-evaluate on market {expected}{other} instead of mixing versions")
     return found
 
 
