@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from aigb.types import PRESETS, ConfigError, MarketConfig
+from aigb.types import MARKET_VERSION, MARKET_VERSIONS, PRESETS, ConfigError, MarketConfig
 
 __all__ = ["main"]
 
@@ -19,10 +19,12 @@ def _market_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (default %(default)s)")
     p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
     p.add_argument("--n-advertisers", type=int, default=d.n_advertisers, help="advertisers (default %(default)s)")
+    p.add_argument("--market-version", choices=MARKET_VERSIONS, default=MARKET_VERSION, help="market version: its competitor field and day profile; v2 reproduces earlier results (default %(default)s)")
 
 
 def _market(args) -> MarketConfig:
-    return MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
+    return MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset,
+                        version=args.market_version)
 
 
 def _fmt(x, nd=1):
@@ -47,7 +49,7 @@ def cmd_simulate(args) -> int:
         write_table_atomic(table, args.out, file_metadata("simulation", config.to_dict(), args.seed, periods=args.periods))
     n_adv, periods = config.n_advertisers, args.periods
     head = f"{'adv':>3} {'cat':>3} {'budget':>8} {'CPA':>6} {'spend':>9} {'conv':>7} {'real CPA':>8} {'score':>7}"
-    print(f"{periods} period(s), preset {config.preset}, seed {args.seed}, {config.n_pv:,} PVs x {config.n_ticks} ticks"
+    print(f"{periods} period(s), market {config.version}, preset {config.preset}, seed {args.seed}, {config.n_pv:,} PVs x {config.n_ticks} ticks"
           f" (per-advertiser means over periods)")
     print(head)
     for a in range(n_adv):

@@ -11,22 +11,25 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 __all__ = ["MAX_PV", "MAX_TICKS", "MAX_ADVERTISERS", "MAX_SLOTS", "MARKET_VERSION", "MARKET_VERSIONS", "MarketVersionError", "check_market_version",
+           "recorded_market_version",
            "N_CATEGORIES", "Campaign", "MarketConfig", "TICK_STAT_FIELDS", "PRESETS", "ConfigError", "DATASET_MARKET"]
 
 PRESETS = ("sparse", "dense", "random")
 N_CATEGORIES = 6  # advertiser categories of the reference market
 
 
-MARKET_VERSION = "v2"
-"""Version of the market's rules and competitor field. v2: AuctionNet's exposure cascade (slot 3
-shown with net probability 0.48), AuctionNet's roster of competitor kinds (PID, OnlineLP without a
-day plan, CPA-blind state-feedback bidders). Datasets, checkpoints and results record it; data of
-another version is refused (``check_market_version``)."""
+MARKET_VERSION = "v3"
+"""The default market version: its competitor field and day profile. v3 is calibrated on AuctionNet's
+own per-tick data (docs/market-calibration.md). Datasets, checkpoints and results record the version
+they were made on; training, evaluating or combining across versions is refused
+(``check_market_version``)."""
 
 MARKET_VERSIONS = ("v2", "v3")
-"""Versions this code can simulate (``MarketConfig.version``). v3: a competitor field and day types
-calibrated on AuctionNet's own per-tick data (docs/market-calibration.md); the default stays
-``MARKET_VERSION`` until every table is re-run on v3."""
+"""Versions this code can simulate (``MarketConfig.version``). v2: AuctionNet's exposure cascade
+(slot 3 shown with net probability 0.48), AuctionNet's roster of competitor kinds (PID, OnlineLP
+without a day plan, CPA-blind state-feedback bidders), the reference day profile; v3: the same rules
+and roster with a field and day profile calibrated on AuctionNet's data. v1 (before the cascade) is
+no longer simulated."""
 
 
 class ConfigError(ValueError):
@@ -34,16 +37,30 @@ class ConfigError(ValueError):
 
 
 class MarketVersionError(ValueError):
-    """Data, a checkpoint or results come from another market version than this code simulates."""
+    """Data, a checkpoint or results of a market version this code does not simulate, or of another
+    version than the market they are to be used in."""
 
 
-def check_market_version(found, where: str, expected: str = MARKET_VERSION) -> None:
-    """Refuse ``found`` (None: recorded before versions existed, i.e. v1) unless it is ``expected``."""
+def recorded_market_version(found, where: str) -> str:
+    """The market version a record names (None: written before versions existed, i.e. v1), refused
+    unless this code simulates it."""
+    found = "v1" if found is None else str(found)
+    if found not in MARKET_VERSIONS:
+        raise MarketVersionError(f"{where}: market version {found} is not one this aigb simulates "
+                                 f"({', '.join(MARKET_VERSIONS)}); regenerate the data / retrain / re-evaluate on one of them")
+    return found
+
+
+def check_market_version(found, where: str, expected: str = MARKET_VERSION, what: str = "default market") -> str:
+    """Refuse ``found`` (as ``recorded_market_version`` reads it) unless it is ``expected``; returns it.
+
+    ``what`` names where ``expected`` comes from ("training market", "evaluation market", ...)."""
     found = "v1" if found is None else str(found)
     if found != expected:
-        raise MarketVersionError(
-            f"{where}: market version {found} != {expected} (this aigb simulates market {MARKET_VERSION}); "
-            f"regenerate the data / retrain / re-evaluate on market {expected} instead of mixing versions")
+        other = f", or ask for market {found} (--market-version {found})," if found in MARKET_VERSIONS else ""
+        raise MarketVersionError(f"{where}: market version {found} != {expected} of the {what}; regenerate the data / "
+                                 f"retrain / re-evaluate on market {expected}{other} instead of mixing versions")
+    return found
 
 
 def _require(ok: bool, field_name: str, problem: str) -> None:

@@ -60,10 +60,11 @@ def _checkpoint(kind: str, folder: Path) -> str:
 
 def _case(name: str, kind: str | None, slots: int, folder: str) -> dict:
     """One measurement, in this process (the parent runs each in a child)."""
-    from aigb.sim.population import PopulationConfig
+    from aigb.sim.population import market_population
     from aigb.types import MarketConfig
 
-    market, population = MarketConfig(), PopulationConfig()
+    market = MarketConfig()
+    population = market_population(market)
     spec = None if kind is None else _checkpoint(kind, Path(folder))
     if spec is not None:   # loading and warming up (numba's compiled loops load from their cache) is not timed
         from aigb.eval.batched import play_period

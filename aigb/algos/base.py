@@ -66,6 +66,8 @@ class TorchAlgorithm:
         self.bounds = ACTION_BOUNDS
         self.normalizer = Normalizer.identity(self.feature_dim)
         self.feature_version: str | None = None
+        self.market_version: str | None = None
+        """The market version the policy is trained for (the dataset's; ``aigb train`` sets imported data's)."""
         self.reset(seed)
 
     # --- construction ------------------------------------------------------------------------
@@ -100,6 +102,8 @@ class TorchAlgorithm:
         self.reset(seed)
         self.normalizer = Normalizer.from_dataset(dataset)
         self.feature_version = version
+        # Data from no market of ours (OIL's labelled states) keeps the version its trainer set.
+        self.market_version = getattr(dataset, "market_version", None) or self.market_version
         self._adapt(dataset, seed)
 
     def _adapt(self, dataset: TrajectoryDataset, seed: int) -> None:

@@ -31,7 +31,7 @@ from aigb.algos.base import ACTION_BOUNDS, Policy, TorchAlgorithm
 from aigb.algos.registry import algorithm_class, config_from_dict
 from aigb.files import atomic_output
 from aigb.features import FeatureVersionError
-from aigb.types import MARKET_VERSION, check_market_version
+from aigb.types import MARKET_VERSION, check_market_version, recorded_market_version
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "FeatureVersionMismatch",
@@ -98,8 +98,8 @@ def save_checkpoint(path: str | os.PathLike, algo: TorchAlgorithm, *, dataset_fi
         "config": json.dumps(algo.config_dict(), sort_keys=True),
         "feature_dim": int(algo.feature_dim),
         "feature_version": str(algo.feature_version),
-        # Datasets of another market version cannot be loaded, so the weights come from this one.
-        "market_version": MARKET_VERSION,
+        # The market the policy was trained for; data from no market of ours (synthetic) serves the default.
+        "market_version": algo.market_version or MARKET_VERSION,
         "action_bounds": algo.bounds.to_dict(),
         "dataset_fingerprint": _json(dataset_fingerprint, "dataset_fingerprint"),
         "fit_state": _json(fit_state, "fit_state"),
@@ -163,12 +163,16 @@ def stored_config(payload: dict):
     return config_from_dict(cls.config_class, {**getattr(cls, "legacy_config", {}), **stored})
 
 
-def load_algorithm(path: str | os.PathLike, expected_feature_version: str | None = None) -> TorchAlgorithm:
+def load_algorithm(path: str | os.PathLike, expected_feature_version: str | None = None,
+                   market_version: str | None = None) -> TorchAlgorithm:
     """Rebuild the algorithm (networks, statistics, optimisers if saved) from a checkpoint.
 
-    Refuses a checkpoint trained on another market version (none recorded: v1)."""
+    Refuses a checkpoint of a market version this code does not simulate (none recorded: v1) and,
+    given ``market_version`` (the market it is to play), one trained for another version."""
     payload = read_checkpoint(path)
-    check_market_version(payload.get("market_version"), f"checkpoint {path}")
+    found = recorded_market_version(payload.get("market_version"), f"checkpoint {path}")
+    if market_version is not None:
+        check_market_version(found, f"checkpoint {path}", market_version, "evaluation market")
     _check_feature_version(payload, path, expected_feature_version)
     cls = algorithm_class(payload["algo"])
     try:
@@ -179,12 +183,15 @@ def load_algorithm(path: str | os.PathLike, expected_feature_version: str | None
     except (KeyError, RuntimeError, TypeError, ValueError) as err:
         raise ValueError(f"checkpoint {path}: its {payload['algo']} weights or config cannot be restored "
                          f"({one_line(err)})") from None
+    algo.market_version = found
     return algo
 
 
-def load_policy(path: str | os.PathLike, expected_feature_version: str | None = None) -> Policy:
+def load_policy(path: str | os.PathLike, expected_feature_version: str | None = None,
+                market_version: str | None = None) -> Policy:
     """The deterministic serving policy stored in ``path``.
 
-    Refuses a checkpoint whose feature version differs from ``expected_feature_version``.
+    Refuses a checkpoint whose feature version differs from ``expected_feature_version``, or (given
+    ``market_version``) trained for another market version.
     """
-    return load_algorithm(path, expected_feature_version).policy()
+    return load_algorithm(path, expected_feature_version, market_version).policy()

@@ -36,7 +36,7 @@ from aigb.algos.base import Policy, TorchAlgorithm, TrajectoryDataset
 from aigb.algos.checkpoint import json_default, one_line, read_checkpoint, save_checkpoint, stored_config
 from aigb.files import atomic_output
 from aigb.seeding import rng as named_rng
-from aigb.types import check_market_version
+from aigb.types import MARKET_VERSION, check_market_version
 
 __all__ = ["fit", "FitResult"]
 
@@ -95,7 +95,7 @@ def _check_resumable(payload: dict, algo: TorchAlgorithm, dataset, fingerprint, 
         raise ValueError(f"{path}: holds a {payload['algo']!r} run, not {algo.name!r}; {hint}")
     if stored_config(payload) != algo.config:
         raise ValueError(f"{path}: was trained with config {payload['config']}, not {json.dumps(algo.config_dict(), sort_keys=True)}; {hint}")
-    check_market_version(payload.get("market_version"), str(path))
+    check_market_version(payload.get("market_version"), str(path), algo.market_version or MARKET_VERSION, "dataset")
     if payload["feature_version"] != dataset.feature_version:
         raise ValueError(f"{path}: feature version {payload['feature_version']!r} != dataset's {dataset.feature_version!r}; {hint}")
     stored_fp = json.loads(payload["dataset_fingerprint"]) if payload.get("dataset_fingerprint") else None
@@ -160,6 +160,7 @@ def fit(
         fingerprint = dict(fingerprint)
     rng = named_rng(seed, "fit/batches")
 
+    algo.market_version = getattr(dataset, "market_version", None) or algo.market_version   # as prepare() sets it
     if resume and last_path.exists():
         payload = read_checkpoint(last_path)
         state = _check_resumable(payload, algo, dataset, fingerprint, seed, batch_size, last_path)

@@ -12,19 +12,20 @@ from dataclasses import replace
 
 from aigb.backends import add_backend_args, backend_from_args
 from aigb.score import DEFAULT_TASK, TASKS
-from aigb.types import DATASET_MARKET, PRESETS, MarketConfig
+from aigb.types import DATASET_MARKET, MARKET_VERSIONS, PRESETS, MarketConfig
 
 __all__ = ["register", "cmd_generate", "cmd_dataset_info"]
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from aigb.data.generate import DatasetMismatchError, generate_dataset
-    from aigb.sim.population import EXPLORE, PopulationConfig
+    from aigb.sim.population import EXPLORE, market_population
 
     backend = backend_from_args(args)
-    market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
+    market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset,
+                          version=args.market_version)
     try:
-        base = EXPLORE if args.population == "explore" else PopulationConfig()
+        base = EXPLORE if args.population == "explore" else market_population(market)
         population = replace(base, hold_share=args.hold_share, hold_tick=tuple(args.hold_ticks))
         report = generate_dataset(args.out, args.periods, args.seed, market=market, impressions=args.impressions,
                                   population=population,
@@ -95,6 +96,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (default %(default)s)")
     p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
     p.add_argument("--n-advertisers", type=int, default=d.n_advertisers, help="advertisers (default %(default)s)")
+    p.add_argument("--market-version", choices=MARKET_VERSIONS, default=d.version,
+                   help="market version the data is simulated on (its day profile; the field of --population field); "
+                        "recorded in dataset.json, and training for another version is refused (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 

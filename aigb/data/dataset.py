@@ -39,7 +39,7 @@ from aigb.data.schema import SCHEMA_VERSION
 from aigb.features import AUCTIONNET_FEATURE_VERSION, FEATURE_DIM, FEATURE_VERSION, check_feature_set, check_feature_version
 from aigb.score import DEFAULT_TASK, realized_cpa
 from aigb.seeding import rng as named_rng
-from aigb.types import MARKET_VERSION, check_market_version
+from aigb.types import MarketVersionError, recorded_market_version
 
 __all__ = ["TrajectoryDataset", "STATS_FILE", "RETURN_QUANTILE_LEVELS", "trajectory_files", "dataset_info",
            "format_dataset_info"]
@@ -89,7 +89,7 @@ def _read_period(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     meta = check_schema_version(path, kind=TRAJECTORIES)
     check_feature_version(meta.get("feature_version", "?"), str(path))
     if not is_imported(meta.get("config")):  # imported data comes from no market of ours
-        check_market_version(((meta.get("config") or {}).get("market") or {}).get("market_version"), str(path))
+        meta["market_version"] = recorded_market_version(((meta.get("config") or {}).get("market") or {}).get("market_version"), str(path))
     table = read_table(path, check_version=False)
     k = table.schema.field("state").type.list_size
     if k != FEATURE_DIM:
@@ -170,7 +170,8 @@ class TrajectoryDataset:
     """
 
     def __init__(self, arrays: Mapping[str, np.ndarray], stats: Mapping[str, Any], directory: Path | None = None,
-                 sources: Mapping[int, tuple[int, Any]] | None = None, feature_version: str = FEATURE_VERSION):
+                 sources: Mapping[int, tuple[int, Any]] | None = None, feature_version: str = FEATURE_VERSION,
+                 market_version: str | None = None):
         self.obs = np.ascontiguousarray(arrays["state"], dtype=np.float32)        # (N, T, D)
         self.terminal = np.ascontiguousarray(arrays["terminal"], dtype=np.float32)  # (N, D)
         self.columns = {k: np.asarray(arrays[k]) for k in _TICK_COLUMNS + _CAMPAIGN_COLUMNS}
@@ -179,7 +180,9 @@ class TrajectoryDataset:
         self.directory = directory
         self._sources = dict(sources) if sources is not None else None  # period -> (seed, config) of its file
         self.feature_version = check_feature_set(feature_version, "feature_version")
-        self.market_version = MARKET_VERSION  # load() refuses data of any other market version
+        # The market version the data was generated on (None: imported, from no market of ours);
+        # ``aigb train`` refuses to train for another version.
+        self.market_version = market_version
         self.feature_dim = int(self.obs.shape[2])
         self.state_mean = np.asarray(stats["state_mean"], dtype=np.float32)  # (D,)
         self.state_std = np.asarray(stats["state_std"], dtype=np.float32)    # (D,)
@@ -204,13 +207,14 @@ class TrajectoryDataset:
         directory = Path(directory)
         info = read_dataset_file(directory)
         feature_version = FEATURE_VERSION
+        market_version = None
         if info is not None:
             if info.get("imported"):
                 feature_version = check_feature_set(str(info.get("feature_version", "?")), str(directory / DATASET_FILE))
             else:
                 check_feature_version(str(info.get("feature_version", "?")), str(directory / DATASET_FILE))
-                check_market_version(((info.get("config") or {}).get("market") or {}).get("market_version"),
-                                     str(directory / DATASET_FILE))
+                market_version = recorded_market_version(((info.get("config") or {}).get("market") or {}).get("market_version"),
+                                                         str(directory / DATASET_FILE))
         if feature_version == AUCTIONNET_FEATURE_VERSION:
             files, parts, sources = _read_rldata(directory, info)
         else:
@@ -220,6 +224,13 @@ class TrajectoryDataset:
             read = [_read_period(path) for _, path in files]
             parts = [arrays for arrays, _ in read]
             sources = {int(period): (meta.get("seed"), meta.get("config")) for (period, _), (_, meta) in zip(files, read)}
+            versions = {meta["market_version"] for _, meta in read if "market_version" in meta}
+            if market_version is not None:
+                versions.add(market_version)
+            if len(versions) > 1:
+                raise MarketVersionError(f"{directory}: holds data of market versions {', '.join(sorted(versions))}; "
+                                         "a dataset holds one market version")
+            market_version = versions.pop() if versions else market_version
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         n_ticks = {p["state"].shape[1] for p in parts}
         if len(n_ticks) > 1:
@@ -234,7 +245,7 @@ class TrajectoryDataset:
                     tmp.write_text(json.dumps(stats, indent=1) + "\n")
             except OSError as err:
                 warnings.warn(f"{directory / STATS_FILE}: cannot store normalisation statistics ({err}); using them unsaved")
-        dataset = cls(arrays, stats, directory, sources, feature_version)
+        dataset = cls(arrays, stats, directory, sources, feature_version, market_version)
         dataset.task  # noqa: B018 - files of two tasks fail here, at load
         if periods is not None:
             dataset = dataset.select_periods(periods)
@@ -264,7 +275,7 @@ class TrajectoryDataset:
         arrays = {"state": self.obs[keep], "terminal": self.terminal[keep],
                   **{k: v[keep] for k, v in self.columns.items()}}
         sources = None if self._sources is None else {p: self._sources[p] for p in wanted.tolist()}
-        return TrajectoryDataset(arrays, self._stats, self.directory, sources, self.feature_version)
+        return TrajectoryDataset(arrays, self._stats, self.directory, sources, self.feature_version, self.market_version)
 
     def split(self, validation_fraction: float = 0.1, seed: int = 0) -> tuple[TrajectoryDataset, TrajectoryDataset]:
         """(train, validation) by whole periods, the validation periods drawn with stream
@@ -568,8 +579,8 @@ def format_dataset_info(info: Mapping[str, Any]) -> str:
         origin = (f"imported from {len(info.get('sources', []))} AuctionNet "
                   f"{'rlData' if info.get('format') == 'auctionnet-rldata' else 'impression log'} file(s)")
     else:
-        origin = (f"seed {info['seed']}, preset {market.get('preset', '?')}, {market.get('n_pv', 0):,} PVs x "
-                  f"{market.get('n_ticks', '?')} ticks")
+        origin = (f"seed {info['seed']}, market {market.get('market_version', 'v1')}, preset {market.get('preset', '?')}, "
+                  f"{market.get('n_pv', 0):,} PVs x {market.get('n_ticks', '?')} ticks")
     lines = [
         f"dataset {info['directory']}",
         f"  periods          {info['periods']} ({info['first_period']}..{info['last_period']}), {origin}{task}",

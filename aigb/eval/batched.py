@@ -26,7 +26,7 @@ from aigb.eval.rollout import complete_row, failed_row, one_torch_thread
 from aigb.score import DEFAULT_TASK
 from aigb.sim.batch import CampaignBatch
 from aigb.sim.env import InvalidBids, make_observation, validate_bids
-from aigb.sim.population import PopulationConfig
+from aigb.sim.population import PopulationConfig, market_population
 from aigb.strategies.base import Episode, Strategy, strategy_seed
 from aigb.strategies.registry import strategy_factory
 from aigb.types import MarketConfig
@@ -39,7 +39,7 @@ period's p_values for the bounds (96 MB at the default size) and, per campaign, 
 competitors' top bids were (1.5 MB); a tick's auction holds (campaigns, PVs of the tick, 4) arrays."""
 
 
-def play_period(specs: Sequence[str], market: MarketConfig, population: PopulationConfig, seed: int, period: int,
+def play_period(specs: Sequence[str], market: MarketConfig, population: PopulationConfig | None, seed: int, period: int,
                 slots: Sequence[int], built: dict[str, Strategy] | None = None, task: str = DEFAULT_TASK,
                 with_oracle: bool = True) -> list[list[dict]]:
     """Every strategy of ``specs`` on every slot of ``slots`` in (seed, period); ``rows[i][k]`` is
@@ -49,6 +49,7 @@ def play_period(specs: Sequence[str], market: MarketConfig, population: Populati
     with_oracle: False leaves the rows' bound columns NaN and records nothing for them (rollouts
     that only need the scores).
     """
+    population = market_population(market) if population is None else population   # None: the market's field
     pairs = [(a, k) for a in slots for k in range(len(specs))]
     rows: dict[tuple[int, int], dict] = {}
     for first in range(0, len(pairs), MAX_BATCH):

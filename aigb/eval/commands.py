@@ -14,7 +14,7 @@ import sys
 from aigb.backends import add_backend_args, backend_from_args
 from aigb.score import DEFAULT_TASK, TASKS
 from aigb.strategies.registry import describe_strategies
-from aigb.types import PRESETS, MarketConfig
+from aigb.types import MARKET_VERSIONS, PRESETS, MarketConfig
 
 __all__ = ["register", "cmd_evaluate", "cmd_compare", "exit_status"]
 
@@ -51,6 +51,9 @@ def register(subparsers) -> None:
     p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (default %(default)s)")
     p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
     p.add_argument("--n-advertisers", type=int, default=d.n_advertisers, help="advertisers (default %(default)s)")
+    p.add_argument("--market-version", choices=MARKET_VERSIONS, default=d.version,
+                   help="market version: its competitor field and day profile; checkpoints trained for another version "
+                        "are refused; v2 reproduces earlier results (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     r = p.add_argument_group("offline replay on logged impressions (aigb.eval.replay)")
     r.add_argument("--replay", metavar="DIR", default=None,
@@ -84,7 +87,8 @@ def cmd_evaluate(args) -> int:
         return 2
 
     backend = backend_from_args(args)
-    market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
+    market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset,
+                          version=args.market_version)
     try:
         results = evaluate(args.strategy, periods=args.periods, slots=args.slots, seeds=args.seeds, market=market,
                            workers=args.workers, out_dir=args.out, baseline=args.baseline, progress=not args.quiet,
@@ -95,7 +99,7 @@ def cmd_evaluate(args) -> int:
     c = results.config
     slots = f"slot(s) {','.join(map(str, c.slots))}" if len(c.slots) <= 8 else f"{len(c.slots)} slots"
     print(f"{len(c.strategies)} strategies x {len(c.seeds)} seed(s) x {len(c.periods)} period(s) x {slots}, "
-          f"preset {market.preset}, {market.n_pv:,} PVs{'' if c.task == DEFAULT_TASK else ', task ' + c.task}; "
+          f"market {market.version}, preset {market.preset}, {market.n_pv:,} PVs{'' if c.task == DEFAULT_TASK else ', task ' + c.task}; "
           f"{results.wall_s:.1f} s")
     print(results.format())
     print(f"wrote {results.table.num_rows} rows to {results.out_dir / 'results.parquet'}")
@@ -126,7 +130,7 @@ def _cmd_replay(args) -> int:
     from aigb.eval.replay import replay_evaluate
 
     backend = backend_from_args(args)
-    market = MarketConfig(n_ticks=args.n_ticks)
+    market = MarketConfig(n_ticks=args.n_ticks, version=args.market_version)
     rates = args.budget_rate or [1.0]
     status = 0
     for rate in rates:

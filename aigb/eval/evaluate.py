@@ -61,9 +61,9 @@ from aigb.eval.batched import period_task
 from aigb.files import claim_dir
 from aigb.score import DEFAULT_TASK, check_task
 from aigb.seeding import EVAL_FIRST_PERIOD
-from aigb.sim.population import PopulationConfig
+from aigb.sim.population import PopulationConfig, market_population
 from aigb.strategies.registry import strategy_factory
-from aigb.types import ConfigError, MarketConfig, check_market_version
+from aigb.types import ConfigError, MarketConfig, MarketVersionError, recorded_market_version
 
 __all__ = ["EVAL_FIRST_PERIOD", "EvalConfig", "EvalResults", "EvaluationStopped", "evaluate", "resolve_periods",
            "resolve_slots", "RESULT_SCHEMA", "RESULTS_FILE", "CONFIG_FILE", "JOURNAL_FILE", "load_results", "combine_results"]
@@ -316,7 +316,7 @@ def _period_units(todo: list[tuple], specs, market, population, task: str, worke
 
 
 def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slots="all", seeds: Sequence[int] = (0,),
-             market: MarketConfig = MarketConfig(), population: PopulationConfig = PopulationConfig(),
+             market: MarketConfig = MarketConfig(), population: PopulationConfig | None = None,
              workers: int = 1, out_dir=None, baseline: str | None = None, progress: bool = True,
              keep_going: bool = False, force: bool = False, backend: Backend | str = "local",
              task: str = DEFAULT_TASK) -> EvalResults:
@@ -345,6 +345,7 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
         raise ConfigError(f"workers: must be >= 1, got {workers}")
     check_task(task)
     backend = Backend.of(backend)
+    population = market_population(market) if population is None else population
     config = EvalConfig(specs, resolve_periods(periods), resolve_slots(slots, market.n_advertisers), seeds_t,
                         market, population, baseline, task)
     out = None if out_dir is None else Path(out_dir)
@@ -444,7 +445,7 @@ def load_results(directory) -> tuple[pa.Table, dict]:
 
 
 def _check_config(config: dict, where: str) -> None:
-    check_market_version((config.get("market") or {}).get("market_version"), where)
+    recorded_market_version((config.get("market") or {}).get("market_version"), where)
     config.setdefault("task", DEFAULT_TASK)   # written before tasks existed: a Target-CPA evaluation
     check_task(config["task"], f"{where}: task")
 
@@ -468,7 +469,7 @@ def combine_results(directories: Sequence, baseline: str | None = None) -> Summa
     and a run of the same strategies on another seed), with paired differences against ``baseline``.
 
     Refuses evaluations of different tasks (Target-CPA and Max-Return scores measure different
-    things), evaluations that played their campaigns differently (periods, slots, market,
+    things) or market versions, evaluations that played their campaigns differently (periods, slots, market,
     population), a (strategy, seed) evaluated in two of them, and evaluations that share no campaign
     every strategy completed (ValueError: the table would be empty)."""
     if not directories:
@@ -482,6 +483,10 @@ def combine_results(directories: Sequence, baseline: str | None = None) -> Summa
         if config["task"] != first[1]["task"]:
             raise ConfigError(f"task: {d} is a {config['task']} evaluation and {first[0]} a {first[1]['task']} one; "
                               "results of different tasks do not combine (their scores and bounds differ)")
+        version, first_version = (c["market"].get("market_version") for c in (config, first[1]))
+        if version != first_version:
+            raise MarketVersionError(f"market_version: {d} was evaluated on market {version} and {first[0]} on market "
+                                     f"{first_version}; results of different market versions do not combine")
         for field in _CAMPAIGN_FIELDS:
             if config.get(field) != first[1].get(field):
                 raise ConfigError(f"{field}: {d} played other campaigns than {first[0]} "

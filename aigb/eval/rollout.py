@@ -37,7 +37,7 @@ import numpy as np
 from aigb.eval.traces import tick_traces
 from aigb.sim.env import BiddingEnv, InvalidBids
 from aigb.sim.period import campaign_outcomes
-from aigb.sim.population import PopulationConfig
+from aigb.sim.population import PopulationConfig, market_population
 from aigb.strategies.base import Episode, Strategy, strategy_seed
 from aigb.strategies.oracle import score_at_budget, solve_oracle
 from aigb.score import DEFAULT_TASK, task_beta
@@ -99,9 +99,10 @@ def one_torch_thread():
 
 
 def rollout(strategy: Strategy, label: str, market: MarketConfig, seed: int, period: int, advertiser: int,
-            population: PopulationConfig = PopulationConfig(), task: str = DEFAULT_TASK) -> dict:
+            population: PopulationConfig | None = None, task: str = DEFAULT_TASK) -> dict:
     """Play ``strategy`` (shown as ``label``) in one campaign; return one row of ``ROW_FIELDS``,
     scored and bounded under ``task``. Torch, if a strategy uses it, runs on one thread meanwhile."""
+    population = market_population(market) if population is None else population
     with one_torch_thread():
         return _rollout(strategy, label, market, seed, period, advertiser, population, task)
 

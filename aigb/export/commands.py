@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from aigb.types import PRESETS, MarketConfig
+from aigb.types import MARKET_VERSIONS, PRESETS, MarketConfig
 
 __all__ = ["register", "cmd_export"]
 
@@ -15,7 +15,8 @@ __all__ = ["register", "cmd_export"]
 def cmd_export(args: argparse.Namespace) -> int:
     from aigb.export.exporter import export_neurips2024
 
-    market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset)
+    market = MarketConfig(n_pv=args.n_pv, n_ticks=args.n_ticks, n_advertisers=args.n_advertisers, preset=args.preset,
+                          version=args.market_version)
     report = export_neurips2024(args.source, args.out, market=market, seed=args.seed, advertiser=args.advertiser,
                                 device=args.device, force=args.force)
     print(report.summary())
@@ -49,4 +50,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-pv", type=int, default=d.n_pv, help="PVs per period (OnlineLP's prior) (default %(default)s)")
     p.add_argument("--n-ticks", type=int, default=d.n_ticks, help="ticks per period (default %(default)s)")
     p.add_argument("--n-advertisers", type=int, default=d.n_advertisers, help="advertisers (OnlineLP's default prior) (default %(default)s)")
+    p.add_argument("--market-version", choices=MARKET_VERSIONS, default=d.version,
+                   help="market the strategy is built for: the rules' day profile; a checkpoint must be trained for it (default %(default)s)")
     p.set_defaults(func=cmd_export)

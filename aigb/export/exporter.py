@@ -45,7 +45,7 @@ from aigb.features import AUCTIONNET_FEATURE_NAMES, AUCTIONNET_FEATURE_VERSION, 
 from aigb.files import MARKER, OutputOwnedError, check_dir, dir_owner, read_marker
 from aigb.sim.period import PeriodSim
 from aigb.strategies.registry import UnknownStrategyError, make_strategy, parse_spec
-from aigb.types import ACTION_HIGH, ACTION_LOW, MARKET_VERSION, ConfigError, MarketConfig
+from aigb.types import ACTION_HIGH, ACTION_LOW, ConfigError, MarketConfig
 
 __all__ = ["export_neurips2024", "ExportReport", "ExportMismatch", "resolve_source", "load_exported_class",
            "CHECK_MARKET", "EXPORTABLE"]
@@ -128,7 +128,7 @@ def resolve_source(source: str) -> str:
 def _base_params(spec: str, market: MarketConfig, seed: int, device: str) -> dict:
     return {
         "format": "aigb.export.neurips2024", "format_version": 1, "source": spec,
-        "aigb_version": aigb.__version__, "market_version": MARKET_VERSION,
+        "aigb_version": aigb.__version__, "market_version": market.version,
         "feature_version": FEATURE_VERSION, "feature_names": list(FEATURE_NAMES),
         "n_ticks": int(market.n_ticks), "min_remaining_budget": float(market.min_remaining_budget),
         "action_bounds": [float(ACTION_LOW), float(ACTION_HIGH)], "seed": int(seed), "device": device,
@@ -143,7 +143,7 @@ def _rule_params(strategy, n_ticks: int, advertiser: int | None) -> dict:
     rule = {"kind": strategy.kind, "rate": strategy.rate, "gain": strategy.gain, "cap": strategy.cap,
             "alpha_bounds": list(ALPHA_BOUNDS), "n_bins": N_RATIO_BINS, "log_ratio_range": list(LOG_RATIO_RANGE),
             "lp_sample": LP_SAMPLE, "pid_response": PID_RESPONSE, "stream_index": _KIND[strategy.kind],
-            "profile": day_profile(n_ticks).tolist(), "lp_prior": None}
+            "profile": day_profile(n_ticks, strategy.market_version).tolist(), "lp_prior": None}
     prior = getattr(strategy, "prior", None)
     if prior is not None:
         rule["lp_prior"] = {"per_pv": prior.per_pv.tolist(), "target_cpa": prior.target_cpa.tolist(),
@@ -395,7 +395,7 @@ def _selftest_arrays(play, seed: int) -> dict[str, np.ndarray]:
 
 def _check(stage: Path, native, market: MarketConfig, seed: int, advertiser: int | None):
     """Play the check period both ways; raise ExportMismatch unless the bids agree."""
-    check_market = MarketConfig(n_ticks=market.n_ticks, preset=market.preset, **CHECK_MARKET)
+    check_market = MarketConfig(n_ticks=market.n_ticks, preset=market.preset, version=market.version, **CHECK_MARKET)
     slot = 0 if advertiser is None else int(advertiser) % check_market.n_advertisers
     c = PeriodSim(check_market, CHECK_SEED, CHECK_PERIOD).campaigns[slot]
     campaign = dataclasses.replace(c, budget=c.budget * check_market.n_pv / MarketConfig().n_pv)
@@ -416,7 +416,8 @@ def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = M
                        advertiser: int | None = None, device: str | None = None, force: bool = False) -> ExportReport:
     """Export ``source`` (checkpoint path or strategy spec) into the folder ``out``.
 
-    market: the market the strategy is built for (ticks per day; OnlineLP's default prior and PV count).
+    market: the market the strategy is built for (ticks per day; its version: the rules' day profile, the
+        checkpoint's training market; OnlineLP's default prior and PV count).
     seed: root of the exported strategy's random streams (OnlineLP's subsample, DiffBid's noise);
         the aigb strategy reset with this seed bids as the export does.
     advertiser: OnlineLP with a prior: use this advertiser slot's prior row (default: the mean row

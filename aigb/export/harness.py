@@ -96,7 +96,7 @@ def _period(market, seed, period, advertiser, population, campaign: Campaign | N
 
 
 def play_competition(player, market: MarketConfig, seed: int, period: int, advertiser: int, *,
-                     population: PopulationConfig = PopulationConfig(), campaign: Campaign | None = None,
+                     population: PopulationConfig | None = None, campaign: Campaign | None = None,
                      record: bool = False) -> PeriodPlay:
     """Play one period with ``player`` (the competition's interface) in ``advertiser``'s slot
     (``campaign``: another budget, CPA and category for the slot)."""
@@ -147,7 +147,7 @@ def play_competition(player, market: MarketConfig, seed: int, period: int, adver
 
 
 def play_env(strategy: Strategy, market: MarketConfig, seed: int, period: int, advertiser: int, *,
-             strategy_seed: int = 0, population: PopulationConfig = PopulationConfig(),
+             strategy_seed: int = 0, population: PopulationConfig | None = None,
              campaign: Campaign | None = None) -> PeriodPlay:
     """Play one period with an aigb ``strategy`` in ``BiddingEnv`` (reset with ``strategy_seed``)."""
     env = BiddingEnv(market, advertiser, seed=seed, population=population, campaign=campaign, keep_pv_history=True)

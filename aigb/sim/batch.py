@@ -375,7 +375,7 @@ class CampaignBatch:
     """
 
     def __init__(self, config: MarketConfig, seed: int, period: int, advertisers: Sequence[int], *,
-                 population: PopulationConfig = PopulationConfig(), record_competitors: bool = False):
+                 population: PopulationConfig | None = None, record_competitors: bool = False):
         self.config, self.seed, self.period = config, int(seed), int(period)
         self.record_competitors = bool(record_competitors)
         # What the hindsight bound needs, kept compactly: the ticks' p_values (shared by every

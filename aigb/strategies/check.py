@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from aigb.sim.env import BiddingEnv, InvalidBids, validate_bids
-from aigb.sim.population import PopulationConfig
+from aigb.sim.population import PopulationConfig, market_population
 from aigb.strategies.base import Episode, Strategy, StrategyFactory, strategy_seed
 from aigb.types import MarketConfig
 
@@ -34,8 +34,9 @@ class StrategyCheckError(AssertionError):
 
 
 def play_bids(strategy: Strategy, market: MarketConfig, seed: int, period: int, advertiser: int,
-              population: PopulationConfig = PopulationConfig()) -> list[np.ndarray]:
+              population: PopulationConfig | None = None) -> list[np.ndarray]:
     """Play one campaign and return the bids of every tick, checked strictly (no clipping)."""
+    population = market_population(market) if population is None else population
     env = BiddingEnv(market, advertiser, seed=seed, population=population,
                      keep_pv_history=strategy.needs_pv_history)
     obs, _ = env.reset(period=period)

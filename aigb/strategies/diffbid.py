@@ -239,8 +239,9 @@ def check_diffbid_spec(text: str) -> None:
         read_tuned_strengths(path, options)
 
 
-def load_diffbid_strategy(text: str, name: str | None = None) -> "DiffBidStrategy":
-    """Build the strategy of spec text ``PATH[?options]`` (the checkpoint is read with weights_only)."""
+def load_diffbid_strategy(text: str, name: str | None = None, market_version: str | None = None) -> "DiffBidStrategy":
+    """Build the strategy of spec text ``PATH[?options]`` (the checkpoint is read with weights_only);
+    a checkpoint trained for another market version than ``market_version`` is refused."""
     from aigb.algos.checkpoint import load_algorithm, read_checkpoint
 
     path, options = parse_diffbid_spec(text)
@@ -250,7 +251,7 @@ def load_diffbid_strategy(text: str, name: str | None = None) -> "DiffBidStrateg
         raise ValueError(f"{path}: checkpoint holds a {found!r} policy, not 'diffbid'")
     # The planner serves the feature set it was trained on (v1, or auctionnet16 from imported rlData).
     feature_set = check_feature_set(str(read_checkpoint(path).get("feature_version")), f"checkpoint {path}")
-    algo = load_algorithm(path, expected_feature_version=feature_set)
+    algo = load_algorithm(path, expected_feature_version=feature_set, market_version=market_version)
     guard = None
     if "throttle" in options:
         from aigb.strategies.throttle import SpendCapGuard, caps_of_terms

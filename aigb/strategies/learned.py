@@ -52,17 +52,18 @@ class LearnedStrategy(AlphaStrategy):
         return float(np.exp(a) * obs.campaign.target_cpa)
 
 
-def load_strategy(algo: str, path: str, feature_set: str | None = None) -> AlphaStrategy:
+def load_strategy(algo: str, path: str, feature_set: str | None = None, market_version: str | None = None) -> AlphaStrategy:
     """Load a checkpoint written by ``aigb train`` (``torch.load(weights_only=True)`` inside);
-    ``feature_set`` (optional) is the one the caller expects, a checkpoint of another is refused."""
+    ``feature_set`` (optional) is the one the caller expects, a checkpoint of another is refused, and
+    so is one trained for another market version than ``market_version`` (the market it plays)."""
     from aigb.algos.checkpoint import load_policy, read_checkpoint
 
     if algo == "diffbid":   # the planner keeps its plans and seeds its noise per campaign
         from aigb.strategies.diffbid import load_diffbid_strategy
 
-        return load_diffbid_strategy(path)
+        return load_diffbid_strategy(path, market_version=market_version)
     found = read_checkpoint(path).get("algo")
     if found is not None and found != algo:
         raise ValueError(f"{path}: checkpoint holds a {found!r} policy, not {algo!r}")
     stored = check_feature_set(str(read_checkpoint(path).get("feature_version")), f"checkpoint {path}", feature_set)
-    return LearnedStrategy(load_policy(path, expected_feature_version=stored), f"{algo}:{path}", stored)
+    return LearnedStrategy(load_policy(path, expected_feature_version=stored, market_version=market_version), f"{algo}:{path}", stored)

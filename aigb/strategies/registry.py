@@ -170,13 +170,13 @@ def _named(strategy: Strategy, spec: str) -> Strategy:
 def _fixed(market, rate):
     from aigb.strategies.rules import FixedRate
 
-    return FixedRate(rate)
+    return FixedRate(rate, market_version=market.version)
 
 
 def _pid(market, gain, rate):
     from aigb.strategies.rules import PIDPacing
 
-    return PIDPacing(gain, rate)
+    return PIDPacing(gain, rate, market_version=market.version)
 
 
 def _onlinelp(market, cap, rate, prior):
@@ -188,7 +188,7 @@ def _onlinelp(market, cap, rate, prior):
         loaded = default_lp_prior(market)[0]
     else:
         loaded = LPPrior.load(prior)
-    return OnlineLP(loaded, cap=cap, rate=rate, n_pv=market.n_pv)
+    return OnlineLP(loaded, cap=cap, rate=rate, n_pv=market.n_pv, market_version=market.version)
 
 
 def _check_onlinelp(cap, rate, prior):
@@ -226,7 +226,7 @@ def _learned(algo: str):
             learned = importlib.import_module("aigb.strategies.learned")
         except ImportError as err:
             raise ConfigError(f"{algo}: learned strategies need aigb.strategies.learned and torch ({err})") from None
-        return learned.load_strategy(algo, path)
+        return learned.load_strategy(algo, path, market_version=market.version)
     return build
 
 
@@ -243,9 +243,9 @@ def _text(text: str) -> str:
     return text
 
 
-register("fixed", _fixed, check=lambda rate: _fixed(None, rate), help="alpha = rate * target CPA every tick",
+register("fixed", _fixed, check=lambda rate: _fixed(MarketConfig(), rate), help="alpha = rate * target CPA every tick",
          params={"rate": Param(_number, 1.0, "alpha / target CPA")})
-register("pid", _pid, check=lambda gain, rate: _pid(None, gain, rate),
+register("pid", _pid, check=lambda gain, rate: _pid(MarketConfig(), gain, rate),
          help="multiplicative pacing toward the day profile, with a CPA guard",
          params={"gain": Param(_number, 1.0, "pacing gain"), "rate": Param(_number, 1.0, "first tick's alpha / target CPA")})
 register("onlinelp", _onlinelp, check=_check_onlinelp,
@@ -269,7 +269,7 @@ del _algo
 def _diffbid(market, text):
     from aigb.strategies.diffbid import load_diffbid_strategy
 
-    return load_diffbid_strategy(text)
+    return load_diffbid_strategy(text, market_version=market.version)
 
 
 def _check_diffbid(text):

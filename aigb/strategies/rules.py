@@ -33,10 +33,10 @@ from aigb.data.parquet import OutputPathError, atomic_output, ensure_writable_di
 from aigb.seeding import rng
 from aigb.sim.env import Observation
 from aigb.sim.period import PeriodSim
-from aigb.sim.population import LOG_RATIO_RANGE, N_RATIO_BINS, PopulationConfig, RuleBidders
+from aigb.sim.population import LOG_RATIO_RANGE, N_RATIO_BINS, PopulationConfig, RuleBidders, market_population
 from aigb.sim.traffic import day_profile
 from aigb.strategies.base import AlphaStrategy
-from aigb.types import ACTION_HIGH, ACTION_LOW, Campaign, ConfigError, MarketConfig
+from aigb.types import ACTION_HIGH, ACTION_LOW, MARKET_VERSION, MARKET_VERSIONS, Campaign, ConfigError, MarketConfig
 
 __all__ = ["FixedRate", "PIDPacing", "OnlineLP", "LPPrior", "fit_lp_prior", "default_lp_prior",
            "cache_dir", "PRIOR_SEED", "PRIOR_PERIODS", "ALPHA_BOUNDS"]
@@ -63,8 +63,13 @@ class _RuleStrategy(AlphaStrategy):
 
     kind = "fixed"
 
-    def __init__(self, *, rate: float = 1.0, gain: float = 0.0, cap: float = ALPHA_BOUNDS[1]):
+    def __init__(self, *, rate: float = 1.0, gain: float = 0.0, cap: float = ALPHA_BOUNDS[1],
+                 market_version: str = MARKET_VERSION):
         self.rate = _check_range("rate", rate, *ALPHA_BOUNDS)
+        if market_version not in MARKET_VERSIONS:
+            raise ConfigError(f"market_version: unknown market version {market_version!r}; choose one of {', '.join(MARKET_VERSIONS)}")
+        # The public day profile the pacing plan follows is that of the market played (v2 and v3 differ).
+        self.market_version = market_version
         self.gain = _check_range("gain", gain, 0.0, 50.0)
         self.cap = _check_range("cap", cap, *ALPHA_BOUNDS)
         self._bidders: RuleBidders | None = None
@@ -77,7 +82,7 @@ class _RuleStrategy(AlphaStrategy):
         self._campaign = campaign
         self._bidders = RuleBidders(
             kind=[_KIND[self.kind]], rate=[self.rate], gain=[self.gain], lp_cap=[self.cap], noise=[0.0],
-            target_cpa=[campaign.target_cpa], budget=[campaign.budget], profile=day_profile(n_ticks),
+            target_cpa=[campaign.target_cpa], budget=[campaign.budget], profile=day_profile(n_ticks, self.market_version),
             alpha_bounds=ALPHA_BOUNDS, lp_prior=self._lp_prior(campaign))
         # The controllers draw (zero-scaled) noise and histogram subsamples; a private stream keeps
         # them deterministic under the seed.
@@ -100,8 +105,8 @@ class FixedRate(_RuleStrategy):
 
     kind = "fixed"
 
-    def __init__(self, rate: float = 1.0):
-        super().__init__(rate=rate)
+    def __init__(self, rate: float = 1.0, *, market_version: str = MARKET_VERSION):
+        super().__init__(rate=rate, market_version=market_version)
         self.name = f"fixed:rate={self.rate:g}"
 
 
@@ -114,8 +119,8 @@ class PIDPacing(_RuleStrategy):
 
     kind = "pid"
 
-    def __init__(self, gain: float = 1.0, rate: float = 1.0):
-        super().__init__(rate=rate, gain=gain)
+    def __init__(self, gain: float = 1.0, rate: float = 1.0, *, market_version: str = MARKET_VERSION):
+        super().__init__(rate=rate, gain=gain, market_version=market_version)
         self.name = f"pid:gain={self.gain:g},rate={self.rate:g}"
 
 
@@ -125,8 +130,9 @@ class OnlineLP(_RuleStrategy):
     kind = "lp"
     needs_pv_history = True
 
-    def __init__(self, prior: "LPPrior | None" = None, *, cap: float = 1.5, rate: float = 1.0, n_pv: int | None = None):
-        super().__init__(rate=rate, cap=cap)
+    def __init__(self, prior: "LPPrior | None" = None, *, cap: float = 1.5, rate: float = 1.0, n_pv: int | None = None,
+                 market_version: str = MARKET_VERSION):
+        super().__init__(rate=rate, cap=cap, market_version=market_version)
         if prior is not None and n_pv is None:
             raise ConfigError("n_pv: OnlineLP with a prior needs the market's PVs per period to scale it")
         self.prior, self.n_pv = prior, n_pv
@@ -230,7 +236,7 @@ def _load_prior(path: str, mtime_ns: int) -> LPPrior:
 
 
 def fit_lp_prior(market: MarketConfig, *, seed: int = PRIOR_SEED, periods: int = PRIOR_PERIODS,
-                 population: PopulationConfig = PopulationConfig()) -> LPPrior:
+                 population: PopulationConfig | None = None) -> LPPrior:
     """Learn the OnlineLP prior from ``periods`` simulated training periods (0..periods-1 of ``seed``).
 
     Every advertiser's (p_value, least winning cost) pairs are binned exactly as the online
@@ -239,6 +245,7 @@ def fit_lp_prior(market: MarketConfig, *, seed: int = PRIOR_SEED, periods: int =
     """
     if int(periods) < 1:
         raise ConfigError(f"periods: must be >= 1, got {periods}")
+    population = market_population(market) if population is None else population
     n = market.n_advertisers
     total = np.zeros((n, N_RATIO_BINS, 2))
     cpa_sum = np.zeros(n)
@@ -247,7 +254,7 @@ def fit_lp_prior(market: MarketConfig, *, seed: int = PRIOR_SEED, periods: int =
         sim = PeriodSim(market, seed, p, population=population)
         recorder = RuleBidders(kind=np.full(n, _KIND["lp"]), rate=np.ones(n), gain=np.zeros(n), lp_cap=np.ones(n),
                                noise=np.zeros(n), target_cpa=sim.target_cpa, budget=sim.budget,
-                               profile=day_profile(market.n_ticks), alpha_bounds=ALPHA_BOUNDS)
+                               profile=day_profile(market.n_ticks, market.version), alpha_bounds=ALPHA_BOUNDS)
         g = rng(seed, "lp_prior", p)
         sim.run(on_tick=lambda rec: recorder.observe(rec.p_value, rec.outcome.least_winning_cost, g))
         total += recorder.hist
@@ -265,6 +272,7 @@ def _population_dict(population: PopulationConfig) -> dict:
     return population.to_dict()
 
 
+
 def cache_dir() -> Path:
     """Where aigb caches derived files: $AIGB_CACHE_DIR, else $XDG_CACHE_HOME/aigb, else ~/.cache/aigb."""
     if os.environ.get("AIGB_CACHE_DIR"):
@@ -273,8 +281,9 @@ def cache_dir() -> Path:
     return Path(base) / "aigb"
 
 
-def default_lp_prior(market: MarketConfig, population: PopulationConfig = PopulationConfig()) -> tuple[LPPrior, Path]:
+def default_lp_prior(market: MarketConfig, population: PopulationConfig | None = None) -> tuple[LPPrior, Path]:
     """The default prior of ``market``: fitted on first use and cached (keyed by what shapes it)."""
+    population = market_population(market) if population is None else population
     key = {"format": _PRIOR_FORMAT, "market": market.to_dict(), "population": _population_dict(population),
            "seed": PRIOR_SEED, "periods": PRIOR_PERIODS, "log_ratio_range": list(LOG_RATIO_RANGE), "n_bins": N_RATIO_BINS}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from aigb.backends import add_backend_args
-from aigb.types import PRESETS, ConfigError, MarketConfig
+from aigb.types import MARKET_VERSION, MARKET_VERSIONS, PRESETS, ConfigError, MarketConfig
 
 __all__ = ["register", "cmd_train", "cmd_sweep"]
 
@@ -72,7 +72,7 @@ def cmd_train(args) -> int:
     result = train(args.algo, args.data, run_dir=args.out or f"runs/{args.algo}", steps=args.steps,
                    batch_size=args.batch_size, seed=args.seed, overrides=overrides, validation=validation,
                    eval_every=args.eval_every, patience=args.patience, progress=not args.quiet, device=args.device,
-                   force=args.force)
+                   force=args.force, market_version=args.market_version)
     print(f"{args.algo}: {result.steps_done} updates in {result.run_dir}; best validation score "
           f"{result.best_score if result.best_score is None else round(result.best_score, 3)} at step {result.best_step}"
           f"{' (stopped early)' if result.stopped_early else ''}")
@@ -90,7 +90,7 @@ def _train_oil(args, overrides: dict) -> int:
     for key, value in (("steps", args.steps), ("batch_size", args.batch_size)):
         if value is not None:
             overrides[key] = value
-    market = MarketConfig(n_pv=args.n_pv, preset=args.preset)
+    market = MarketConfig(n_pv=args.n_pv, preset=args.preset, version=args.market_version)
     validation = None if args.no_validation else ValidationSet(periods=args.val_periods)
     result = train_oil(args.out or "runs/oil", market=market, seed=args.seed, overrides=overrides, task=args.task,
                        validation=validation, workers=args.workers, backend=backend_from_args(args), progress=not args.quiet)
@@ -110,7 +110,7 @@ def cmd_sweep(args) -> int:
     result = sweep(args.algo, args.data, parse_grid(args.grid), args.out, overrides=_overrides(args), steps=args.steps,
                    batch_size=args.batch_size, seed=args.seed, validation=ValidationSet(periods=args.val_periods),
                    eval_every=args.eval_every, patience=args.patience, device=args.device, workers=args.workers,
-                   backend=backend, progress=not args.quiet, force=args.force)
+                   backend=backend, progress=not args.quiet, force=args.force, market_version=args.market_version)
     print(format_sweep(args.algo, list(result.rows), len(result.rows)))
     print(f"{len(result.rows)} run(s) in {result.seconds:.0f} s; table in {result.out_dir / 'sweep.txt'}")
     if result.best is None:
@@ -136,3 +136,5 @@ def _train_options(p: argparse.ArgumentParser, data_required: bool = True) -> No
                    help="where diffbid trains: auto takes the GPU when torch sees one (default %(default)s); the other algorithms use the CPU")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="write into an --out that another aigb command wrote, or over files there aigb did not write (refused otherwise)")
+    p.add_argument("--market-version", choices=MARKET_VERSIONS, default=MARKET_VERSION,
+                   help="the market the policy is trained for and validated in; the dataset must be of it (default %(default)s)")

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from aigb.types import ConfigError, MarketConfig
+from aigb.types import MARKET_VERSIONS, ConfigError, MarketConfig
 from aigb.workflows.guidance import START_STRENGTH, tune_guidance
 
 __all__ = ["register", "cmd_tune_guidance", "cmd_fit_evaluator", "cmd_objective_check"]
@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--keep", type=int, default=2, help="configurations kept per round (default %(default)s, TFG's)")
     p.add_argument("--start", type=float, default=START_STRENGTH, help="starting strength (default %(default)s)")
     p.add_argument("--n-pv", type=int, default=MarketConfig().n_pv, help="PVs per validation period (default %(default)s)")
+    p.add_argument("--market-version", choices=MARKET_VERSIONS, default=MarketConfig().version,
+                   help="market of the validation periods; the checkpoint must be trained for it (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_tune_guidance, command="diffbid tune-guidance")
 
@@ -56,7 +58,7 @@ def register(subparsers) -> None:
 
 def cmd_tune_guidance(args) -> int:
     entry = tune_guidance(args.spec, periods=args.periods, rounds=args.rounds, keep=args.keep, start=args.start,
-                          market=MarketConfig(n_pv=args.n_pv), progress=not args.quiet)
+                          market=MarketConfig(n_pv=args.n_pv, version=args.market_version), progress=not args.quiet)
     c = entry["config"]
     print(f"best: rho={c['rho']:g} mu={c['mu']:g} gamma={c['gamma']:g} criterion {entry['criterion']:.4f} "
           f"(unguided {entry['unguided_criterion']:.4f}; {len(entry['history'])} configurations, {entry['seconds']:.0f} s)")

@@ -34,8 +34,8 @@ from typing import Sequence
 
 from aigb.workflows.training import VALIDATION_SEED, ValidationSet
 from aigb.seeding import VALIDATION_FIRST_PERIOD
-from aigb.sim.population import PopulationConfig
-from aigb.types import ConfigError, MarketConfig
+from aigb.sim.population import market_population
+from aigb.types import MARKET_VERSIONS, ConfigError, MarketConfig
 
 __all__ = ["START_STRENGTH", "tuning_criterion", "tune_guidance"]
 
@@ -90,7 +90,7 @@ def tune_guidance(spec: str, *, periods: int = 1, slots: Sequence[int] = Validat
     path, options = _spec_parts(spec)
     if periods < 1 or not slots:
         raise ConfigError("tune-guidance: needs periods >= 1 and at least one slot")
-    algo = load_algorithm(path, expected_feature_version=FEATURE_VERSION)
+    algo = load_algorithm(path, expected_feature_version=FEATURE_VERSION, market_version=market.version)
     history: list[dict] = []
     began = time.perf_counter()
 
@@ -98,7 +98,7 @@ def tune_guidance(spec: str, *, periods: int = 1, slots: Sequence[int] = Validat
         t0 = time.perf_counter()
         strategy = DiffBidStrategy(planner_of(algo, path, options, tfg=config), "tune")
         rows = [row for p in range(periods)
-                for slot in play_period(("tune",), market, PopulationConfig(), VALIDATION_SEED, VALIDATION_FIRST_PERIOD + p,
+                for slot in play_period(("tune",), market, market_population(market), VALIDATION_SEED, VALIDATION_FIRST_PERIOD + p,
                                         slots, {"tune": strategy})
                 for row in slot]
         value = tuning_criterion(rows, options["guide"])

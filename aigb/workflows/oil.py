@@ -45,7 +45,7 @@ from aigb.seeding import VALIDATION_FIRST_PERIOD
 from aigb.seeding import rng as named_rng
 from aigb.sim.env import BiddingEnv
 from aigb.sim.period import campaign_outcomes
-from aigb.sim.population import PopulationConfig
+from aigb.sim.population import PopulationConfig, market_population
 from aigb.strategies.base import Episode
 from aigb.strategies.oracle_state import DayOracle
 from aigb.strategies.oracle_strategy import replay_competitors
@@ -263,7 +263,7 @@ def _refit(algo, data: dict, gen: np.random.Generator) -> list[float]:
         torch.set_num_threads(threads)
 
 
-def train_oil(run_dir, *, market: MarketConfig = MarketConfig(), population: PopulationConfig = PopulationConfig(),
+def train_oil(run_dir, *, market: MarketConfig = MarketConfig(), population: PopulationConfig | None = None,
               seed: int = 0, overrides: dict | None = None, task: str = DEFAULT_TASK, validation=None,
               first_period: int = 0, workers: int = 1, backend: Backend | str | None = None,
               resume: bool = True, progress: bool = True) -> OILResult:
@@ -276,6 +276,8 @@ def train_oil(run_dir, *, market: MarketConfig = MarketConfig(), population: Pop
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise ConfigError(f"seed: must be an integer >= 0, got {seed!r}")
     algo = make_algorithm("oil", FEATURE_DIM, overrides, seed=seed)
+    algo.market_version = market.version   # the checkpoint serves this market's version
+    population = market_population(market) if population is None else population
     cfg = algo.config
     slots = cfg.slots or tuple(range(market.n_advertisers))
     last_period = first_period + cfg.rounds * cfg.periods_per_round - 1

@@ -28,7 +28,7 @@ from aigb.backends import Backend, TaskRun
 from aigb.data.parquet import atomic_output
 from aigb.workflows.training import ValidationSet
 from aigb.files import claim_dir
-from aigb.types import ConfigError
+from aigb.types import MARKET_VERSION, ConfigError
 
 __all__ = ["SWEEP_TABLE", "SWEEP_JSON", "SweepPoint", "SweepResult", "parse_grid", "grid_points", "sweep", "format_sweep"]
 
@@ -134,6 +134,7 @@ class _PointTask:
     patience: int | None
     device: str
     one_thread: bool
+    market_version: str = MARKET_VERSION
 
 
 def _train_point(task: _PointTask) -> dict:
@@ -147,7 +148,8 @@ def _train_point(task: _PointTask) -> dict:
     start = time.perf_counter()
     result = train(task.algo, task.data_dir, run_dir=task.run_dir, steps=task.steps, batch_size=task.batch_size,
                    seed=task.seed, overrides={**task.fixed, **task.point.overrides}, validation=task.validation,
-                   eval_every=task.eval_every, patience=task.patience, progress=False, device=task.device)
+                   eval_every=task.eval_every, patience=task.patience, progress=False, device=task.device,
+                   market_version=task.market_version)
     return {"name": task.point.name, "overrides": task.point.overrides, "run_dir": task.run_dir,
             "best_score": result.best_score, "best_step": result.best_step, "steps_done": result.steps_done,
             "stopped_early": result.stopped_early, "seconds": time.perf_counter() - start}
@@ -189,8 +191,9 @@ def sweep(algo: str, data_dir, grid: dict[str, tuple[str, ...]], out_dir, *, ove
           steps: int | None = None, batch_size: int | None = None, seed: int = 0,
           validation: ValidationSet = ValidationSet(), eval_every: int | None = None, patience: int | None = 4,
           device: str = "auto", workers: int = 1, backend: Backend | str = "local", progress: bool = True,
-          say=print, force: bool = False) -> SweepResult:
-    """Train ``algo`` at every point of ``grid`` (see the module docstring); re-running resumes."""
+          say=print, force: bool = False, market_version: str = MARKET_VERSION) -> SweepResult:
+    """Train ``algo`` at every point of ``grid`` (see the module docstring); re-running resumes.
+    market_version: the market every run is trained for (``aigb.workflows.training.train``)."""
     from tqdm.auto import tqdm
 
     backend = Backend.of(backend)
@@ -202,7 +205,8 @@ def sweep(algo: str, data_dir, grid: dict[str, tuple[str, ...]], out_dir, *, ove
     out = claim_dir(out_dir, "sweep", force=force, writes=(SWEEP_TABLE, SWEEP_JSON, *(p.name for p in points)))
     parallel = backend.kind == "ray" or int(workers) > 1
     tasks = [_PointTask(algo, str(data_dir), str(out / p.name), p, dict(overrides or {}), steps, batch_size, seed,
-                        validation, eval_every, patience, device, one_thread=parallel) for p in points]
+                        validation, eval_every, patience, device, one_thread=parallel, market_version=market_version)
+             for p in points]
     rows: list[dict] = []
     start = time.perf_counter()
     bar = tqdm(total=len(tasks), desc=f"sweep {algo}", unit="run", disable=not progress)

@@ -22,8 +22,8 @@ import numpy as np
 from aigb.files import atomic_output, claim_dir
 from aigb.score import DEFAULT_TASK
 from aigb.seeding import VALIDATION_FIRST_PERIOD
-from aigb.sim.population import PopulationConfig
-from aigb.types import ConfigError, MarketConfig
+from aigb.sim.population import market_population
+from aigb.types import MARKET_VERSION, ConfigError, MarketConfig, check_market_version
 
 __all__ = ["VALIDATION_SEED", "VALIDATION_FIRST_PERIOD", "ValidationSet", "train"]
 
@@ -59,7 +59,7 @@ class ValidationSet:
         # Each period's campaigns in one batched run (rows as single rollouts give them).
         built = {"validation": LearnedStrategy(policy, "validation", self.feature_set)}
         rows = [row for p in range(self.periods)
-                for slot in play_period(("validation",), self.market, PopulationConfig(), VALIDATION_SEED,
+                for slot in play_period(("validation",), self.market, market_population(self.market), VALIDATION_SEED,
                                         VALIDATION_FIRST_PERIOD + p, self.slots, built, self.task)
                 for row in slot]
         errors = [r["error"] for r in rows if r["error"]]
@@ -92,13 +92,14 @@ def _run_length(last: Path, steps: int | None) -> int | None:
 def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_size: int | None = None,
           seed: int = 0, overrides: dict | None = None, validation: ValidationSet | None = ValidationSet(),
           eval_every: int | None = None, patience: int | None = 4, progress: bool = True, device: str = "auto",
-          force: bool = False):
+          force: bool = False, market_version: str = MARKET_VERSION):
     """Train ``algo_name`` on the trajectories in ``data_dir``; returns ``aigb.algos.fit.FitResult``.
 
     The best checkpoint by validation score is ``run_dir/best.pt``; ``run_dir/last.pt`` resumes.
     device: 'auto' | 'cpu' | 'cuda' for algorithms that train on a GPU (``to_device``: diffbid);
     the others train on the CPU, and refuse an explicit 'cuda'. force: write into a ``run_dir`` another
-    command wrote (``aigb.files.claim_dir``).
+    command wrote (``aigb.files.claim_dir``). market_version: the market the policy is trained for: it is
+    validated there and its checkpoints record it; a dataset generated on another version is refused.
     """
     from aigb.algos.fit import fit
     from aigb.algos.registry import ALGORITHMS, make_algorithm
@@ -109,10 +110,16 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
     # Before loading the data, so a bad path fails at once; another command's directory is refused.
     run_dir = claim_dir(run_dir, "train", force=force,
                         writes=("config.json", "metrics.jsonl", "last.pt", "best.pt", "train_args.json", "tb"))
+    market_version = MarketConfig(version=market_version).version   # an unknown version fails here
     dataset = TrajectoryDataset.load(data_dir)
+    if dataset.market_version is not None:   # generated data: made in one market version, trained for it
+        check_market_version(dataset.market_version, f"dataset {data_dir}", market_version, "training market")
+    # Imported data comes from no market of ours: the policy is trained for the market it is validated in.
+    dataset.market_version = market_version
     if validation is not None:
-        # Select by the score the data was made for, serving the features it holds.
-        validation = replace(validation, task=dataset.task, feature_set=dataset.feature_version)
+        # Select by the score the data was made for, serving the features it holds, in the market trained for.
+        validation = replace(validation, task=dataset.task, feature_set=dataset.feature_version,
+                             market=replace(validation.market, version=market_version))
     config_overrides = dict(overrides or {})
     length = _run_length(run_dir / "last.pt", steps)
     if length is not None and "steps" not in config_overrides:
@@ -128,7 +135,8 @@ def train(algo_name: str, data_dir, *, run_dir, steps: int | None = None, batch_
     if not (run_dir / "last.pt").exists():  # a fresh run; a resume keeps the arguments that started it
         with atomic_output(run_dir / "train_args.json") as tmp:
             tmp.write_text(json.dumps({
-                "algo": algo_name, "data": str(data_dir), "dataset_fingerprint": dataset.fingerprint, "steps": steps,
+                "algo": algo_name, "data": str(data_dir), "dataset_fingerprint": dataset.fingerprint,
+                "market_version": market_version, "steps": steps,
                 "batch_size": batch_size, "seed": seed, "device": device, "overrides": overrides or {},
                 "validation": None if validation is None else {
                     "seed": VALIDATION_SEED, "first_period": VALIDATION_FIRST_PERIOD, "periods": validation.periods,

@@ -231,7 +231,7 @@ def test_cli_generate_and_info(tmp_path, capsys):
     args = _parser().parse_args(["dataset", "info", str(out)])
     assert args.func(args) == 0
     text = capsys.readouterr().out
-    assert "periods          1 (0..0), seed 2, preset random, 3,000 PVs" in text
+    assert "periods          1 (0..0), seed 2, market v3, preset random, 3,000 PVs" in text
     assert "campaigns        48" in text and "trajectory rows  2,304" in text and "behaviour score  mean" in text
 
     args = _parser().parse_args(["dataset", "info", str(out), "--json"])

@@ -1,4 +1,5 @@
-"""Tiny trained checkpoints of every learned algorithm on a tiny v1 dataset, and a small market."""
+"""Tiny trained checkpoints of every learned algorithm on a tiny dataset of the default market (v3, v1 features),
+and a small market of the default version."""
 
 import pytest
 

@@ -6,10 +6,12 @@ import json
 import numpy as np
 import pytest
 
+from aigb.algos.checkpoint import read_checkpoint
 from aigb.export.exporter import ExportMismatch, export_neurips2024, load_exported_class
 from aigb.export.harness import play_competition, play_env
+from aigb.sim.traffic import day_profile
 from aigb.strategies.registry import make_strategy
-from aigb.types import ConfigError, MarketConfig
+from aigb.types import MARKET_VERSION, ConfigError, MarketConfig
 from tests.export.conftest import EXPORT_SEED, KINDS, MARKET, PERIOD, SEED, SLOT, SOURCES, tight_campaign
 
 
@@ -82,11 +84,15 @@ def test_params_describe_the_export(exports):
     assert planner["guidance"] == 1.5 and planner["outcome"]["return"] == 0.7 and planner["sampling_steps"] == 2
     assert planner["temperature"] == 0.8 and planner["eta"] == 0.5 and len(planner["timesteps"]) == 2
     assert params["feature_version"] == "v1" and params["n_ticks"] == 48
+    # The golden tests play the default market (v3) with checkpoints trained on its data.
+    assert params["market_version"] == MARKET.version == MARKET_VERSION == "v3"
+    assert read_checkpoint(spec.split(":", 1)[1].partition("?")[0])["market_version"] == "v3"
     assert planner["net"]["known_input"] is True and planner["prediction"] == "x0"   # aigb's defaults
     unet = json.loads((exports("diffbid-unet")[1] / "params.json").read_text())["planner"]
     assert unet["denoiser"] == "unet" and unet["net"]["known_input"] is False and unet["prediction"] == "eps"
     rule = json.loads((exports("onlinelp-prior")[1] / "params.json").read_text())["rule"]
     assert rule["lp_prior"]["advertiser"] == SLOT and rule["lp_prior"]["n_pv"] == MARKET.n_pv
+    assert rule["profile"] == day_profile(MARKET.n_ticks, "v3").tolist()   # the market's public day profile
     assert not (exports("pid")[1] / "weights.pt").exists()
 
 

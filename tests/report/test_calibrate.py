@@ -58,7 +58,7 @@ def test_cli_writes_the_figures(tmp_path, capsys, monkeypatch):
     out = tmp_path / "cal.json"
     assert main(["calibrate", "--rldata", str(SAMPLE), "--periods", "1", "--preset", "dense", "--quiet", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert data["markets"]["v2"]["per_period"][0]["n_pv"] == 3000
-    assert data["markets"]["v2"]["config"]["preset"] == "dense"
+    assert data["markets"]["v3"]["per_period"][0]["n_pv"] == 3000
+    assert data["markets"]["v3"]["config"]["preset"] == "dense"
     assert "mult_median_w0" in capsys.readouterr().out
     assert data["logs"][str(SAMPLE)]["per_period"][0]["mult_median_lp"] is None  # unknown kinds: null, not NaN

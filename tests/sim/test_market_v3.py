@@ -20,21 +20,22 @@ SMALL = MarketConfig(n_pv=3000, n_ticks=8, n_advertisers=8, preset="random")
 
 
 def test_the_version_is_recorded_and_validated():
-    assert MarketConfig().to_dict()["market_version"] == "v2" and "version" not in MarketConfig().to_dict()
-    assert MarketConfig(version="v3").to_dict()["market_version"] == "v3"
+    assert MarketConfig().to_dict()["market_version"] == "v3" and "version" not in MarketConfig().to_dict()
+    assert MarketConfig(version="v2").to_dict()["market_version"] == "v2"
     with pytest.raises(ConfigError, match="version: unknown market version 'v9'"):
         MarketConfig(version="v9")
 
 
-def test_v3_data_is_refused_while_the_project_simulates_v2(tmp_path):
-    generate_dataset(tmp_path, 1, 0, market=replace(SMALL, version="v3"), progress=False)
-    with pytest.raises(MarketVersionError, match="market version v3 != v2"):
-        TrajectoryDataset.load(tmp_path)
+def test_a_dataset_records_the_version_it_was_generated_on(tmp_path):
+    generate_dataset(tmp_path / "v2", 1, 0, market=replace(SMALL, version="v2"), progress=False)
+    generate_dataset(tmp_path / "v3", 1, 0, market=SMALL, progress=False)
+    assert TrajectoryDataset.load(tmp_path / "v2").market_version == "v2"
+    assert TrajectoryDataset.load(tmp_path / "v3").market_version == "v3"
 
 
 def test_v3_draws_its_own_field_and_day_profile():
-    assert market_population(MarketConfig()) == PopulationConfig()
-    assert market_population(MarketConfig(version="v3")) == V3_FIELD
+    assert market_population(MarketConfig(version="v2")) == PopulationConfig()
+    assert market_population(MarketConfig()) == V3_FIELD
     sim = PeriodSim(MarketConfig(n_pv=20_000, version="v3"), 0, 0)
     b = sim.bidders
     assert np.allclose(b.rate[b.kind == ANET_PID], 0.158)  # AuctionNet's PID opens at 15 of a 95 scale
@@ -44,6 +45,6 @@ def test_v3_draws_its_own_field_and_day_profile():
     np.testing.assert_allclose(day_profile(48, "v3"), v3 / v3.sum())
     assert not np.allclose(day_profile(48, "v3"), day_profile(48, "v2"))
     # The same (seed, period) keeps its advertisers and p_value curves; only volumes and the field move.
-    v2 = PeriodSim(MarketConfig(n_pv=20_000), 0, 0)
+    v2 = PeriodSim(MarketConfig(n_pv=20_000, version="v2"), 0, 0)
     np.testing.assert_array_equal(v2.traffic.mean, sim.traffic.mean)
     assert v2.traffic.n_pv.sum() == sim.traffic.n_pv.sum() == 20_000

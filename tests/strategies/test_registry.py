@@ -85,14 +85,14 @@ def test_learned_specs_call_the_learned_hook(tmp_path, monkeypatch):
     calls = []
     hook = types.ModuleType("aigb.strategies.learned")
 
-    def load_strategy(algo, path):
-        calls.append((algo, path))
+    def load_strategy(algo, path, market_version=None):
+        calls.append((algo, path, market_version))
         return FixedRate(1.0)
 
     hook.load_strategy = load_strategy
     monkeypatch.setitem(sys.modules, "aigb.strategies.learned", hook)
     s = make_strategy(f"iql:{checkpoint}", CHECK_MARKET)
-    assert calls == [("iql", str(checkpoint))]
+    assert calls == [("iql", str(checkpoint), CHECK_MARKET.version)]   # the market it plays
     assert s.name == f"iql:{checkpoint}"
 
 

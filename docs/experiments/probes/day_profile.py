@@ -26,7 +26,7 @@ import torch
 from aigb.eval.evaluate import load_results
 from aigb.seeding import rng
 from aigb.sim.env import BiddingEnv
-from aigb.sim.population import PopulationConfig
+from aigb.sim.population import PopulationConfig, market_population
 from aigb.strategies.base import strategy_seed
 from aigb.strategies.registry import make_strategy
 from aigb.types import MarketConfig
@@ -92,7 +92,8 @@ def main() -> None:
     same = spend_groups(rows, args.a, args.b)
     if args.replay <= 0 or not same:
         return
-    market, population = MarketConfig(), PopulationConfig()
+    market = MarketConfig()
+    population = market_population(market)
     plain = lambda d: json.loads(json.dumps(d))   # noqa: E731 - tuples as the JSON config holds them (lists)
     if config["market"] != plain(market.to_dict()) or config["population"] != plain(population.to_dict()):
         raise SystemExit("--replay: only evaluations of the default market and population can be replayed here")

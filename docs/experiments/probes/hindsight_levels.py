@@ -291,12 +291,12 @@ def _strategy(kind: str, models: Path, planner: str | None):
 
 def _play(job: tuple[str, str, str | None, int]) -> tuple[str, int, float, float]:
     from aigb.eval.rollout import rollout
-    from aigb.sim.population import PopulationConfig
+    from aigb.sim.population import market_population
     from aigb.types import MarketConfig
 
     kind, models, planner, advertiser = job
     torch.set_num_threads(1)
-    row = rollout(_strategy(kind, Path(models), planner), kind, MarketConfig(), 0, 1_000_000, advertiser, PopulationConfig())
+    row = rollout(_strategy(kind, Path(models), planner), kind, MarketConfig(), 0, 1_000_000, advertiser, market_population(MarketConfig()))
     return kind, advertiser, float(row["score"]), float(row["expected_score"])
 
 
