@@ -26,6 +26,7 @@ from aigb.algos.normalizer import Normalizer
 from aigb.algos.policy import StatePolicy
 from aigb.algos.protocols import Algorithm, Policy, TrajectoryDataset
 from aigb.algos.validation import check_common_config, require, require_positive
+from aigb.score import check_task
 from aigb.seeding import torch_seed
 from aigb.types import ConfigError
 
@@ -66,6 +67,8 @@ class TorchAlgorithm:
         self.bounds = ACTION_BOUNDS
         self.normalizer = Normalizer.identity(self.feature_dim)
         self.feature_version: str | None = None
+        self.task: str | None = None
+        """The task the policy is trained for (``aigb.score.TASKS``, from the dataset); None: unrecorded."""
         self.reset(seed)
 
     # --- construction ------------------------------------------------------------------------
@@ -100,6 +103,8 @@ class TorchAlgorithm:
         self.reset(seed)
         self.normalizer = Normalizer.from_dataset(dataset)
         self.feature_version = version
+        task = getattr(dataset, "task", None)   # trajectory datasets know theirs; OIL's labelled states do not
+        self.task = None if task is None else check_task(task, "dataset task")
         self._adapt(dataset, seed)
 
     def _adapt(self, dataset: TrajectoryDataset, seed: int) -> None:
@@ -126,6 +131,7 @@ class TorchAlgorithm:
             "nets": {k: v.detach().clone() for k, v in self.nets.state_dict().items()},
             "normalizer": self.normalizer.state_dict(),
             "feature_version": self.feature_version,
+            "task": self.task,
             "n_updates": int(self.n_updates),
             "extra": self._extra_state(),
         }
@@ -144,6 +150,7 @@ class TorchAlgorithm:
         if self.normalizer.feature_dim != self.feature_dim:
             raise ValueError(f"{self.name} state: normalizer feature dim {self.normalizer.feature_dim} != {self.feature_dim}")
         self.feature_version = state.get("feature_version")
+        self.task = state.get("task")   # None in checkpoints written before tasks were recorded
         self.n_updates = int(state["n_updates"])
         self._load_extra_state(state["extra"])
         if "optimizers" in state:

@@ -6,7 +6,8 @@ spec (``fixed:rate=0.9``, ``pid``, ``onlinelp:cap=1.5``, ``iql:runs/iql/best.pt`
 
     __init__.py player.py strategy.py history.py rules.py networks.py planner.py bundle.py
                   the runtime (``aigb/export/runtime``), copied as it is: numpy, torch, stdlib
-    params.json   what the strategy is: its kind, parameters, network shapes, serving options
+    params.json   what the strategy is: its kind, parameters, network shapes, serving options, and
+                  the task a learned one was trained for
     weights.pt    learned strategies: one flat dict of plain tensors (aigb's state-dict names)
     README.md     how to drop the folder into a competition harness
     selftest.py, selftest.npz
@@ -456,6 +457,9 @@ def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = M
         check_dir(out, COMMAND, force=force, writes=EXPORT_FILES)   # the folder and its marker come with the export
     native, kind, params, tensors = _native_and_params(spec, market, seed, advertiser)
     params = {**_base_params(spec, market, seed, device), "kind": kind, **params}
+    # The task a learned policy was trained for travels with it, so evaluating the export on the
+    # other task is refused as the checkpoint's is (aigb.strategies.base.check_task); rules: none.
+    params["task"] = native.trained_for[0] if getattr(native, "trained_for", None) else None
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = out.parent / f".{out.name}.partial"
     if stage.exists():

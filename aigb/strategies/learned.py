@@ -23,10 +23,11 @@ __all__ = ["LearnedStrategy", "load_strategy"]
 class LearnedStrategy(AlphaStrategy):
     """Bids ``alpha = exp(a) * target_cpa`` with ``a = policy.act(states, actions, rewards)``."""
 
-    def __init__(self, policy, name: str, feature_set: str = FEATURE_VERSION):
+    def __init__(self, policy, name: str, feature_set: str = FEATURE_VERSION, trained_for: tuple[str, str] | None = None):
         self.policy = policy
         self.name = name
         self.feature_set = check_feature_set(feature_set, f"{name}: feature_set")
+        self.trained_for = trained_for
         self._states: list[np.ndarray] = []
         self._actions: list[float] = []
         self._campaign: Campaign | None = None
@@ -55,14 +56,17 @@ class LearnedStrategy(AlphaStrategy):
 def load_strategy(algo: str, path: str, feature_set: str | None = None) -> AlphaStrategy:
     """Load a checkpoint written by ``aigb train`` (``torch.load(weights_only=True)`` inside);
     ``feature_set`` (optional) is the one the caller expects, a checkpoint of another is refused."""
-    from aigb.algos.checkpoint import load_policy, read_checkpoint
+    from aigb.algos.checkpoint import checkpoint_task, load_policy, read_checkpoint
 
     if algo == "diffbid":   # the planner keeps its plans and seeds its noise per campaign
         from aigb.strategies.diffbid import load_diffbid_strategy
 
         return load_diffbid_strategy(path)
-    found = read_checkpoint(path).get("algo")
+    payload = read_checkpoint(path)
+    found = payload.get("algo")
     if found is not None and found != algo:
         raise ValueError(f"{path}: checkpoint holds a {found!r} policy, not {algo!r}")
-    stored = check_feature_set(str(read_checkpoint(path).get("feature_version")), f"checkpoint {path}", feature_set)
-    return LearnedStrategy(load_policy(path, expected_feature_version=stored), f"{algo}:{path}", stored)
+    stored = check_feature_set(str(payload.get("feature_version")), f"checkpoint {path}", feature_set)
+    task = checkpoint_task(payload)
+    return LearnedStrategy(load_policy(path, expected_feature_version=stored), f"{algo}:{path}", stored,
+                           None if task is None else (task, str(path)))
