@@ -7,8 +7,14 @@ predicts a_t from the output at the state token s_t (so a_t itself is never seen
     loss = sum_{b,k} mask_bk (a_hat_bk - a_bk)^2 / sum mask       (masked steps only)
 
 rtg is the CPA-penalised score-to-go divided by reward_scale. At serving the return-to-go starts at
-a target return (config, or a high quantile of the dataset's returns, stored in the checkpoint) and
-is decremented by the observed rewards. Training windows and serving windows have the same
+a target return and is decremented by the observed rewards (the conversions of the ticks played).
+The target is campaign-relative by default (``target_scale="campaign"``): the
+``target_return_quantile`` of the training campaigns' score efficiency (score x C / B, what a
+campaign earns per conversion its budget buys at its target CPA) times this campaign's B / C, read
+from its state. A campaign's score scales with B / C, so one target in score units for every
+campaign (``target_scale="data"``: the quantile of the raw campaign scores, as AuctionNet's DT
+baseline serves, and as checkpoints written before the choice existed serve) asks small campaigns
+for more than their budget can buy and large ones for a fraction of it. Training windows and serving windows have the same
 layout: K steps, left-padded with mask 0 before tick 0, and padded keys are never attended, so the
 two paths feed the same function.
 
@@ -28,9 +34,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from aigb.algos.base import TorchAlgorithm, check_common_config, require, require_positive, validate_history, window_tensors
+from aigb.features import FEATURE_SETS
 from aigb.seeding import rng as named_rng
+from aigb.types import ConfigError
 
-__all__ = ["DTConfig", "DecisionTransformer", "DTPolicy", "left_padded_window", "predict_actions"]
+__all__ = ["DTConfig", "DecisionTransformer", "DTPolicy", "left_padded_window", "predict_actions", "campaign_columns",
+           "TARGET_SCALES"]
+
+TARGET_SCALES = ("campaign", "data")
+"""How the serving target return is set: per campaign from the score efficiency, or one for all."""
+EFFICIENCY_LEVELS = tuple(round(0.01 * i, 2) for i in range(1, 100))
+"""Quantile levels of the training campaigns' score efficiency stored in a checkpoint (serving may
+pick another level than the config's without retraining)."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +74,15 @@ class DTConfig:
     max_ticks: int = 48
     """Size of the tick embedding table; ticks must lie in [0, max_ticks)."""
     target_return: float | None = None
-    """Initial return-to-go at serving, in score units; None takes target_return_quantile of the data."""
+    """Initial return-to-go at serving, in score units, the same for every campaign; None derives it
+    from the data as target_scale says."""
     target_return_quantile: float = 0.9
-    """Quantile of the dataset's episode returns used when target_return is None."""
+    """Quantile level of the training campaigns' returns (target_scale 'data') or score efficiencies
+    (target_scale 'campaign') the target is taken from when target_return is None."""
+    target_scale: str = "campaign"
+    """'campaign': the target is the quantile of the training campaigns' score efficiency (score x C
+    / B) times the served campaign's B / C (needs a feature set with budget and target_cpa: v1);
+    'data': the quantile of the raw campaign scores, one target for every campaign."""
     batch_size: int = 32
     """Windows per update."""
     steps: int = 12_000
@@ -83,6 +104,7 @@ class DTConfig:
         if self.target_return is not None:
             require(isinstance(self.target_return, (int, float)) and math.isfinite(self.target_return), "target_return", f"must be a finite number or None, got {self.target_return!r}")
         require(0.0 < self.target_return_quantile < 1.0, "target_return_quantile", f"must lie in (0, 1), got {self.target_return_quantile}")
+        require(self.target_scale in TARGET_SCALES, "target_scale", f"must be one of {', '.join(TARGET_SCALES)}, got {self.target_scale!r}")
 
 
 def seeded_dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -217,10 +239,16 @@ class DecisionTransformer(TorchAlgorithm):
     def _networks(self) -> nn.ModuleDict:
         return nn.ModuleDict({"model": DecisionTransformerNet(self.feature_dim, self.config)})
 
+    legacy_config = {"target_scale": "data"}   # checkpoints written before campaign targets serve as they did
+
     def reset(self, seed: int) -> None:
         super().reset(seed)
         # Unset (NaN) until prepare() reads it from the data, unless the config fixes it.
         self.target_return = float("nan") if self.config.target_return is None else float(self.config.target_return)
+        # Quantile levels -> score efficiency (score x C / B) of the training campaigns; empty until
+        # prepare() (and in checkpoints written before campaign targets).
+        self.efficiency_quantiles: dict[float, float] = {}
+        self.return_quantiles: dict[float, float] = {}   # quantile level -> campaign score, likewise
 
     def _init_networks(self, generator: torch.Generator) -> None:
         gpt_init_(self.nets, generator)
@@ -235,9 +263,19 @@ class DecisionTransformer(TorchAlgorithm):
 
     def _adapt(self, dataset: Any, seed: int) -> None:
         cfg = self.config
+        efficiency = getattr(dataset, "campaign_efficiency", None)
+        if efficiency is not None:
+            eff = np.asarray(efficiency, dtype=np.float64)
+            self.efficiency_quantiles = {float(q): float(np.quantile(eff, q)) for q in EFFICIENCY_LEVELS}
+        self.return_quantiles = {float(q): float(v) for q, v in (getattr(dataset, "return_quantiles", None) or {}).items()}
         if cfg.target_return is not None:
             self.target_return = float(cfg.target_return)
             return
+        if cfg.target_scale == "campaign":
+            campaign_columns(self.feature_version, "target_scale")   # the state must hold budget and CPA
+            if not self.efficiency_quantiles:
+                raise ValueError("dataset: no campaign_efficiency for target_scale 'campaign'; "
+                                 "set DTConfig.target_scale='data' or target_return")
         quantiles = getattr(dataset, "return_quantiles", None)
         if quantiles:
             levels = np.array(sorted(float(q) for q in quantiles))
@@ -264,10 +302,14 @@ class DecisionTransformer(TorchAlgorithm):
         return float(np.quantile(pooled, self.config.target_return_quantile))
 
     def _extra_state(self) -> dict:
-        return {"target_return": float(self.target_return)}
+        return {"target_return": float(self.target_return),
+                "efficiency_quantiles": {str(q): float(v) for q, v in self.efficiency_quantiles.items()},
+                "return_quantiles": {str(q): float(v) for q, v in self.return_quantiles.items()}}
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
         self.target_return = float(extra["target_return"])
+        self.efficiency_quantiles = {float(q): float(v) for q, v in extra.get("efficiency_quantiles", {}).items()}
+        self.return_quantiles = {float(q): float(v) for q, v in extra.get("return_quantiles", {}).items()}
 
     def update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
         cfg = self.config
@@ -289,23 +331,71 @@ class DecisionTransformer(TorchAlgorithm):
         self.n_updates += 1
         return {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": lr}
 
-    def policy(self) -> "DTPolicy":
+    def policy(self, *, target_quantile: float | None = None, target_scale: str | None = None) -> "DTPolicy":
+        """The serving policy; ``target_quantile`` and ``target_scale`` override the config's
+        ``target_return_quantile`` and ``target_scale`` (serving options, no retraining)."""
         if not math.isfinite(self.target_return):
             raise ValueError("dt: target_return is unset; call prepare(dataset, seed) / fit, or set DTConfig.target_return")
-        return DTPolicy(self)
+        return DTPolicy(self, target_quantile=target_quantile, target_scale=target_scale)
+
+
+def campaign_columns(feature_version: str | None, field: str) -> tuple[int, int]:
+    """Indices of budget and target_cpa in the states of ``feature_version``; a ConfigError naming
+    ``field`` for a feature set without them (AuctionNet's 16 features)."""
+    names = FEATURE_SETS.get(feature_version or "", ())
+    if "budget" not in names or "target_cpa" not in names:
+        raise ConfigError(f"{field}: 'campaign' reads the budget and target CPA from the state, which feature set "
+                          f"{feature_version!r} does not hold; use target_scale 'data' (one target for every campaign)")
+    return names.index("budget"), names.index("target_cpa")
 
 
 class DTPolicy:
-    """Serving-side DT: rebuilds the K-step window from the history at every tick."""
+    """Serving-side DT: rebuilds the K-step window from the history at every tick.
 
-    def __init__(self, algo: DecisionTransformer) -> None:
+    The return-to-go starts at the campaign's target (module docstring) and counts down by the
+    conversions observed. ``target_quantile`` / ``target_scale`` (None: the config's) pick the
+    target among the quantiles stored in the checkpoint."""
+
+    def __init__(self, algo: DecisionTransformer, *, target_quantile: float | None = None,
+                 target_scale: str | None = None) -> None:
+        cfg = algo.config
         self.model = copy.deepcopy(algo.nets["model"]).eval().requires_grad_(False)
         self.normalizer = algo.normalizer
         self.bounds = algo.bounds
-        self.target_return = float(algo.target_return)
-        self.context_len = algo.config.context_len
-        self.max_ticks = algo.config.max_ticks
+        self.context_len = cfg.context_len
+        self.max_ticks = cfg.max_ticks
         self.feature_dim = algo.feature_dim
+        scale = cfg.target_scale if target_scale is None else target_scale
+        if scale not in TARGET_SCALES:
+            raise ConfigError(f"target_scale: must be one of {', '.join(TARGET_SCALES)}, got {scale!r}")
+        if target_quantile is not None and not 0.0 < target_quantile < 1.0:
+            raise ConfigError(f"target_quantile: must lie in (0, 1), got {target_quantile}")
+        self.target_scale = scale
+        self.target_return = float(algo.target_return)
+        self.target_efficiency = float("nan")
+        self.campaign_columns = (-1, -1)
+        fixed = cfg.target_return is not None and target_quantile is None
+        level = cfg.target_return_quantile if target_quantile is None else target_quantile
+        if scale == "campaign" and not fixed:
+            self.campaign_columns = campaign_columns(algo.feature_version, "target_scale")
+            if not algo.efficiency_quantiles:
+                raise ValueError("dt: this checkpoint stores no campaign efficiency quantiles (trained before campaign "
+                                 "targets); serve it with target_scale 'data'")
+            levels = sorted(algo.efficiency_quantiles)
+            self.target_efficiency = float(np.interp(level, levels, [algo.efficiency_quantiles[q] for q in levels]))
+        elif target_quantile is not None:
+            if not algo.return_quantiles:
+                raise ValueError("dt: this checkpoint stores one target return and no return quantiles; serve it "
+                                 "without a target quantile")
+            levels = sorted(algo.return_quantiles)
+            self.target_return = float(np.interp(level, levels, [algo.return_quantiles[q] for q in levels]))
+
+    def target(self, first_state: np.ndarray) -> float:
+        """The return-to-go at tick 0, in score units, from the campaign's first state (D,)."""
+        if self.target_scale != "campaign" or not math.isfinite(self.target_efficiency):
+            return self.target_return
+        budget, target_cpa = (float(first_state[i]) for i in self.campaign_columns)
+        return self.target_efficiency * budget / target_cpa
 
     def act(self, states, actions, rewards) -> float:
         states, actions, rewards = validate_history(states, actions, rewards, self.feature_dim)
@@ -313,7 +403,7 @@ class DTPolicy:
         if t >= self.max_ticks:
             raise ValueError(f"states: tick {t} is beyond the model's max_ticks {self.max_ticks}")
         # Return-to-go at ticks 0..t: the target minus the rewards already observed.
-        rtg = (self.target_return - np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])).astype(np.float32)
+        rtg = (self.target(states[0]) - np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])).astype(np.float32)
         # a_t is unknown; its token comes after s_t, so causality keeps the placeholder unseen.
         past_and_current = np.concatenate([actions, np.zeros(1, np.float32)])
         window = left_padded_window(states, past_and_current, rtg, np.arange(t + 1, dtype=np.int64), self.context_len)

@@ -16,7 +16,8 @@ spec (``fixed:rate=0.9``, ``pid``, ``onlinelp:cap=1.5``, ``iql:runs/iql/best.pt`
 
 How each kind travels: rule strategies (fixed, pid, onlinelp) as parameters only (the OnlineLP
 prior as its table of rows); BC, IQL and CQL as the actor MLP and the state normaliser; the
-Decision Transformer as its weights, context length and target return; DiffBid as the EMA
+Decision Transformer as its weights, context length and target (one return, or a score efficiency
+scaled by each campaign's B / C); DiffBid as the EMA
 condition network and denoiser, the inverse dynamics, the three scalers, the noise schedule and
 the serving options of the spec, fixed at export.
 
@@ -213,7 +214,8 @@ def _learned_policy_params(policy) -> tuple[str, dict, dict]:
         params = {"normalizer": norm_params, "action_bounds": [policy.bounds.low, policy.bounds.high],
                   "n_layers": len(policy.model.blocks), "n_heads": int(policy.model.blocks[0].attn.n_heads),
                   "context_len": int(policy.context_len), "max_ticks": int(policy.max_ticks),
-                  "target_return": float(policy.target_return)}
+                  "target_return": float(policy.target_return), "target_scale": policy.target_scale,
+                  "target_efficiency": float(policy.target_efficiency), "campaign_columns": list(policy.campaign_columns)}
         return "dt", {"policy": params}, tensors
     raise ConfigError(f"source: no export for policy {type(policy).__name__}")
 

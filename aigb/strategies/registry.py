@@ -231,7 +231,10 @@ def _learned(algo: str):
 
 
 def _check_checkpoint(algo: str):
-    def check(path):
+    def check(text):
+        from aigb.strategies.learned import split_spec_options
+
+        path, _ = split_spec_options(algo, text)
         if not Path(path).exists():
             raise ConfigError(f"{algo}: no checkpoint at {path!r}")
     return check
@@ -262,7 +265,8 @@ register("neurips2024", _competition, check=_check_competition, takes_path=True,
 for _algo in LEARNED_ALGOS:
     if _algo != "diffbid":
         register(_algo, _learned(_algo), check=_check_checkpoint(_algo), takes_path=True,
-                 help=f"learned {_algo} policy: {_algo}:PATH/TO/checkpoint")
+                 help=f"learned {_algo} policy: {_algo}:PATH/TO/checkpoint"
+                      + ("[?return=0.9&scale=campaign|data]" if _algo == "dt" else ""))
 del _algo
 
 

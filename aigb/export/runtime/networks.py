@@ -133,6 +133,18 @@ class DecisionTransformer:
         self.n_layers, self.n_heads = int(params["n_layers"]), int(params["n_heads"])
         self.context_len, self.max_ticks = int(params["context_len"]), int(params["max_ticks"])
         self.target_return = float(params["target_return"])
+        # Exports written before campaign targets carry one target return for every campaign.
+        self.target_scale = params.get("target_scale", "data")
+        self.target_efficiency = float(params.get("target_efficiency", float("nan")))
+        self.campaign_columns = tuple(int(i) for i in params.get("campaign_columns", (-1, -1)))
+
+    def target(self, first_state: np.ndarray) -> float:
+        """The return-to-go at tick 0: the score efficiency x the campaign's B / C read from its first
+        state, or the one target return (aigb.algos.dt.DTPolicy.target)."""
+        if self.target_scale != "campaign" or not math.isfinite(self.target_efficiency):
+            return self.target_return
+        budget, target_cpa = (float(first_state[i]) for i in self.campaign_columns)
+        return self.target_efficiency * budget / target_cpa
 
     def _forward(self, s, a_unit, rtg, tick, mask) -> torch.Tensor:
         m = self.model
@@ -162,10 +174,11 @@ class DecisionTransformer:
         t = states.shape[0] - 1
         if t >= self.max_ticks:
             raise ValueError("tick %d is beyond the model's max_ticks %d" % (t, self.max_ticks))
-        rtg = (self.target_return - np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])).astype(np.float32)
+        obs = np.asarray(states, dtype=np.float32)
+        rewards = np.asarray(rewards, dtype=np.float32)
+        rtg = (self.target(obs[0]) - np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])).astype(np.float32)
         action = np.concatenate([np.asarray(actions, dtype=np.float32), np.zeros(1, np.float32)])
         tick = np.arange(t + 1, dtype=np.int64)
-        obs = np.asarray(states, dtype=np.float32)
         n, k = obs.shape[0], self.context_len
         if n > k:
             obs, action, rtg, tick, n = obs[-k:], action[-k:], rtg[-k:], tick[-k:], k

@@ -1,0 +1,114 @@
+"""The Decision Transformer's serving target: per campaign (score-efficiency quantile x B / C) by
+default, one target for every campaign on request and in checkpoints written before the choice."""
+
+import json
+
+import numpy as np
+import pytest
+
+from aigb.algos.checkpoint import atomic_torch_save, load_algorithm, read_checkpoint, save_checkpoint
+from aigb.algos.registry import CHECK_OVERRIDES, SyntheticTrajectories, make_algorithm
+from aigb.features import FEATURE_DIM, FEATURE_NAMES
+from aigb.seeding import rng
+from aigb.strategies.registry import make_strategy, strategy_factory
+from aigb.types import ConfigError
+
+B, C = FEATURE_NAMES.index("budget"), FEATURE_NAMES.index("target_cpa")
+CAMPAIGN = {k: v for k, v in CHECK_OVERRIDES["dt"].items() if k != "target_scale"}   # the default scale
+
+
+class Campaigns(SyntheticTrajectories):
+    """Synthetic days in v1-shaped states whose budget and target CPA columns vary by campaign."""
+
+    def __init__(self, n=200):
+        super().__init__(n_trajectories=n, n_ticks=12, feature_dim=FEATURE_DIM, seed=4, feature_version="v1")
+        g = np.random.default_rng(4)
+        self.budget = g.uniform(1000, 5000, n)
+        self.cpa = g.uniform(50, 150, n)
+        self.obs[:, :, B] = self.budget[:, None]
+        self.obs[:, :, C] = self.cpa[:, None]
+
+    @property
+    def campaign_efficiency(self):
+        return self.score_to_go[:, 0].astype(np.float64) * self.cpa / self.budget
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    data = Campaigns()
+    algo = make_algorithm("dt", FEATURE_DIM, CAMPAIGN, seed=0)
+    algo.prepare(data, 0)
+    gen = rng(0, "dt-targets")
+    for _ in range(3):
+        algo.update(algo.sample_batch(data, 16, gen))
+    path = save_checkpoint(tmp_path_factory.mktemp("dt") / "dt.pt", algo, with_optimizers=False)
+    return data, algo, path
+
+
+def _state(budget, cpa):
+    s = np.zeros(FEATURE_DIM, np.float32)
+    s[B], s[C] = budget, cpa
+    return s
+
+
+def test_the_target_is_the_efficiency_quantile_times_the_campaigns_budget_over_cpa(trained):
+    data, algo, _ = trained
+    efficiency = data.score_to_go[:, 0].astype(np.float64) * data.cpa / data.budget   # computed here, not by the code
+    policy = algo.policy()
+    assert policy.target_scale == "campaign"
+    for budget, cpa in ((3000.0, 100.0), (1200.0, 60.0), (4800.0, 140.0)):
+        expected = np.quantile(efficiency, 0.9) * np.float32(budget) / np.float32(cpa)
+        assert policy.target(_state(budget, cpa)) == pytest.approx(expected, rel=1e-9)
+    low = algo.policy(target_quantile=0.5).target(_state(3000, 100))
+    assert low == pytest.approx(np.quantile(efficiency, 0.5) * 30, rel=1e-2)
+    # The data scale is the old target: one quantile of the raw scores, whatever the campaign.
+    old = algo.policy(target_scale="data")
+    assert old.target(_state(3000, 100)) == old.target(_state(1200, 60)) == pytest.approx(data.return_quantiles[0.9])
+
+
+def test_the_campaign_target_conditions_the_served_actions(trained):
+    data, algo, _ = trained
+    traj = data.trajectory(3)
+    policy = algo.policy()
+    t = 5
+    base = policy.act(traj["obs"][: t + 1], traj["action"][:t], traj["reward"][:t])
+    bigger = traj["obs"].copy()
+    bigger[:, B] *= 3    # a larger budget: a larger target, and a different state
+    small = algo.policy(target_quantile=0.05)
+    assert policy.target(bigger[0]) == pytest.approx(3 * policy.target(traj["obs"][0]), rel=1e-6)
+    assert small.act(traj["obs"][: t + 1], traj["action"][:t], traj["reward"][:t]) != base
+
+
+def test_the_spec_options_pick_the_target_and_bad_ones_fail_naming_the_option(trained):
+    _, algo, path = trained
+    strategy = make_strategy(f"dt:{path}?return=0.5&scale=campaign")
+    assert strategy.policy.target(_state(3000, 100)) == pytest.approx(algo.policy(target_quantile=0.5).target(_state(3000, 100)))
+    assert make_strategy(f"dt:{path}?scale=data").policy.target_scale == "data"
+    assert make_strategy(f"dt:{path}").policy.target_efficiency == algo.policy().target_efficiency
+    for bad, word in (("?return=1.5", "return"), ("?scale=budget", "scale"), ("?w=2", "unknown option")):
+        with pytest.raises(ConfigError, match=word):
+            strategy_factory(f"dt:{path}{bad}")
+    with pytest.raises(ConfigError, match="bc: takes no serving options"):
+        strategy_factory(f"bc:{path}?return=0.5")
+
+
+def test_a_checkpoint_from_before_campaign_targets_serves_its_one_target(trained, tmp_path):
+    data, algo, path = trained
+    payload = read_checkpoint(path)
+    config = json.loads(payload["config"])
+    del config["target_scale"]                          # written before the field existed
+    payload["config"] = json.dumps(config)
+    for key in ("efficiency_quantiles", "return_quantiles"):
+        del payload["algorithm"]["extra"][key]
+    legacy = atomic_torch_save(payload, tmp_path / "legacy.pt")
+    policy = load_algorithm(legacy).policy()
+    assert policy.target_scale == "data" and policy.target(_state(1200, 60)) == algo.target_return
+    with pytest.raises(ValueError, match="no campaign efficiency quantiles"):
+        load_algorithm(legacy).policy(target_scale="campaign")
+
+
+def test_campaign_targets_need_a_state_with_budget_and_cpa():
+    data = SyntheticTrajectories(n_trajectories=16, n_ticks=12, feature_dim=5, seed=0)   # no budget, no CPA
+    algo = make_algorithm("dt", data.feature_dim, CAMPAIGN, seed=0)
+    with pytest.raises(ConfigError, match="target_scale: 'campaign' reads the budget and target CPA"):
+        algo.prepare(data, 0)
