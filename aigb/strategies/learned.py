@@ -8,7 +8,8 @@ a checkpoint of an unknown feature set, or of another one than the caller expect
 it is loaded, naming both.
 
 A Decision Transformer's serving target takes options after the path:
-``dt:runs/dt/best.pt?return=0.75&scale=data`` (``DT_OPTIONS``; ``aigb.algos.dt.DTPolicy``).
+``dt:runs/dt/best.pt?return=0.75&scale=data`` (``aigb.strategies.registry.DT_OPTIONS``;
+``aigb.algos.dt.DTPolicy``).
 """
 
 from __future__ import annotations
@@ -18,46 +19,9 @@ import numpy as np
 from aigb.features import FEATURE_VERSION, check_feature_set, features_for
 from aigb.sim.env import Observation
 from aigb.strategies.base import AlphaStrategy
-from aigb.types import ACTION_HIGH, ACTION_LOW, Campaign, ConfigError
+from aigb.types import ACTION_HIGH, ACTION_LOW, Campaign
 
-TARGET_SCALES = ("campaign", "data")   # aigb.algos.dt.TARGET_SCALES, without importing torch here
-
-__all__ = ["LearnedStrategy", "load_strategy", "split_spec_options", "DT_OPTIONS"]
-
-DT_OPTIONS = {
-    "return": "quantile level (0, 1) of the training campaigns the target return is taken from (default: the config's)",
-    "scale": "'campaign' (efficiency quantile x B / C, the default) or 'data' (one target for every campaign)",
-}
-"""Serving options of a Decision Transformer spec, ``dt:PATH?return=Q&scale=campaign|data``."""
-
-
-def split_spec_options(algo: str, text: str) -> tuple[str, dict]:
-    """``'PATH?key=value&...'`` -> ``(PATH, options)`` for a learned spec; only ``dt`` takes options
-    (``DT_OPTIONS``). A ConfigError names a bad key or value."""
-    path, sep, query = text.partition("?")
-    if not sep:
-        return text, {}
-    if algo != "dt":
-        raise ConfigError(f"{algo}: takes no serving options, got {'?' + query!r} after the checkpoint path")
-    options: dict = {}
-    for item in query.split("&"):
-        key, eq, value = item.partition("=")
-        if key not in DT_OPTIONS or not eq:
-            raise ConfigError(f"dt: unknown option {item!r} in {text!r}; options: {', '.join(f'{k}=...' for k in DT_OPTIONS)}")
-        if key == "return":
-            try:
-                level = float(value)
-            except ValueError:
-                level = float("nan")
-            if not 0.0 < level < 1.0:
-                raise ConfigError(f"dt: return: must be a quantile level in (0, 1), got {value!r} in {text!r}")
-            options["target_quantile"] = level
-        else:
-            if value not in TARGET_SCALES:
-                raise ConfigError(f"dt: scale: must be one of {', '.join(TARGET_SCALES)}, got {value!r} in {text!r}")
-            options["target_scale"] = value
-    return path, options
-
+__all__ = ["LearnedStrategy", "load_strategy"]
 
 class LearnedStrategy(AlphaStrategy):
     """Bids ``alpha = exp(a) * target_cpa`` with ``a = policy.act(states, actions, rewards)``."""
@@ -97,6 +61,7 @@ def load_strategy(algo: str, path: str, feature_set: str | None = None) -> Alpha
     ``feature_set`` (optional) is the one the caller expects, a checkpoint of another is refused.
     ``path`` may carry a DT's serving options (``split_spec_options``)."""
     from aigb.algos.checkpoint import checkpoint_task, load_algorithm, read_checkpoint
+    from aigb.strategies.registry import split_spec_options
 
     if algo == "diffbid":   # the planner keeps its plans and seeds its noise per campaign
         from aigb.strategies.diffbid import load_diffbid_strategy
