@@ -39,10 +39,11 @@ from aigb.seeding import rng as named_rng
 from aigb.types import ConfigError
 
 __all__ = ["DTConfig", "DecisionTransformer", "DTPolicy", "left_padded_window", "predict_actions", "campaign_columns",
-           "TARGET_SCALES"]
+           "efficiency_to_go", "TARGET_SCALES"]
 
-TARGET_SCALES = ("campaign", "data")
-"""How the serving target return is set: per campaign from the score efficiency, or one for all."""
+TARGET_SCALES = ("efficiency", "campaign", "data")
+"""How returns are scaled: tokens and target in score-efficiency units; score tokens with a target
+per campaign; score tokens with one target for all (module docstring)."""
 EFFICIENCY_LEVELS = tuple(round(0.01 * i, 2) for i in range(1, 100))
 """Quantile levels of the training campaigns' score efficiency stored in a checkpoint (serving may
 pick another level than the config's without retraining)."""
@@ -199,16 +200,26 @@ def gpt_init_(module: nn.Module, generator: torch.Generator) -> None:
 
 
 def predict_actions(model: DecisionTransformerNet, normalizer, bounds, w: Mapping[str, torch.Tensor],
-                    generator: torch.Generator | None) -> torch.Tensor:
-    """The one path from a raw window batch to predicted actions (B, K), for training and serving."""
+                    generator: torch.Generator | None, efficiency: bool = False) -> torch.Tensor:
+    """The one path from a raw window batch to predicted actions (B, K), for training and serving.
+
+    ``efficiency``: ``w["rtg"]`` is already in score-efficiency units (``efficiency_to_go``), O(1),
+    and is fed as it is; otherwise it is in score units and divided by the reward scale."""
     return bounds.from_unit(model(
         normalizer.states(w["obs"]),
         bounds.to_unit(bounds.clip(w["action"])),
-        normalizer.rewards(w["rtg"]),
+        w["rtg"] if efficiency else normalizer.rewards(w["rtg"]),
         w["timestep"],
         w["mask"],
         generator,
     ))
+
+
+def efficiency_to_go(rtg: torch.Tensor, obs: torch.Tensor, mask: torch.Tensor, columns: tuple[int, int]) -> torch.Tensor:
+    """Score-to-go (B, K) in units of what the campaign's budget buys at its target CPA: x C / B,
+    with B and C read from the raw states (B, K, D) at ``columns``; 0 at padded steps."""
+    budget, target_cpa = obs[..., columns[0]], obs[..., columns[1]]
+    return torch.where(mask > 0, rtg * target_cpa / budget.clamp_min(1e-9), torch.zeros_like(rtg))
 
 
 def left_padded_window(obs, action, rtg, tick, context_len: int) -> dict[str, np.ndarray]:
@@ -271,10 +282,10 @@ class DecisionTransformer(TorchAlgorithm):
         if cfg.target_return is not None:
             self.target_return = float(cfg.target_return)
             return
-        if cfg.target_scale == "campaign":
+        if cfg.target_scale != "data":
             campaign_columns(self.feature_version, "target_scale")   # the state must hold budget and CPA
             if not self.efficiency_quantiles:
-                raise ValueError("dataset: no campaign_efficiency for target_scale 'campaign'; "
+                raise ValueError(f"dataset: no campaign_efficiency for target_scale {cfg.target_scale!r}; "
                                  "set DTConfig.target_scale='data' or target_return")
         quantiles = getattr(dataset, "return_quantiles", None)
         if quantiles:
@@ -321,7 +332,10 @@ class DecisionTransformer(TorchAlgorithm):
         opt = self.optimizers["model"]
         for group in opt.param_groups:
             group["lr"] = lr
-        pred = predict_actions(self.nets["model"], self.normalizer, self.bounds, w, self.train_generator)  # (B, K)
+        efficiency = cfg.target_scale == "efficiency"
+        if efficiency:   # return tokens comparable across campaigns (the state holds B and C)
+            w = {**w, "rtg": efficiency_to_go(w["rtg"], w["obs"], w["mask"], campaign_columns(self.feature_version, "target_scale"))}
+        pred = predict_actions(self.nets["model"], self.normalizer, self.bounds, w, self.train_generator, efficiency)  # (B, K)
         target = self.bounds.clip(w["action"])
         loss = ((pred - target).pow(2) * w["mask"]).sum() / w["mask"].sum()
         opt.zero_grad(set_to_none=True)
@@ -370,13 +384,17 @@ class DTPolicy:
             raise ConfigError(f"target_scale: must be one of {', '.join(TARGET_SCALES)}, got {scale!r}")
         if target_quantile is not None and not 0.0 < target_quantile < 1.0:
             raise ConfigError(f"target_quantile: must lie in (0, 1), got {target_quantile}")
+        if (scale == "efficiency") != (cfg.target_scale == "efficiency"):
+            raise ConfigError(f"target_scale: this model reads returns in {'efficiency' if cfg.target_scale == 'efficiency' else 'score'} "
+                              f"units (trained with target_scale {cfg.target_scale!r}); it cannot be served with {scale!r}")
         self.target_scale = scale
+        self.efficiency = scale == "efficiency"
         self.target_return = float(algo.target_return)
         self.target_efficiency = float("nan")
         self.campaign_columns = (-1, -1)
         fixed = cfg.target_return is not None and target_quantile is None
         level = cfg.target_return_quantile if target_quantile is None else target_quantile
-        if scale == "campaign" and not fixed:
+        if scale != "data" and not fixed:
             self.campaign_columns = campaign_columns(algo.feature_version, "target_scale")
             if not algo.efficiency_quantiles:
                 raise ValueError("dt: this checkpoint stores no campaign efficiency quantiles (trained before campaign "
@@ -392,7 +410,7 @@ class DTPolicy:
 
     def target(self, first_state: np.ndarray) -> float:
         """The return-to-go at tick 0, in score units, from the campaign's first state (D,)."""
-        if self.target_scale != "campaign" or not math.isfinite(self.target_efficiency):
+        if self.target_scale == "data" or not math.isfinite(self.target_efficiency):
             return self.target_return
         budget, target_cpa = (float(first_state[i]) for i in self.campaign_columns)
         return self.target_efficiency * budget / target_cpa
@@ -409,5 +427,7 @@ class DTPolicy:
         window = left_padded_window(states, past_and_current, rtg, np.arange(t + 1, dtype=np.int64), self.context_len)
         tensors = {k: torch.from_numpy(v).unsqueeze(0) for k, v in window.items()}   # (1, K, .)
         with torch.inference_mode():
-            pred = predict_actions(self.model, self.normalizer, self.bounds, tensors, None)   # (1, K)
+            if self.efficiency:   # the tokens training fed: x C / B, as efficiency_to_go computes them
+                tensors["rtg"] = efficiency_to_go(tensors["rtg"], tensors["obs"], tensors["mask"], self.campaign_columns)
+            pred = predict_actions(self.model, self.normalizer, self.bounds, tensors, None, self.efficiency)   # (1, K)
         return float(self.bounds.clip(float(pred[0, -1])))

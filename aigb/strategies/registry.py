@@ -36,7 +36,7 @@ __all__ = ["Param", "UnknownStrategyError", "register", "known_strategies", "par
            "make_strategy", "describe_strategies", "LEARNED_ALGOS", "DT_OPTIONS", "split_spec_options"]
 
 LEARNED_ALGOS = ("bc", "iql", "cql", "dt", "diffbid", "oil")
-_DT_SCALES = ("campaign", "data")   # aigb.algos.dt.TARGET_SCALES, without importing torch here
+_DT_SCALES = ("efficiency", "campaign", "data")   # aigb.algos.dt.TARGET_SCALES, without importing torch here
 
 
 class UnknownStrategyError(ConfigError):
