@@ -5,8 +5,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from aigb.algos.checkpoint import atomic_torch_save, load_algorithm, read_checkpoint, save_checkpoint
+from aigb.algos.dt import left_padded_window, predict_actions
 from aigb.algos.registry import CHECK_OVERRIDES, SyntheticTrajectories, make_algorithm
 from aigb.features import FEATURE_DIM, FEATURE_NAMES
 from aigb.seeding import rng
@@ -20,8 +22,8 @@ CAMPAIGN = {k: v for k, v in CHECK_OVERRIDES["dt"].items() if k != "target_scale
 class Campaigns(SyntheticTrajectories):
     """Synthetic days in v1-shaped states whose budget and target CPA columns vary by campaign."""
 
-    def __init__(self, n=200):
-        super().__init__(n_trajectories=n, n_ticks=12, feature_dim=FEATURE_DIM, seed=4, feature_version="v1")
+    def __init__(self, n=200, penalised=True):
+        super().__init__(n_trajectories=n, n_ticks=12, feature_dim=FEATURE_DIM, seed=4, feature_version="v1", penalised=penalised)
         g = np.random.default_rng(4)
         self.budget = g.uniform(1000, 5000, n)
         self.cpa = g.uniform(50, 150, n)
@@ -112,3 +114,33 @@ def test_campaign_targets_need_a_state_with_budget_and_cpa():
     algo = make_algorithm("dt", data.feature_dim, CAMPAIGN, seed=0)
     with pytest.raises(ConfigError, match="target_scale: 'campaign' reads the budget and target CPA"):
         algo.prepare(data, 0)
+
+
+def test_efficiency_tokens_are_score_to_go_times_c_over_b_in_training_and_serving():
+    # Without a CPA penalty, score_to_go_t x C / B = (return - rewards before t) x C / B: what
+    # serving computes from a target efficiency, so a training window and the served history agree.
+    data = Campaigns(n=40, penalised=False)
+    algo = make_algorithm("dt", FEATURE_DIM, {**CAMPAIGN, "target_scale": "efficiency"}, seed=0)
+    algo.prepare(data, 0)
+    gen = rng(0, "dt-efficiency")
+    for _ in range(5):
+        algo.update(algo.sample_batch(data, 16, gen))
+    i = 7
+    traj = data.trajectory(i)
+    scale = np.float32(data.cpa[i]) / np.float32(data.budget[i])
+    algo.efficiency_quantiles = {0.5: float(traj["score_to_go"][0] * scale) - 1.0, 0.6: float(traj["score_to_go"][0] * scale)}
+    policy = algo.policy(target_quantile=0.6)
+    assert policy.efficiency and policy.target(traj["obs"][0]) == pytest.approx(traj["score_to_go"][0], rel=1e-5)
+    k = algo.config.context_len
+    algo.nets.eval()
+    for t in (0, 2, 7, 11):
+        served = policy.act(traj["obs"][: t + 1], traj["action"][:t], traj["reward"][:t])
+        lo = max(0, t - k + 1)
+        tokens = traj["score_to_go"][lo: t + 1] * scale          # computed here, not by efficiency_to_go
+        window = left_padded_window(traj["obs"][lo: t + 1], traj["action"][lo: t + 1], tokens, np.arange(lo, t + 1), k)
+        w = {key: torch.from_numpy(v).unsqueeze(0) for key, v in window.items()}
+        with torch.no_grad():
+            trained = predict_actions(algo.nets["model"], algo.normalizer, algo.bounds, w, None, efficiency=True)[0, -1].item()
+        assert served == pytest.approx(trained, abs=1e-6)   # equal in practice; a token off by x12 moves it ~3e-5
+    with pytest.raises(ConfigError, match="efficiency units"):
+        algo.policy(target_scale="campaign")

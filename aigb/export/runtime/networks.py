@@ -141,7 +141,7 @@ class DecisionTransformer:
     def target(self, first_state: np.ndarray) -> float:
         """The return-to-go at tick 0: the score efficiency x the campaign's B / C read from its first
         state, or the one target return (aigb.algos.dt.DTPolicy.target)."""
-        if self.target_scale != "campaign" or not math.isfinite(self.target_efficiency):
+        if self.target_scale == "data" or not math.isfinite(self.target_efficiency):
             return self.target_return
         budget, target_cpa = (float(first_state[i]) for i in self.campaign_columns)
         return self.target_efficiency * budget / target_cpa
@@ -193,6 +193,11 @@ class DecisionTransformer:
         x = {key: torch.from_numpy(v).unsqueeze(0) for key, v in window.items()}        # (1, K, .)
         bounds, norm = self.bounds, self.normaliser
         with torch.no_grad():
+            if self.target_scale == "efficiency":   # returns in units of what B buys at C (aigb.algos.dt.efficiency_to_go)
+                b, c = x["obs"][..., self.campaign_columns[0]], x["obs"][..., self.campaign_columns[1]]
+                rtg = torch.where(x["mask"] > 0, x["rtg"] * c / b.clamp_min(1e-9), torch.zeros_like(x["rtg"]))
+            else:
+                rtg = norm.rewards(x["rtg"])
             pred = bounds.from_unit(self._forward(norm.states(x["obs"]), bounds.to_unit(bounds.clip(x["action"])),
-                                                  norm.rewards(x["rtg"]), x["timestep"], x["mask"]))
+                                                  rtg, x["timestep"], x["mask"]))
         return float(bounds.clip(float(pred[0, -1])))
