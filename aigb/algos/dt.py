@@ -35,15 +35,18 @@ from torch import nn
 
 from aigb.algos.base import TorchAlgorithm, check_common_config, require, require_positive, validate_history, window_tensors
 from aigb.features import FEATURE_SETS
+from aigb.score import DEFAULT_TASK, cpa_penalty, task_beta
 from aigb.seeding import rng as named_rng
 from aigb.types import ConfigError
 
 __all__ = ["DTConfig", "DecisionTransformer", "DTPolicy", "left_padded_window", "predict_actions", "campaign_columns",
-           "efficiency_to_go", "TARGET_SCALES"]
+           "efficiency_to_go", "TARGET_SCALES", "RTG_DECREMENTS"]
 
 TARGET_SCALES = ("efficiency", "campaign", "data")
 """How returns are scaled: tokens and target in score-efficiency units; score tokens with a target
 per campaign; score tokens with one target for all (module docstring)."""
+RTG_DECREMENTS = ("score", "conversions")
+"""What the serving return-to-go counts down by (``DTConfig.rtg_decrement``)."""
 EFFICIENCY_LEVELS = tuple(round(0.01 * i, 2) for i in range(1, 100))
 """Quantile levels of the training campaigns' score efficiency stored in a checkpoint (serving may
 pick another level than the config's without retraining)."""
@@ -84,6 +87,10 @@ class DTConfig:
     """'campaign': the target is the quantile of the training campaigns' score efficiency (score x C
     / B) times the served campaign's B / C (needs a feature set with budget and target_cpa: v1);
     'data': the quantile of the raw campaign scores, one target for every campaign."""
+    rtg_decrement: str = "score"
+    """What the return-to-go counts down by at serving: 'score', the task's score earned so far
+    (conversions x the CPA penalty of the CPA so far, read from the state: the realised counterpart of
+    the CPA-penalised score-to-go the tokens were trained on); 'conversions', the raw conversions."""
     batch_size: int = 32
     """Windows per update."""
     steps: int = 12_000
@@ -106,6 +113,7 @@ class DTConfig:
             require(isinstance(self.target_return, (int, float)) and math.isfinite(self.target_return), "target_return", f"must be a finite number or None, got {self.target_return!r}")
         require(0.0 < self.target_return_quantile < 1.0, "target_return_quantile", f"must lie in (0, 1), got {self.target_return_quantile}")
         require(self.target_scale in TARGET_SCALES, "target_scale", f"must be one of {', '.join(TARGET_SCALES)}, got {self.target_scale!r}")
+        require(self.rtg_decrement in RTG_DECREMENTS, "rtg_decrement", f"must be one of {', '.join(RTG_DECREMENTS)}, got {self.rtg_decrement!r}")
 
 
 def seeded_dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -250,7 +258,8 @@ class DecisionTransformer(TorchAlgorithm):
     def _networks(self) -> nn.ModuleDict:
         return nn.ModuleDict({"model": DecisionTransformerNet(self.feature_dim, self.config)})
 
-    legacy_config = {"target_scale": "data"}   # checkpoints written before campaign targets serve as they did
+    # Checkpoints written before campaign targets and score decrements serve as they did.
+    legacy_config = {"target_scale": "data", "rtg_decrement": "conversions"}
 
     def reset(self, seed: int) -> None:
         super().reset(seed)
@@ -282,6 +291,8 @@ class DecisionTransformer(TorchAlgorithm):
         if cfg.target_return is not None:
             self.target_return = float(cfg.target_return)
             return
+        if cfg.rtg_decrement == "score":
+            state_columns(self.feature_version, ("spend", "conversions", "target_cpa"), "rtg_decrement")
         if cfg.target_scale != "data":
             campaign_columns(self.feature_version, "target_scale")   # the state must hold budget and CPA
             if not self.efficiency_quantiles:
@@ -345,22 +356,31 @@ class DecisionTransformer(TorchAlgorithm):
         self.n_updates += 1
         return {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": lr}
 
-    def policy(self, *, target_quantile: float | None = None, target_scale: str | None = None) -> "DTPolicy":
-        """The serving policy; ``target_quantile`` and ``target_scale`` override the config's
-        ``target_return_quantile`` and ``target_scale`` (serving options, no retraining)."""
+    def policy(self, *, target_quantile: float | None = None, target_scale: str | None = None,
+               rtg_decrement: str | None = None) -> "DTPolicy":
+        """The serving policy; ``target_quantile``, ``target_scale`` and ``rtg_decrement`` override
+        the config's ``target_return_quantile``, ``target_scale`` and ``rtg_decrement`` (serving
+        options, no retraining)."""
         if not math.isfinite(self.target_return):
             raise ValueError("dt: target_return is unset; call prepare(dataset, seed) / fit, or set DTConfig.target_return")
-        return DTPolicy(self, target_quantile=target_quantile, target_scale=target_scale)
+        return DTPolicy(self, target_quantile=target_quantile, target_scale=target_scale, rtg_decrement=rtg_decrement)
+
+
+def state_columns(feature_version: str | None, wanted: tuple[str, ...], field: str) -> tuple[int, ...]:
+    """Indices of the features ``wanted`` in the states of ``feature_version``; a ConfigError naming
+    ``field`` for a feature set without them (AuctionNet's 16 features hold no budget, CPA or spend)."""
+    names = FEATURE_SETS.get(feature_version or "", ())
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        other = "target_scale 'data' (one target for every campaign)" if field == "target_scale" else "rtg_decrement 'conversions'"
+        raise ConfigError(f"{field}: reads {', '.join(wanted)} from the state, which feature set {feature_version!r} "
+                          f"does not hold ({', '.join(missing)} missing); use {other}")
+    return tuple(names.index(w) for w in wanted)
 
 
 def campaign_columns(feature_version: str | None, field: str) -> tuple[int, int]:
-    """Indices of budget and target_cpa in the states of ``feature_version``; a ConfigError naming
-    ``field`` for a feature set without them (AuctionNet's 16 features)."""
-    names = FEATURE_SETS.get(feature_version or "", ())
-    if "budget" not in names or "target_cpa" not in names:
-        raise ConfigError(f"{field}: 'campaign' reads the budget and target CPA from the state, which feature set "
-                          f"{feature_version!r} does not hold; use target_scale 'data' (one target for every campaign)")
-    return names.index("budget"), names.index("target_cpa")
+    """Indices of budget and target_cpa in the states of ``feature_version`` (``state_columns``)."""
+    return state_columns(feature_version, ("budget", "target_cpa"), field)
 
 
 class DTPolicy:
@@ -371,7 +391,7 @@ class DTPolicy:
     target among the quantiles stored in the checkpoint."""
 
     def __init__(self, algo: DecisionTransformer, *, target_quantile: float | None = None,
-                 target_scale: str | None = None) -> None:
+                 target_scale: str | None = None, rtg_decrement: str | None = None) -> None:
         cfg = algo.config
         self.model = copy.deepcopy(algo.nets["model"]).eval().requires_grad_(False)
         self.normalizer = algo.normalizer
@@ -389,6 +409,14 @@ class DTPolicy:
                               f"units (trained with target_scale {cfg.target_scale!r}); it cannot be served with {scale!r}")
         self.target_scale = scale
         self.efficiency = scale == "efficiency"
+        decrement = cfg.rtg_decrement if rtg_decrement is None else rtg_decrement
+        if decrement not in RTG_DECREMENTS:
+            raise ConfigError(f"rtg_decrement: must be one of {', '.join(RTG_DECREMENTS)}, got {decrement!r}")
+        self.rtg_decrement = decrement
+        # state columns of the spend, conversions and target CPA so far, and the task's CPA exponent
+        self.score_columns = state_columns(algo.feature_version, ("spend", "conversions", "target_cpa"), "rtg_decrement") \
+            if decrement == "score" else (-1, -1, -1)
+        self.beta = task_beta(algo.task or DEFAULT_TASK)
         self.target_return = float(algo.target_return)
         self.target_efficiency = float("nan")
         self.campaign_columns = (-1, -1)
@@ -415,13 +443,22 @@ class DTPolicy:
         budget, target_cpa = (float(first_state[i]) for i in self.campaign_columns)
         return self.target_efficiency * budget / target_cpa
 
+    def earned(self, states: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+        """(t+1,) float64: what the campaign had earned before each tick 0..t, in score units: the
+        task's score so far (conversions x CPA penalty, from states (t+1, D)), or the conversions
+        (the sum of the rewards (t,) before each tick)."""
+        if self.rtg_decrement == "conversions":
+            return np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])
+        spend, conversions, target_cpa = (states[:, i].astype(np.float64) for i in self.score_columns)
+        return conversions * cpa_penalty(spend, conversions, target_cpa, self.beta)
+
     def act(self, states, actions, rewards) -> float:
         states, actions, rewards = validate_history(states, actions, rewards, self.feature_dim)
         t = states.shape[0] - 1
         if t >= self.max_ticks:
             raise ValueError(f"states: tick {t} is beyond the model's max_ticks {self.max_ticks}")
-        # Return-to-go at ticks 0..t: the target minus the rewards already observed.
-        rtg = (self.target(states[0]) - np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])).astype(np.float32)
+        # Return-to-go at ticks 0..t: the target minus what was earned before each tick.
+        rtg = (self.target(states[0]) - self.earned(states, rewards)).astype(np.float32)
         # a_t is unknown; its token comes after s_t, so causality keeps the placeholder unseen.
         past_and_current = np.concatenate([actions, np.zeros(1, np.float32)])
         window = left_padded_window(states, past_and_current, rtg, np.arange(t + 1, dtype=np.int64), self.context_len)

@@ -215,7 +215,8 @@ def _learned_policy_params(policy) -> tuple[str, dict, dict]:
                   "n_layers": len(policy.model.blocks), "n_heads": int(policy.model.blocks[0].attn.n_heads),
                   "context_len": int(policy.context_len), "max_ticks": int(policy.max_ticks),
                   "target_return": float(policy.target_return), "target_scale": policy.target_scale,
-                  "target_efficiency": float(policy.target_efficiency), "campaign_columns": list(policy.campaign_columns)}
+                  "target_efficiency": float(policy.target_efficiency), "campaign_columns": list(policy.campaign_columns),
+                  "rtg_decrement": policy.rtg_decrement, "score_columns": list(policy.score_columns), "beta": float(policy.beta)}
         return "dt", {"policy": params}, tensors
     raise ConfigError(f"source: no export for policy {type(policy).__name__}")
 

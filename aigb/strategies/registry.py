@@ -242,9 +242,10 @@ def _check_checkpoint(algo: str):
 
 DT_OPTIONS = {
     "return": "quantile level (0, 1) of the training campaigns the target return is taken from (default: the config's)",
-    "scale": "'campaign' (efficiency quantile x B / C, the default) or 'data' (one target for every campaign)",
+    "scale": "'efficiency', 'campaign' or 'data': how the target is scaled (aigb.algos.dt.TARGET_SCALES)",
+    "decrement": "'score' (the score earned so far) or 'conversions': what the return-to-go counts down by",
 }
-"""Serving options of a Decision Transformer spec, ``dt:PATH?return=Q&scale=campaign|data``."""
+"""Serving options of a Decision Transformer spec, ``dt:PATH?return=Q&scale=...&decrement=...``."""
 
 
 def split_spec_options(algo: str, text: str) -> tuple[str, dict]:
@@ -268,10 +269,14 @@ def split_spec_options(algo: str, text: str) -> tuple[str, dict]:
             if not 0.0 < level < 1.0:
                 raise ConfigError(f"dt: return: must be a quantile level in (0, 1), got {value!r} in {text!r}")
             options["target_quantile"] = level
-        else:
+        elif key == "scale":
             if value not in _DT_SCALES:
                 raise ConfigError(f"dt: scale: must be one of {', '.join(_DT_SCALES)}, got {value!r} in {text!r}")
             options["target_scale"] = value
+        else:
+            if value not in ("score", "conversions"):
+                raise ConfigError(f"dt: decrement: must be score or conversions, got {value!r} in {text!r}")
+            options["rtg_decrement"] = value
     return path, options
 
 
@@ -301,7 +306,7 @@ for _algo in LEARNED_ALGOS:
     if _algo != "diffbid":
         register(_algo, _learned(_algo), check=_check_checkpoint(_algo), takes_path=True,
                  help=f"learned {_algo} policy: {_algo}:PATH/TO/checkpoint"
-                      + ("[?return=0.9&scale=campaign|data]" if _algo == "dt" else ""))
+                      + ("[?return=0.9&scale=efficiency|campaign|data&decrement=score|conversions]" if _algo == "dt" else ""))
 del _algo
 
 

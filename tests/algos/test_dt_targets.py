@@ -87,7 +87,7 @@ def test_the_spec_options_pick_the_target_and_bad_ones_fail_naming_the_option(tr
     assert strategy.policy.target(_state(3000, 100)) == pytest.approx(algo.policy(target_quantile=0.5).target(_state(3000, 100)))
     assert make_strategy(f"dt:{path}?scale=data").policy.target_scale == "data"
     assert make_strategy(f"dt:{path}").policy.target_efficiency == algo.policy().target_efficiency
-    for bad, word in (("?return=1.5", "return"), ("?scale=budget", "scale"), ("?w=2", "unknown option")):
+    for bad, word in (("?return=1.5", "return"), ("?scale=budget", "scale"), ("?decrement=cost", "decrement"), ("?w=2", "unknown option")):
         with pytest.raises(ConfigError, match=word):
             strategy_factory(f"dt:{path}{bad}")
     with pytest.raises(ConfigError, match="bc: takes no serving options"):
@@ -111,8 +111,11 @@ def test_a_checkpoint_from_before_campaign_targets_serves_its_one_target(trained
 
 def test_campaign_targets_need_a_state_with_budget_and_cpa():
     data = SyntheticTrajectories(n_trajectories=16, n_ticks=12, feature_dim=5, seed=0)   # no budget, no CPA
+    algo = make_algorithm("dt", data.feature_dim, {**CAMPAIGN, "target_scale": "data", "rtg_decrement": "score"}, seed=0)
+    with pytest.raises(ConfigError, match="rtg_decrement: reads spend, conversions, target_cpa"):
+        algo.prepare(data, 0)
     algo = make_algorithm("dt", data.feature_dim, CAMPAIGN, seed=0)
-    with pytest.raises(ConfigError, match="target_scale: 'campaign' reads the budget and target CPA"):
+    with pytest.raises(ConfigError, match="target_scale: reads budget, target_cpa from the state, which feature set 'synthetic-v1'"):
         algo.prepare(data, 0)
 
 
@@ -144,3 +147,22 @@ def test_efficiency_tokens_are_score_to_go_times_c_over_b_in_training_and_servin
         assert served == pytest.approx(trained, abs=1e-6)   # equal in practice; a token off by x12 moves it ~3e-5
     with pytest.raises(ConfigError, match="efficiency units"):
         algo.policy(target_scale="campaign")
+
+
+def test_the_score_decrement_counts_down_by_the_score_earned_so_far(trained):
+    _, algo, _ = trained
+    spend, conv = FEATURE_NAMES.index("spend"), FEATURE_NAMES.index("conversions")
+    states = np.zeros((3, FEATURE_DIM), np.float32)
+    states[:, C] = 100.0
+    states[1, spend], states[1, conv] = 300.0, 2.0     # CPA 150 against 100: penalty (100 / 150)^2 = 4 / 9
+    states[2, spend], states[2, conv] = 400.0, 5.0     # CPA 80: no penalty
+    rewards = np.array([2.0, 3.0], np.float32)
+    np.testing.assert_allclose(algo.policy(rtg_decrement="score").earned(states, rewards), [0.0, 8 / 9, 5.0], rtol=1e-12)
+    np.testing.assert_allclose(algo.policy(rtg_decrement="conversions").earned(states, rewards), [0.0, 2.0, 5.0])
+    served = algo.policy(rtg_decrement="score")
+    assert served.act(states, np.zeros(2, np.float32), rewards) != algo.policy().act(states, np.zeros(2, np.float32), rewards)
+    algo.task = "max-return"      # no CPA term: the score so far is the conversions
+    try:
+        np.testing.assert_allclose(algo.policy(rtg_decrement="score").earned(states, rewards), [0.0, 2.0, 5.0])
+    finally:
+        algo.task = None

@@ -137,6 +137,19 @@ class DecisionTransformer:
         self.target_scale = params.get("target_scale", "data")
         self.target_efficiency = float(params.get("target_efficiency", float("nan")))
         self.campaign_columns = tuple(int(i) for i in params.get("campaign_columns", (-1, -1)))
+        # Exports written before score decrements count the return-to-go down by the conversions.
+        self.rtg_decrement = params.get("rtg_decrement", "conversions")
+        self.score_columns = tuple(int(i) for i in params.get("score_columns", (-1, -1, -1)))
+        self.beta = float(params.get("beta", 2.0))
+
+    def earned(self, states: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+        """What the campaign had earned before each tick (aigb.algos.dt.DTPolicy.earned)."""
+        if self.rtg_decrement == "conversions":
+            return np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])
+        spend, conversions, target_cpa = (states[:, i].astype(np.float64) for i in self.score_columns)
+        with np.errstate(divide="ignore", invalid="ignore"):   # aigb.score.cpa_penalty
+            ratio = np.where(spend > 0, target_cpa * conversions / np.where(spend > 0, spend, 1.0), np.inf)
+        return conversions * np.minimum(1.0, np.where(conversions > 0, ratio, 1.0) ** self.beta)
 
     def target(self, first_state: np.ndarray) -> float:
         """The return-to-go at tick 0: the score efficiency x the campaign's B / C read from its first
@@ -176,7 +189,7 @@ class DecisionTransformer:
             raise ValueError("tick %d is beyond the model's max_ticks %d" % (t, self.max_ticks))
         obs = np.asarray(states, dtype=np.float32)
         rewards = np.asarray(rewards, dtype=np.float32)
-        rtg = (self.target(obs[0]) - np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])).astype(np.float32)
+        rtg = (self.target(obs[0]) - self.earned(obs, rewards)).astype(np.float32)
         action = np.concatenate([np.asarray(actions, dtype=np.float32), np.zeros(1, np.float32)])
         tick = np.arange(t + 1, dtype=np.int64)
         n, k = obs.shape[0], self.context_len
