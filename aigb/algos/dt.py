@@ -6,15 +6,18 @@ predicts a_t from the output at the state token s_t (so a_t itself is never seen
 
     loss = sum_{b,k} mask_bk (a_hat_bk - a_bk)^2 / sum mask       (masked steps only)
 
-rtg is the CPA-penalised score-to-go divided by reward_scale. At serving the return-to-go starts at
-a target return and is decremented by the observed rewards (the conversions of the ticks played).
-The target is campaign-relative by default (``target_scale="campaign"``): the
-``target_return_quantile`` of the training campaigns' score efficiency (score x C / B, what a
-campaign earns per conversion its budget buys at its target CPA) times this campaign's B / C, read
-from its state. A campaign's score scales with B / C, so one target in score units for every
-campaign (``target_scale="data"``: the quantile of the raw campaign scores, as AuctionNet's DT
-baseline serves, and as checkpoints written before the choice existed serve) asks small campaigns
-for more than their budget can buy and large ones for a fraction of it. Training windows and serving windows have the same
+rtg is the CPA-penalised score-to-go. By default (``target_scale="efficiency"``) it is counted in
+units of what the campaign's budget buys at its target CPA, score-to-go x C / B (B and C read from
+the state), so that a return token means the same for a campaign of 20 and one of 80 affordable
+conversions; at serving the return-to-go starts at the ``target_return_quantile`` of the training
+campaigns' score efficiency (score x C / B) and counts down by the task's score earned so far
+(``rtg_decrement="score"``: conversions x the CPA penalty of the CPA so far, the realised
+counterpart of the penalised score-to-go the tokens were trained on). The other scales keep score
+units (divided by reward_scale): ``"campaign"`` starts each campaign at that efficiency quantile x
+its B / C; ``"data"`` starts every campaign at one quantile of the raw campaign scores, as
+AuctionNet's DT baseline does and as checkpoints written before these choices serve (counting down by
+the conversions, ``rtg_decrement="conversions"``). docs/experiments/2026-12-dt-return-targets.md
+measures them. Training windows and serving windows have the same
 layout: K steps, left-padded with mask 0 before tick 0, and padded keys are never attended, so the
 two paths feed the same function.
 
@@ -83,10 +86,12 @@ class DTConfig:
     target_return_quantile: float = 0.9
     """Quantile level of the training campaigns' returns (target_scale 'data') or score efficiencies
     (target_scale 'campaign') the target is taken from when target_return is None."""
-    target_scale: str = "campaign"
-    """'campaign': the target is the quantile of the training campaigns' score efficiency (score x C
-    / B) times the served campaign's B / C (needs a feature set with budget and target_cpa: v1);
-    'data': the quantile of the raw campaign scores, one target for every campaign."""
+    target_scale: str = "efficiency"
+    """How returns are scaled (needs a feature set with budget and target_cpa, v1, except 'data'):
+    'efficiency', tokens and target in units of what B buys at C (score x C / B), the target the
+    quantile of the training campaigns' score efficiency; 'campaign', score tokens, the target that
+    quantile x the campaign's B / C; 'data', score tokens, one target (the quantile of the raw
+    campaign scores) for every campaign."""
     rtg_decrement: str = "score"
     """What the return-to-go counts down by at serving: 'score', the task's score earned so far
     (conversions x the CPA penalty of the CPA so far, read from the state: the realised counterpart of

@@ -1,5 +1,6 @@
-"""The Decision Transformer's serving target: per campaign (score-efficiency quantile x B / C) by
-default, one target for every campaign on request and in checkpoints written before the choice."""
+"""The Decision Transformer's return target: in score-efficiency units (score x C / B) by default,
+in score units per campaign (efficiency quantile x B / C), or one target for every campaign (on
+request, and in checkpoints written before the choice); counted down by the score or the conversions."""
 
 import json
 
@@ -16,7 +17,7 @@ from aigb.strategies.registry import make_strategy, strategy_factory
 from aigb.types import ConfigError
 
 B, C = FEATURE_NAMES.index("budget"), FEATURE_NAMES.index("target_cpa")
-CAMPAIGN = {k: v for k, v in CHECK_OVERRIDES["dt"].items() if k != "target_scale"}   # the default scale
+CAMPAIGN = {**CHECK_OVERRIDES["dt"], "target_scale": "campaign"}   # score tokens, a target per campaign
 
 
 class Campaigns(SyntheticTrajectories):
@@ -57,7 +58,7 @@ def test_the_target_is_the_efficiency_quantile_times_the_campaigns_budget_over_c
     data, algo, _ = trained
     efficiency = data.score_to_go[:, 0].astype(np.float64) * data.cpa / data.budget   # computed here, not by the code
     policy = algo.policy()
-    assert policy.target_scale == "campaign"
+    assert policy.target_scale == "campaign" and not policy.efficiency
     for budget, cpa in ((3000.0, 100.0), (1200.0, 60.0), (4800.0, 140.0)):
         expected = np.quantile(efficiency, 0.9) * np.float32(budget) / np.float32(cpa)
         assert policy.target(_state(budget, cpa)) == pytest.approx(expected, rel=1e-9)
