@@ -76,8 +76,8 @@ class Strategy(ABC):
     """True for benchmarks that see the period in advance (``prepare`` is then called)."""
     trained_for: tuple[str, str] | None = None
     """Learned strategies: ``(task, source)``, the task (``aigb.score.TASKS``) their checkpoint or
-    exported folder was trained for, and that file or folder. None: a rule, or a checkpoint written
-    before tasks were recorded; it plays either task."""
+    exported folder was trained for, and that file or folder ("checkpoint PATH", "export DIR").
+    None: a rule, or a checkpoint written before tasks were recorded; it plays either task."""
 
     def prepare(self, episode: Episode) -> None:
         """Hindsight strategies only: look at the period before ``reset``."""
@@ -97,7 +97,7 @@ def check_task(strategy: Strategy, task: str) -> None:
     than ``task``, the one it is about to be scored on."""
     trained = getattr(strategy, "trained_for", None)
     if trained is not None and trained[0] != task:
-        raise ConfigError(f"task: {strategy.name} was trained for the {trained[0]} task (checkpoint {trained[1]}), "
+        raise ConfigError(f"task: {strategy.name} was trained for the {trained[0]} task ({trained[1]}), "
                           f"not {task}; evaluate it with --task {trained[0]}, or train it on {task} data")
 
 

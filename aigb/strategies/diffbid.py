@@ -258,7 +258,7 @@ def load_diffbid_strategy(text: str, name: str | None = None) -> "DiffBidStrateg
         guard = SpendCapGuard(caps_of_terms(parse_guide(options["guide"]), algo.config.n_ticks), margin=options["throttle"])
     strategy = DiffBidStrategy(planner_of(algo, path, options), name or f"diffbid:{text}", guard=guard, checkpoint=path,
                                serving=serving_config(text)[1], feature_set=feature_set)
-    strategy.trained_for = (algo.task, str(path))   # DiffBid has recorded its task since it had one
+    strategy.trained_for = (algo.task, f"checkpoint {path}")   # DiffBid has recorded its task since it had one
     return strategy
 
 

@@ -23,6 +23,7 @@ from aigb.types import ACTION_HIGH, ACTION_LOW, Campaign
 
 __all__ = ["LearnedStrategy", "load_strategy"]
 
+
 class LearnedStrategy(AlphaStrategy):
     """Bids ``alpha = exp(a) * target_cpa`` with ``a = policy.act(states, actions, rewards)``."""
 
@@ -76,4 +77,4 @@ def load_strategy(algo: str, path: str, feature_set: str | None = None) -> Alpha
     stored = check_feature_set(str(payload.get("feature_version")), f"checkpoint {path}", feature_set)
     task = checkpoint_task(payload)
     policy = load_algorithm(path, expected_feature_version=stored).policy(**options)
-    return LearnedStrategy(policy, name, stored, None if task is None else (task, str(path)))
+    return LearnedStrategy(policy, name, stored, None if task is None else (task, f"checkpoint {path}"))

@@ -62,7 +62,7 @@ class CompetitionStrategy(Strategy):
         # An aigb export names the task its policy was trained for (``PlayerBiddingStrategy.task``).
         task = getattr(bidder, "task", None)
         if isinstance(task, str) and task in TASKS:
-            self.trained_for = (task, str(getattr(bidder, "folder", type(bidder).__name__)))
+            self.trained_for = (task, f"export {getattr(bidder, 'folder', type(bidder).__name__)}")
         self.min_remaining_budget = float(min_remaining_budget)
         self._history: dict[str, list] | None = None
 

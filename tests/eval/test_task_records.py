@@ -45,7 +45,7 @@ def _play(specs, task):
 def test_a_checkpoint_records_the_task_of_its_dataset(checkpoints, task):
     payload = read_checkpoint(checkpoints[task])
     assert payload["task"] == task and checkpoint_task(payload) == task
-    assert make_strategy(f"bc:{checkpoints[task]}").trained_for == (task, str(checkpoints[task]))
+    assert make_strategy(f"bc:{checkpoints[task]}").trained_for == (task, f"checkpoint {checkpoints[task]}")
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -56,7 +56,7 @@ def test_evaluating_on_the_other_task_is_refused_naming_both_tasks_and_the_check
     message = str(err.value)
     assert "\n" not in message
     assert f"trained for the {task} task" in message and f"not {other};" in message
-    assert str(checkpoints[task]) in message
+    assert f"(checkpoint {checkpoints[task]})" in message
 
 
 def test_the_same_task_plays_and_rules_play_either(checkpoints):

@@ -50,7 +50,7 @@ def test_an_export_carries_the_task_of_its_checkpoint_and_is_refused_on_the_othe
     adapted = make_strategy(f"neurips2024:{folder / 'player.py'}:PlayerBiddingStrategy", MARKET)
     assert adapted.trained_for[0] == "cpa"
     check_task(adapted, "cpa")
-    with pytest.raises(ConfigError, match=r"trained for the cpa task \(checkpoint .*\), not max-return;"):
+    with pytest.raises(ConfigError, match=r"trained for the cpa task \(export .*\), not max-return;"):
         check_task(adapted, "max-return")
     _, rule, _ = exports("fixed")
     assert json.loads((rule / "params.json").read_text())["task"] is None
