@@ -8,8 +8,9 @@ A spec is ``NAME`` or ``NAME:ARGUMENTS``:
   ``oracle:mode=slots,reference=pid:gain=2`` (``reference`` takes the rest of the spec);
 * learned strategies take a checkpoint path: ``iql:runs/iql/best.pt`` calls
   ``aigb.strategies.learned.load_strategy("iql", path)``; DiffBid's path may carry serving
-  options, ``diffbid:runs/diffbid/best.pt?w=1.2&return=0.9`` (``aigb.strategies.diffbid``), and the
-  Decision Transformer's its target, ``dt:runs/dt/best.pt?return=0.75&scale=data`` (``DT_OPTIONS``);
+  options, ``diffbid:runs/diffbid/best.pt?w=1.2&return=0.9`` (``aigb.strategies.diffbid``), and a
+  Decision Transformer's its return target, ``dt:runs/dt/best.pt?return=0.75&decrement=conversions``
+  (``DT_OPTIONS``);
 * ``neurips2024:module.path:ClassName`` or ``neurips2024:file.py:ClassName`` wraps a competition
   class (instantiated without arguments) in ``aigb.strategies.neurips2024.CompetitionStrategy``.
   Trust boundary: checking such a spec imports the file or module, i.e. runs its code in this
