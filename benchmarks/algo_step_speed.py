@@ -24,8 +24,11 @@ from aigb.seeding import rng as named_rng
 
 def measure(name: str, data: SyntheticTrajectories, steps: int, warmup: int, seed: int) -> dict:
     # DiffBid's default plan reads v1 market states; on synthetic states it diffuses the states
-    # themselves (same networks and batch, D plan channels instead of 7).
-    algo = make_algorithm(name, data.feature_dim, {"plan": "raw"} if name == "diffbid" else None, seed=seed)
+    # themselves (same networks and batch, D plan channels instead of 7). The DT's default return
+    # tokens read B and C from v1 states too; synthetic states take one score-unit target (the
+    # same network and step, less one elementwise product).
+    overrides = {"diffbid": {"plan": "raw"}, "dt": {"target_scale": "data", "rtg_decrement": "conversions"}}.get(name)
+    algo = make_algorithm(name, data.feature_dim, overrides, seed=seed)
     algo.prepare(data, seed)
     gen = named_rng(seed, "bench/batches", list(ALGORITHMS).index(name))
     batch_size = algo.config.batch_size

@@ -26,6 +26,7 @@ from aigb.algos.normalizer import Normalizer
 from aigb.algos.policy import StatePolicy
 from aigb.algos.protocols import Algorithm, Policy, TrajectoryDataset
 from aigb.algos.validation import check_common_config, require, require_positive
+from aigb.score import check_task
 from aigb.seeding import torch_seed
 from aigb.types import ConfigError
 
@@ -68,6 +69,8 @@ class TorchAlgorithm:
         self.feature_version: str | None = None
         self.market_version: str | None = None
         """The market version the policy is trained for (the dataset's; ``aigb train`` sets imported data's)."""
+        self.task: str | None = None
+        """The task the policy is trained for (``aigb.score.TASKS``, from the dataset); None: unrecorded."""
         self.reset(seed)
 
     # --- construction ------------------------------------------------------------------------
@@ -104,6 +107,8 @@ class TorchAlgorithm:
         self.feature_version = version
         # Data from no market of ours (OIL's labelled states) keeps the version its trainer set.
         self.market_version = getattr(dataset, "market_version", None) or self.market_version
+        task = getattr(dataset, "task", None)   # trajectory datasets know theirs; OIL's labelled states do not
+        self.task = None if task is None else check_task(task, "dataset task")
         self._adapt(dataset, seed)
 
     def _adapt(self, dataset: TrajectoryDataset, seed: int) -> None:
@@ -130,6 +135,7 @@ class TorchAlgorithm:
             "nets": {k: v.detach().clone() for k, v in self.nets.state_dict().items()},
             "normalizer": self.normalizer.state_dict(),
             "feature_version": self.feature_version,
+            "task": self.task,
             "n_updates": int(self.n_updates),
             "extra": self._extra_state(),
         }
@@ -148,6 +154,7 @@ class TorchAlgorithm:
         if self.normalizer.feature_dim != self.feature_dim:
             raise ValueError(f"{self.name} state: normalizer feature dim {self.normalizer.feature_dim} != {self.feature_dim}")
         self.feature_version = state.get("feature_version")
+        self.task = state.get("task")   # None in checkpoints written before tasks were recorded
         self.n_updates = int(state["n_updates"])
         self._load_extra_state(state["extra"])
         if "optimizers" in state:

@@ -8,6 +8,8 @@ A checkpoint is a ``torch.save`` of tensors and primitive containers only, read 
     config                    the algorithm config as a JSON string
     feature_dim, feature_version, action_bounds
     dataset_fingerprint       JSON string (optional): which data trained it
+    task                      the task it was trained for (``aigb.score.TASKS``: its dataset's, or
+                              OIL's ``--task``); None in files written before tasks were recorded
     algorithm                 the algorithm's state dict: weights, normaliser statistics,
                               data-derived settings, and optionally optimisers and noise state
     fit_state                 JSON string (optional): the training loop's step, rng and best score
@@ -35,7 +37,7 @@ from aigb.types import MARKET_VERSION, check_market_version, recorded_market_ver
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "FeatureVersionMismatch",
-    "save_checkpoint", "read_checkpoint", "stored_config", "load_algorithm", "load_policy", "atomic_torch_save", "torch_load_weights_only", "json_default", "one_line",
+    "save_checkpoint", "read_checkpoint", "stored_config", "checkpoint_task", "load_algorithm", "load_policy", "atomic_torch_save", "torch_load_weights_only", "json_default", "one_line",
 ]
 
 CHECKPOINT_FORMAT = "aigb.algos.checkpoint"
@@ -102,6 +104,7 @@ def save_checkpoint(path: str | os.PathLike, algo: TorchAlgorithm, *, dataset_fi
         "market_version": algo.market_version or MARKET_VERSION,
         "action_bounds": algo.bounds.to_dict(),
         "dataset_fingerprint": _json(dataset_fingerprint, "dataset_fingerprint"),
+        "task": algo.task,
         "fit_state": _json(fit_state, "fit_state"),
         "algorithm": algo.state_dict(with_optimizers=with_optimizers),
     }
@@ -137,6 +140,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if bounds != expected:
         raise ValueError(f"checkpoint {path}: action bounds {bounds} differ from this code's {expected}")
     return payload
+
+
+def checkpoint_task(payload: dict) -> str | None:
+    """The task a checkpoint payload (``read_checkpoint``) was trained for, or None where it records
+    none (written before tasks were recorded; DiffBid's always kept its own, in its extra state)."""
+    task = payload.get("task")
+    if task is None:
+        extra = payload["algorithm"].get("extra") if isinstance(payload["algorithm"], dict) else None
+        task = extra.get("task") if isinstance(extra, dict) else None
+    return None if task is None else str(task)
 
 
 def _check_feature_version(payload: dict, path, expected: str | None) -> None:

@@ -34,7 +34,9 @@ CHECK_OVERRIDES: dict[str, dict[str, Any]] = {
     "bc": {"hidden_dims": (32, 32), "batch_size": 32},
     "iql": {"hidden_dims": (32, 32), "batch_size": 32},
     "cql": {"hidden_dims": (32, 32), "batch_size": 32, "n_action_samples": 4},
-    "dt": {"context_len": 4, "embed_dim": 32, "n_layers": 1, "n_heads": 2, "max_ticks": 16, "batch_size": 16, "warmup_steps": 10},
+    # Synthetic states hold no budget, CPA or spend: one target for every campaign, counted down by the rewards.
+    "dt": {"context_len": 4, "embed_dim": 32, "n_layers": 1, "n_heads": 2, "max_ticks": 16, "batch_size": 16, "warmup_steps": 10,
+           "target_scale": "data", "rtg_decrement": "conversions"},
     "diffbid": {"plan": "raw", "n_ticks": 12, "d_model": 16, "n_layers": 1, "n_heads": 2, "emb_dim": 16, "diffusion_steps": 20,
                 "sampling_steps": 4, "idm_hidden_dims": (32, 32), "batch_size": 16, "warmup_steps": 10},
     "oil": {"hidden_dims": (32, 32), "batch_size": 32},

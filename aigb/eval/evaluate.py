@@ -62,6 +62,7 @@ from aigb.files import claim_dir
 from aigb.score import DEFAULT_TASK, check_task
 from aigb.seeding import EVAL_FIRST_PERIOD
 from aigb.sim.population import PopulationConfig, market_population
+from aigb.strategies.base import check_task as check_strategy_task
 from aigb.strategies.registry import strategy_factory
 from aigb.types import ConfigError, MarketConfig, MarketVersionError, recorded_market_version
 
@@ -353,6 +354,8 @@ def evaluate(strategies: Sequence[str], *, periods: int | Sequence[int] = 5, slo
     # Build each once here: files a strategy derives on first use (the OnlineLP prior) are made
     # once, before workers race to make them.
     built = {spec: strategy_factory(spec)(market) for spec in specs}
+    for strategy in built.values():
+        check_strategy_task(strategy, task)   # a policy trained for the other task is refused before any rollout
 
     tasks = [(i, s, p, a) for i, (s, p, a) in enumerate((s, p, a) for s in config.seeds for p in config.periods
                                                          for a in config.slots)]

@@ -59,6 +59,7 @@ from aigb.score import DEFAULT_TASK, check_task, realized_cpa, score, task_beta
 from aigb.seeding import rng
 from aigb.sim.env import InvalidBids, Observation, validate_bids
 from aigb.strategies.base import Strategy, strategy_seed
+from aigb.strategies.base import check_task as check_strategy_task
 from aigb.strategies.oracle import solve_oracle
 from aigb.strategies.registry import strategy_factory
 from aigb.types import TICK_STAT_FIELDS, Campaign, ConfigError, MarketConfig
@@ -385,9 +386,12 @@ def replay_evaluate(strategies: Sequence[str], replay_dir, *, periods: Sequence[
         raise ConfigError("strategies: give at least one strategy")
     if len(set(specs)) != len(specs):
         raise ConfigError(f"strategies: each may appear once, got {list(specs)}")
+    check_task(task)
     for spec in specs:
         factory = strategy_factory(spec)
-        if factory(market).hindsight:
+        built = factory(market)
+        check_strategy_task(built, task)   # a policy trained for the other task is refused
+        if built.hindsight:
             raise ConfigError(f"strategies: {spec} is a hindsight strategy, which replays the simulator's period; "
                               "replay rows carry the LP bound over the logged prices as oracle_score")
     if baseline is not None and baseline not in specs:

@@ -6,7 +6,8 @@ spec (``fixed:rate=0.9``, ``pid``, ``onlinelp:cap=1.5``, ``iql:runs/iql/best.pt`
 
     __init__.py player.py strategy.py history.py rules.py networks.py planner.py bundle.py
                   the runtime (``aigb/export/runtime``), copied as it is: numpy, torch, stdlib
-    params.json   what the strategy is: its kind, parameters, network shapes, serving options
+    params.json   what the strategy is: its kind, parameters, network shapes, serving options, and
+                  the task a learned one was trained for
     weights.pt    learned strategies: one flat dict of plain tensors (aigb's state-dict names)
     README.md     how to drop the folder into a competition harness
     selftest.py, selftest.npz
@@ -15,7 +16,8 @@ spec (``fixed:rate=0.9``, ``pid``, ``onlinelp:cap=1.5``, ``iql:runs/iql/best.pt`
 
 How each kind travels: rule strategies (fixed, pid, onlinelp) as parameters only (the OnlineLP
 prior as its table of rows); BC, IQL and CQL as the actor MLP and the state normaliser; the
-Decision Transformer as its weights, context length and target return; DiffBid as the EMA
+Decision Transformer as its weights, context length and target (one return, or a score efficiency
+scaled by each campaign's B / C); DiffBid as the EMA
 condition network and denoiser, the inverse dynamics, the three scalers, the noise schedule and
 the serving options of the spec, fixed at export.
 
@@ -212,7 +214,9 @@ def _learned_policy_params(policy) -> tuple[str, dict, dict]:
         params = {"normalizer": norm_params, "action_bounds": [policy.bounds.low, policy.bounds.high],
                   "n_layers": len(policy.model.blocks), "n_heads": int(policy.model.blocks[0].attn.n_heads),
                   "context_len": int(policy.context_len), "max_ticks": int(policy.max_ticks),
-                  "target_return": float(policy.target_return)}
+                  "target_return": float(policy.target_return), "target_scale": policy.target_scale,
+                  "target_efficiency": float(policy.target_efficiency), "campaign_columns": list(policy.campaign_columns),
+                  "rtg_decrement": policy.rtg_decrement, "score_columns": list(policy.score_columns), "beta": float(policy.beta)}
         return "dt", {"policy": params}, tensors
     raise ConfigError(f"source: no export for policy {type(policy).__name__}")
 
@@ -457,6 +461,9 @@ def export_neurips2024(source: str, out: str | Path, *, market: MarketConfig = M
         check_dir(out, COMMAND, force=force, writes=EXPORT_FILES)   # the folder and its marker come with the export
     native, kind, params, tensors = _native_and_params(spec, market, seed, advertiser)
     params = {**_base_params(spec, market, seed, device), "kind": kind, **params}
+    # The task a learned policy was trained for travels with it, so evaluating the export on the
+    # other task is refused as the checkpoint's is (aigb.strategies.base.check_task); rules: none.
+    params["task"] = native.trained_for[0] if getattr(native, "trained_for", None) else None
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = out.parent / f".{out.name}.partial"
     if stage.exists():

@@ -20,6 +20,10 @@ when a strategy asks:
 * ``hindsight``: the strategy is a benchmark that may see the period before playing it (the
   hindsight oracle). The harness calls ``prepare(episode)`` before ``reset``; honest strategies
   never receive an ``Episode``.
+
+A learned strategy also says which task it was trained for (``trained_for``); ``check_task``
+refuses to play it on the other one (``aigb.score.TASKS``: a policy selected for Target-CPA scores
+is not a Max-Return policy, and the reverse).
 """
 
 from __future__ import annotations
@@ -32,13 +36,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aigb.seeding import seed_sequence
-from aigb.types import Campaign, MarketConfig
+from aigb.types import Campaign, ConfigError, MarketConfig
 
 if TYPE_CHECKING:   # annotations only: the strategy contract imports no simulator
     from aigb.sim.env import Observation
     from aigb.sim.population import PopulationConfig
 
-__all__ = ["Strategy", "AlphaStrategy", "Episode", "StrategyFactory", "strategy_seed"]
+__all__ = ["Strategy", "AlphaStrategy", "Episode", "StrategyFactory", "strategy_seed", "check_task"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,10 @@ class Strategy(ABC):
     """True if ``bid`` reads ``Observation.pv_history`` (per-PV results of past ticks)."""
     hindsight: bool = False
     """True for benchmarks that see the period in advance (``prepare`` is then called)."""
+    trained_for: tuple[str, str] | None = None
+    """Learned strategies: ``(task, source)``, the task (``aigb.score.TASKS``) their checkpoint or
+    exported folder was trained for, and that file or folder ("checkpoint PATH", "export DIR").
+    None: a rule, or a checkpoint written before tasks were recorded; it plays either task."""
 
     def prepare(self, episode: Episode) -> None:
         """Hindsight strategies only: look at the period before ``reset``."""
@@ -82,6 +90,15 @@ class Strategy(ABC):
     @abstractmethod
     def bid(self, obs: Observation) -> np.ndarray:
         """Bids for the PVs of the current tick.  # (n_pv,) float64, finite, >= 0"""
+
+
+def check_task(strategy: Strategy, task: str) -> None:
+    """Refuse, in one line naming both tasks and the checkpoint, a strategy trained for another task
+    than ``task``, the one it is about to be scored on."""
+    trained = getattr(strategy, "trained_for", None)
+    if trained is not None and trained[0] != task:
+        raise ConfigError(f"task: {strategy.name} was trained for the {trained[0]} task ({trained[1]}), "
+                          f"not {task}; evaluate it with --task {trained[0]}, or train it on {task} data")
 
 
 class AlphaStrategy(Strategy):

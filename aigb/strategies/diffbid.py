@@ -257,8 +257,10 @@ def load_diffbid_strategy(text: str, name: str | None = None, market_version: st
         from aigb.strategies.throttle import SpendCapGuard, caps_of_terms
 
         guard = SpendCapGuard(caps_of_terms(parse_guide(options["guide"]), algo.config.n_ticks), margin=options["throttle"])
-    return DiffBidStrategy(planner_of(algo, path, options), name or f"diffbid:{text}", guard=guard, checkpoint=path,
-                           serving=serving_config(text)[1], feature_set=feature_set)
+    strategy = DiffBidStrategy(planner_of(algo, path, options), name or f"diffbid:{text}", guard=guard, checkpoint=path,
+                               serving=serving_config(text)[1], feature_set=feature_set)
+    strategy.trained_for = (algo.task, f"checkpoint {path}")   # DiffBid has recorded its task since it had one
+    return strategy
 
 
 def planner_of(algo, path: str, options: dict[str, Any], tfg=None):

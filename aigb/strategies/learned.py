@@ -6,6 +6,10 @@ policy trained on imported rlData, rebuilt from the advertiser's own tick histor
 actions and the past ticks' conversions. The checkpoint carries the normaliser and the feature set;
 a checkpoint of an unknown feature set, or of another one than the caller expects, is refused when
 it is loaded, naming both.
+
+A Decision Transformer's serving target takes options after the path:
+``dt:runs/dt/best.pt?return=0.75&scale=data`` (``aigb.strategies.registry.DT_OPTIONS``;
+``aigb.algos.dt.DTPolicy``).
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ __all__ = ["LearnedStrategy", "load_strategy"]
 class LearnedStrategy(AlphaStrategy):
     """Bids ``alpha = exp(a) * target_cpa`` with ``a = policy.act(states, actions, rewards)``."""
 
-    def __init__(self, policy, name: str, feature_set: str = FEATURE_VERSION):
+    def __init__(self, policy, name: str, feature_set: str = FEATURE_VERSION, trained_for: tuple[str, str] | None = None):
         self.policy = policy
         self.name = name
         self.feature_set = check_feature_set(feature_set, f"{name}: feature_set")
+        self.trained_for = trained_for
         self._states: list[np.ndarray] = []
         self._actions: list[float] = []
         self._campaign: Campaign | None = None
@@ -55,15 +60,22 @@ class LearnedStrategy(AlphaStrategy):
 def load_strategy(algo: str, path: str, feature_set: str | None = None, market_version: str | None = None) -> AlphaStrategy:
     """Load a checkpoint written by ``aigb train`` (``torch.load(weights_only=True)`` inside);
     ``feature_set`` (optional) is the one the caller expects, a checkpoint of another is refused, and
-    so is one trained for another market version than ``market_version`` (the market it plays)."""
-    from aigb.algos.checkpoint import load_policy, read_checkpoint
+    so is one trained for another market version than ``market_version`` (the market it plays).
+    ``path`` may carry a DT's serving options (``split_spec_options``)."""
+    from aigb.algos.checkpoint import checkpoint_task, load_algorithm, read_checkpoint
+    from aigb.strategies.registry import split_spec_options
 
     if algo == "diffbid":   # the planner keeps its plans and seeds its noise per campaign
         from aigb.strategies.diffbid import load_diffbid_strategy
 
         return load_diffbid_strategy(path, market_version=market_version)
-    found = read_checkpoint(path).get("algo")
+    name = f"{algo}:{path}"
+    path, options = split_spec_options(algo, path)
+    payload = read_checkpoint(path)
+    found = payload.get("algo")
     if found is not None and found != algo:
         raise ValueError(f"{path}: checkpoint holds a {found!r} policy, not {algo!r}")
-    stored = check_feature_set(str(read_checkpoint(path).get("feature_version")), f"checkpoint {path}", feature_set)
-    return LearnedStrategy(load_policy(path, expected_feature_version=stored, market_version=market_version), f"{algo}:{path}", stored)
+    stored = check_feature_set(str(payload.get("feature_version")), f"checkpoint {path}", feature_set)
+    task = checkpoint_task(payload)
+    policy = load_algorithm(path, expected_feature_version=stored, market_version=market_version).policy(**options)
+    return LearnedStrategy(policy, name, stored, None if task is None else (task, f"checkpoint {path}"))

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from aigb.sim.env import Observation, validate_bids
+from aigb.score import TASKS
 from aigb.strategies.base import Strategy
 from aigb.types import Campaign, ConfigError, MarketConfig
 
@@ -58,6 +59,10 @@ class CompetitionStrategy(Strategy):
             raise ConfigError(f"bidder: {type(bidder).__name__} lacks the competition method(s) {', '.join(missing)}")
         self.bidder = bidder
         self.name = name or f"neurips2024:{type(bidder).__name__}"
+        # An aigb export names the task its policy was trained for (``PlayerBiddingStrategy.task``).
+        task = getattr(bidder, "task", None)
+        if isinstance(task, str) and task in TASKS:
+            self.trained_for = (task, f"export {getattr(bidder, 'folder', type(bidder).__name__)}")
         self.min_remaining_budget = float(min_remaining_budget)
         self._history: dict[str, list] | None = None
 

@@ -8,7 +8,9 @@ A spec is ``NAME`` or ``NAME:ARGUMENTS``:
   ``oracle:mode=slots,reference=pid:gain=2`` (``reference`` takes the rest of the spec);
 * learned strategies take a checkpoint path: ``iql:runs/iql/best.pt`` calls
   ``aigb.strategies.learned.load_strategy("iql", path)``; DiffBid's path may carry serving
-  options, ``diffbid:runs/diffbid/best.pt?w=1.2&return=0.9`` (``aigb.strategies.diffbid``);
+  options, ``diffbid:runs/diffbid/best.pt?w=1.2&return=0.9`` (``aigb.strategies.diffbid``), and a
+  Decision Transformer's its return target, ``dt:runs/dt/best.pt?return=0.75&decrement=conversions``
+  (``DT_OPTIONS``);
 * ``neurips2024:module.path:ClassName`` or ``neurips2024:file.py:ClassName`` wraps a competition
   class (instantiated without arguments) in ``aigb.strategies.neurips2024.CompetitionStrategy``.
   Trust boundary: checking such a spec imports the file or module, i.e. runs its code in this
@@ -32,9 +34,10 @@ from aigb.strategies.base import Strategy, StrategyFactory
 from aigb.types import ConfigError, MarketConfig
 
 __all__ = ["Param", "UnknownStrategyError", "register", "known_strategies", "parse_spec", "strategy_factory",
-           "make_strategy", "describe_strategies", "LEARNED_ALGOS"]
+           "make_strategy", "describe_strategies", "LEARNED_ALGOS", "DT_OPTIONS", "split_spec_options"]
 
 LEARNED_ALGOS = ("bc", "iql", "cql", "dt", "diffbid", "oil")
+_DT_SCALES = ("efficiency", "campaign", "data")   # aigb.algos.dt.TARGET_SCALES, without importing torch here
 
 
 class UnknownStrategyError(ConfigError):
@@ -231,10 +234,51 @@ def _learned(algo: str):
 
 
 def _check_checkpoint(algo: str):
-    def check(path):
+    def check(text):
+        path, _ = split_spec_options(algo, text)
         if not Path(path).exists():
             raise ConfigError(f"{algo}: no checkpoint at {path!r}")
     return check
+
+
+DT_OPTIONS = {
+    "return": "quantile level (0, 1) of the training campaigns the target return is taken from (default: the config's)",
+    "scale": "'efficiency', 'campaign' or 'data': how the target is scaled (aigb.algos.dt.TARGET_SCALES)",
+    "decrement": "'score' (the score earned so far) or 'conversions': what the return-to-go counts down by",
+}
+"""Serving options of a Decision Transformer spec, ``dt:PATH?return=Q&scale=...&decrement=...``."""
+
+
+def split_spec_options(algo: str, text: str) -> tuple[str, dict]:
+    """``'PATH?key=value&...'`` -> ``(PATH, options)`` for a learned spec; only ``dt`` takes options
+    (``DT_OPTIONS``). A ConfigError names a bad key or value."""
+    path, sep, query = text.partition("?")
+    if not sep:
+        return text, {}
+    if algo != "dt":
+        raise ConfigError(f"{algo}: takes no serving options, got {'?' + query!r} after the checkpoint path")
+    options: dict = {}
+    for item in query.split("&"):
+        key, eq, value = item.partition("=")
+        if key not in DT_OPTIONS or not eq:
+            raise ConfigError(f"dt: unknown option {item!r} in {text!r}; options: {', '.join(f'{k}=...' for k in DT_OPTIONS)}")
+        if key == "return":
+            try:
+                level = float(value)
+            except ValueError:
+                level = float("nan")
+            if not 0.0 < level < 1.0:
+                raise ConfigError(f"dt: return: must be a quantile level in (0, 1), got {value!r} in {text!r}")
+            options["target_quantile"] = level
+        elif key == "scale":
+            if value not in _DT_SCALES:
+                raise ConfigError(f"dt: scale: must be one of {', '.join(_DT_SCALES)}, got {value!r} in {text!r}")
+            options["target_scale"] = value
+        else:
+            if value not in ("score", "conversions"):
+                raise ConfigError(f"dt: decrement: must be score or conversions, got {value!r} in {text!r}")
+            options["rtg_decrement"] = value
+    return path, options
 
 
 def _text(text: str) -> str:
@@ -262,7 +306,8 @@ register("neurips2024", _competition, check=_check_competition, takes_path=True,
 for _algo in LEARNED_ALGOS:
     if _algo != "diffbid":
         register(_algo, _learned(_algo), check=_check_checkpoint(_algo), takes_path=True,
-                 help=f"learned {_algo} policy: {_algo}:PATH/TO/checkpoint")
+                 help=f"learned {_algo} policy: {_algo}:PATH/TO/checkpoint"
+                      + ("[?return=0.9&scale=efficiency|campaign|data&decrement=score|conversions]" if _algo == "dt" else ""))
 del _algo
 
 

@@ -193,7 +193,8 @@ class LabelledStates:
 
     feature_version = FEATURE_VERSION
 
-    def __init__(self, obs: np.ndarray, action: np.ndarray):
+    def __init__(self, obs: np.ndarray, action: np.ndarray, task: str = DEFAULT_TASK):
+        self.task = check_task(task)   # the task the oracle labelled for; the checkpoint records it
         self.obs = np.asarray(obs, dtype=np.float32)
         self.action = np.asarray(action, dtype=np.float32)
         if self.obs.ndim != 2 or self.obs.shape[0] != self.action.shape[0] or self.obs.shape[0] == 0:
@@ -339,7 +340,7 @@ def train_oil(run_dir, *, market: MarketConfig = MarketConfig(), population: Pop
 
         t0 = time.perf_counter()
         if r == 0 or algo.feature_version is None:
-            algo.prepare(LabelledStates(data["obs"], data["action"]), seed)   # the normaliser from round 0's states
+            algo.prepare(LabelledStates(data["obs"], data["action"], task), seed)   # the normaliser from round 0's states
         n = data["obs"].shape[0]
         losses = _refit(algo, data, named_rng(seed, "oil/batches", r))
         t_fit = time.perf_counter() - t0

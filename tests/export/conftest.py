@@ -33,6 +33,10 @@ TINY = {
     "cql": {"hidden_dims": (32, 32), "batch_size": 32, "n_action_samples": 2},
     "oil": {"hidden_dims": (32, 32), "batch_size": 32},
     "dt": {"context_len": 4, "embed_dim": 16, "n_layers": 1, "n_heads": 2, "max_ticks": 48, "batch_size": 8, "warmup_steps": 2},
+    "dt-campaign": {"context_len": 4, "embed_dim": 16, "n_layers": 1, "n_heads": 2, "max_ticks": 48, "batch_size": 8,
+                      "warmup_steps": 2, "target_scale": "campaign"},
+    "dt-data": {"context_len": 4, "embed_dim": 16, "n_layers": 1, "n_heads": 2, "max_ticks": 48, "batch_size": 8,
+                "warmup_steps": 2, "target_scale": "data", "rtg_decrement": "conversions"},
     "diffbid": {"d_model": 16, "n_layers": 1, "n_heads": 2, "emb_dim": 16, "diffusion_steps": 20, "sampling_steps": 3,
                 "idm_hidden_dims": (32, 32), "warmup_steps": 2, "batch_size": 16},
     "diffbid-unet": {"denoiser": "unet", "known_input": False, "prediction": "eps", "unet_dim": 4, "emb_dim": 8, "diffusion_steps": 20, "sampling_steps": 1,
@@ -95,12 +99,14 @@ SOURCES = {   # key -> source (checkpoint paths and the prior filled in by the f
     "iql": "iql:{iql}",
     "cql": "{cql}",
     "dt": "dt:{dt}",
+    "dt-campaign": "dt:{dt-campaign}?return=0.8",
+    "dt-data": "dt:{dt-data}",
     "oil": "oil:{oil}",
     "diffbid": "diffbid:{diffbid}?w=1.5&return=0.7&steps=2&temperature=0.8&eta=0.5",
     "diffbid-unet": "{diffbid-unet}",
 }
 KINDS = {"fixed": "rule", "pid": "rule", "onlinelp": "rule", "onlinelp-prior": "rule", "bc": "state_policy",
-         "iql": "state_policy", "cql": "state_policy", "oil": "state_policy", "dt": "dt", "diffbid": "diffbid", "diffbid-unet": "diffbid"}
+         "iql": "state_policy", "cql": "state_policy", "oil": "state_policy", "dt": "dt", "dt-campaign": "dt", "dt-data": "dt", "diffbid": "diffbid", "diffbid-unet": "diffbid"}
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,21 @@ def test_round_trip_through_the_neurips2024_adapter(key, exports):
     assert back.score == native.score
 
 
+def test_an_export_carries_the_task_of_its_checkpoint_and_is_refused_on_the_other(exports):
+    from aigb.strategies.base import check_task
+
+    _, folder, _ = exports("bc")   # trained on a Target-CPA dataset
+    assert json.loads((folder / "params.json").read_text())["task"] == "cpa"
+    adapted = make_strategy(f"neurips2024:{folder / 'player.py'}:PlayerBiddingStrategy", MARKET)
+    assert adapted.trained_for[0] == "cpa"
+    check_task(adapted, "cpa")
+    with pytest.raises(ConfigError, match=r"trained for the cpa task \(export .*\), not max-return;"):
+        check_task(adapted, "max-return")
+    _, rule, _ = exports("fixed")
+    assert json.loads((rule / "params.json").read_text())["task"] is None
+    check_task(make_strategy(f"neurips2024:{rule / 'player.py'}:PlayerBiddingStrategy", MARKET), "max-return")
+
+
 def test_the_tight_campaign_runs_out_of_budget(exports):
     # Bidding 5 C, the tight campaign spends its budget within the day: the market caps the tick
     # that would overspend and the harness stops asking; the bids above still agree.

@@ -133,6 +133,31 @@ class DecisionTransformer:
         self.n_layers, self.n_heads = int(params["n_layers"]), int(params["n_heads"])
         self.context_len, self.max_ticks = int(params["context_len"]), int(params["max_ticks"])
         self.target_return = float(params["target_return"])
+        # Exports written before campaign targets carry one target return for every campaign.
+        self.target_scale = params.get("target_scale", "data")
+        self.target_efficiency = float(params.get("target_efficiency", float("nan")))
+        self.campaign_columns = tuple(int(i) for i in params.get("campaign_columns", (-1, -1)))
+        # Exports written before score decrements count the return-to-go down by the conversions.
+        self.rtg_decrement = params.get("rtg_decrement", "conversions")
+        self.score_columns = tuple(int(i) for i in params.get("score_columns", (-1, -1, -1)))
+        self.beta = float(params.get("beta", 2.0))
+
+    def earned(self, states: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+        """What the campaign had earned before each tick (aigb.algos.dt.DTPolicy.earned)."""
+        if self.rtg_decrement == "conversions":
+            return np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])
+        spend, conversions, target_cpa = (states[:, i].astype(np.float64) for i in self.score_columns)
+        with np.errstate(divide="ignore", invalid="ignore"):   # aigb.score.cpa_penalty
+            ratio = np.where(spend > 0, target_cpa * conversions / np.where(spend > 0, spend, 1.0), np.inf)
+        return conversions * np.minimum(1.0, np.where(conversions > 0, ratio, 1.0) ** self.beta)
+
+    def target(self, first_state: np.ndarray) -> float:
+        """The return-to-go at tick 0: the score efficiency x the campaign's B / C read from its first
+        state, or the one target return (aigb.algos.dt.DTPolicy.target)."""
+        if self.target_scale == "data" or not math.isfinite(self.target_efficiency):
+            return self.target_return
+        budget, target_cpa = (float(first_state[i]) for i in self.campaign_columns)
+        return self.target_efficiency * budget / target_cpa
 
     def _forward(self, s, a_unit, rtg, tick, mask) -> torch.Tensor:
         m = self.model
@@ -162,10 +187,11 @@ class DecisionTransformer:
         t = states.shape[0] - 1
         if t >= self.max_ticks:
             raise ValueError("tick %d is beyond the model's max_ticks %d" % (t, self.max_ticks))
-        rtg = (self.target_return - np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])).astype(np.float32)
+        obs = np.asarray(states, dtype=np.float32)
+        rewards = np.asarray(rewards, dtype=np.float32)
+        rtg = (self.target(obs[0]) - self.earned(obs, rewards)).astype(np.float32)
         action = np.concatenate([np.asarray(actions, dtype=np.float32), np.zeros(1, np.float32)])
         tick = np.arange(t + 1, dtype=np.int64)
-        obs = np.asarray(states, dtype=np.float32)
         n, k = obs.shape[0], self.context_len
         if n > k:
             obs, action, rtg, tick, n = obs[-k:], action[-k:], rtg[-k:], tick[-k:], k
@@ -180,6 +206,11 @@ class DecisionTransformer:
         x = {key: torch.from_numpy(v).unsqueeze(0) for key, v in window.items()}        # (1, K, .)
         bounds, norm = self.bounds, self.normaliser
         with torch.no_grad():
+            if self.target_scale == "efficiency":   # returns in units of what B buys at C (aigb.algos.dt.efficiency_to_go)
+                b, c = x["obs"][..., self.campaign_columns[0]], x["obs"][..., self.campaign_columns[1]]
+                rtg = torch.where(x["mask"] > 0, x["rtg"] * c / b.clamp_min(1e-9), torch.zeros_like(x["rtg"]))
+            else:
+                rtg = norm.rewards(x["rtg"])
             pred = bounds.from_unit(self._forward(norm.states(x["obs"]), bounds.to_unit(bounds.clip(x["action"])),
-                                                  norm.rewards(x["rtg"]), x["timestep"], x["mask"]))
+                                                  rtg, x["timestep"], x["mask"]))
         return float(bounds.clip(float(pred[0, -1])))

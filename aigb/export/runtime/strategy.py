@@ -97,6 +97,8 @@ class PlayerBiddingStrategy:
         self.device = self.params.get("device", "cpu")
         """Where a learned strategy's network runs ('cpu', 'cuda' or 'auto'); set it before the first bid."""
         self.n_ticks = int(self.params["n_ticks"])
+        self.task = self.params.get("task")
+        """The task a learned strategy was trained for ("cpa": Target-CPA, or "max-return"); None for rules."""
         self.reset()
 
     def reset(self):
