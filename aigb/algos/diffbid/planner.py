@@ -101,8 +101,8 @@ class DiffBidPlanner(PlanSearch):
         else:   # an oracle planner's one condition is the constant it was trained with
             targets = {"return": self.config.target_return, "cpa": self.config.target_cpa, "util": self.config.target_util,
                        "oracle": 1.0}
-            self.outcome = torch.tensor([[targets[n] for n in algo.outcome_names]], dtype=torch.float32, device=self.device)
-        self.outcome_names = tuple(algo.outcome_names)
+            self.outcome_values = {n: float(targets[n]) for n in algo.outcome_names}
+            self.outcome = torch.tensor([list(self.outcome_values.values())], dtype=torch.float32, device=self.device)
         self._embeddings: tuple | None = None   # (context key, context, conditional and null embeddings)
         self._init_search(guide, tfg, n_candidates, select, evaluator, critic)
 
