@@ -15,13 +15,21 @@ and the task's score (Target-CPA: the CPA penalty with beta = 2; Max-Return: con
 multiplier is restricted to the policy's action bounds (an exact optimum inside them). Ticks after
 the budget ran out are not labelled: no bid changes anything there.
 
+The same loop trains DiffBid's oracle form (``aigb train diffbid --set condition=oracle``,
+``train_oil(..., algo="diffbid")``): each labelled state also keeps its day as the oracle continues
+it (``oracle_days``: the realised rows up to the state, then the expected per-tick spend,
+conversions and wins of the oracle's multiplier), which the planner learns to complete from the
+realised prefix, and the inverse dynamics learns the oracle's multiplier from the realised rows and
+the oracle's next one. Its ``steps`` are the run's total, spread evenly over the rounds.
+
 Run directory (resumable per round: a run killed mid-round restarts that round; re-running with
 more ``rounds`` and otherwise the same settings continues a finished run)::
 
     train_args.json  the arguments of the call that started it
     config.json      the resolved OIL config, market, population, seed, task
     states.npz       every labelled state so far: obs, action (the label), tick, period, advertiser,
-                     round, expert (whether the expert acted at that state)
+                     round, expert (whether the expert acted at that state); for DiffBid also
+                     plan (the oracle day in plan units), context, tick_info, efficiency
     metrics.jsonl    one line per round: expert share, states, the rollouts' mean score, the
                      refit's loss, the validation score, seconds spent
     last.pt, best.pt checkpoints (``aigb.algos.checkpoint``); best by validation score
@@ -52,7 +60,8 @@ from aigb.strategies.oracle_strategy import replay_competitors
 from aigb.strategies.registry import strategy_factory
 from aigb.types import ACTION_HIGH, ACTION_LOW, ConfigError, MarketConfig
 
-__all__ = ["Mix", "STATE_FIELDS", "rollout_states", "LabelledStates", "train_oil", "OILResult"]
+__all__ = ["Mix", "STATE_FIELDS", "PLAN_FIELDS", "rollout_states", "oracle_days", "LabelledStates", "LabelledPlans", "train_oil",
+           "OILResult"]
 
 STATE_FIELDS = ("obs", "action", "tick", "period", "advertiser", "expert")
 """Per labelled state: obs (n, D) float32, action (n,) float32 the oracle's label, tick, period,

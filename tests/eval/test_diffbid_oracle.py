@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-import aigb.eval.oil as oil
 from aigb.algos.checkpoint import load_algorithm, load_policy, read_checkpoint, save_checkpoint
 from aigb.eval.oil import Mix, rollout_states, train_oil
 from aigb.eval.training import ValidationSet
 from aigb.features import FEATURE_NAMES
 from aigb.seeding import EVAL_FIRST_PERIOD, VALIDATION_FIRST_PERIOD
-from aigb.sim.batch import CampaignBatch
-from aigb.sim.env import BiddingEnv
 from aigb.strategies.oracle_state import solve_continuations
 from aigb.types import ACTION_HIGH, ACTION_LOW, ConfigError
-from tests.eval.test_oil import MARKET, POP, Constant, StateRule, replay
+from tests.eval.test_oil import MARKET, POP, Constant, StateRule, interrupt_in_round_1, record_periods, replay
 
 # A planner small enough for seconds of CPU: the day of MARKET (8 ticks), a 16-wide transformer.
 TINY = {"condition": "oracle", "guidance": 1.0, "n_ticks": 8, "d_model": 16, "n_layers": 1, "n_heads": 2, "emb_dim": 16,
@@ -58,21 +55,7 @@ def test_an_oracle_day_is_the_realised_prefix_then_the_oracle_plan():
 
 
 def test_the_loop_labels_only_visited_states_on_training_periods(tmp_path, monkeypatch):
-    played = []
-    reset = BiddingEnv.reset
-
-    def recording_reset(self, *, seed=None, period=0):
-        played.append(period)
-        return reset(self, seed=seed, period=period)
-
-    batch_init = CampaignBatch.__init__
-
-    def recording_batch(self, config, seed, period, *args, **kwargs):   # validation plays batched periods
-        played.append(period)
-        batch_init(self, config, seed, period, *args, **kwargs)
-
-    monkeypatch.setattr(BiddingEnv, "reset", recording_reset)
-    monkeypatch.setattr(CampaignBatch, "__init__", recording_batch)
+    played = record_periods(monkeypatch)
     train_oil(tmp_path / "run", market=MARKET, seed=1, overrides=TINY, first_period=5, algo="diffbid",
               validation=ValidationSet(periods=1, slots=(0, 3)), progress=False)
     assert {p for p in played if p < VALIDATION_FIRST_PERIOD} == {5, 6}
@@ -95,19 +78,7 @@ def test_the_loop_labels_only_visited_states_on_training_periods(tmp_path, monke
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatch):
     kw = {"market": MARKET, "seed": 2, "overrides": TINY, "validation": None, "progress": False, "algo": "diffbid"}
     whole = train_oil(tmp_path / "whole", **kw)
-    calls = {"n": 0}
-    real = oil.rollout_states
-
-    def dies_in_round_1(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(oil, "rollout_states", dies_in_round_1)
-    with pytest.raises(KeyboardInterrupt):
-        train_oil(tmp_path / "cut", **kw)
-    monkeypatch.setattr(oil, "rollout_states", real)
+    interrupt_in_round_1(monkeypatch, tmp_path / "cut", **kw)
     resumed = train_oil(tmp_path / "cut", **kw)
     assert resumed.resumed_from == 1 and resumed.n_states == whole.n_states
     a = read_checkpoint(tmp_path / "whole" / "last.pt")["algorithm"]
