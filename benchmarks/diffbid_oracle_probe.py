@@ -2,6 +2,7 @@
 against the oracle's plan, and the inverse dynamics given the oracle's own next row.
 
     python benchmarks/diffbid_oracle_probe.py runs/diffbid_oracle/best.pt [--periods 100,101] [--slots all]
+        [--temperature T] [--steps K]
 
 Plays the checkpoint on *training* periods that its run did not roll out (by default 100 and 101;
 never a validation or evaluation period), labels every visited state with the oracle's
@@ -42,13 +43,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--slots", default="all")
     ap.add_argument("--seed", type=int, default=0, help="the training run's seed (its market draws)")
     ap.add_argument("--n-pv", type=int, default=MarketConfig().n_pv)
+    ap.add_argument("--temperature", type=float, default=None, help="serving temperature (default: the checkpoint's)")
+    ap.add_argument("--steps", type=int, default=None, help="DDIM steps per tick (default: the checkpoint's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     market = MarketConfig(n_pv=args.n_pv)
     algo = load_algorithm(args.checkpoint)
     if algo.config.condition != "oracle":
         raise SystemExit(f"{args.checkpoint}: a condition={algo.config.condition!r} planner; this probe reads oracle planners")
-    planner = algo.policy()
+    planner = algo.policy(temperature=args.temperature, steps=args.steps)
     periods = [int(p) for p in args.periods.split(",")]
     slots = range(market.n_advertisers) if args.slots == "all" else [int(s) for s in args.slots.split(",")]
     d = rollout_states(Mix(planner, 0.0, days=True), market, PopulationConfig(), args.seed, periods, slots)

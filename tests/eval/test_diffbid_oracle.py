@@ -130,3 +130,12 @@ def test_the_command_trains_the_oracle_form_and_it_plays_and_exports(tmp_path, c
                  "--out", str(tmp_path / "eval"), "--quiet"]) == 0
     assert main(["train", "diffbid", "--data", str(tmp_path), "--out", str(tmp_path / "x"), *sets]) == 2
     assert "--data: diffbid learns from its own rollouts" in capsys.readouterr().err
+
+
+def test_a_dataset_cannot_train_the_oracle_form():
+    from aigb.algos.registry import CHECK_OVERRIDES, SyntheticTrajectories, make_algorithm
+
+    data = SyntheticTrajectories()
+    algo = make_algorithm("diffbid", data.feature_dim, {**CHECK_OVERRIDES["diffbid"], "condition": "oracle"})
+    with pytest.raises(ConfigError, match="condition: 'oracle' learns in the simulator"):
+        algo.prepare(data, 0)

@@ -41,6 +41,7 @@ from aigb.algos.diffbid.dynamics import InverseDynamics, transition_rows
 from aigb.algos.diffbid.levels import held_from, level_support, open_loop_days, remaining_levels
 from aigb.algos.diffbid.plans import PLAN_VERSION, RobustScaler, efficiency_rank, make_plan_view, whole_trajectories
 from aigb.diffusion import DENOISERS, ConditionEmbedding, CosineSchedule, completer_loss
+from aigb.types import ConfigError
 
 __all__ = ["DiffBid", "PLAN_BATCH_FIELDS"]
 
@@ -189,6 +190,9 @@ class DiffBid(TorchAlgorithm):
     def _adapt_oracle(self, data: Any) -> None:
         """Scalers from labelled states (``aigb.eval.oil.LabelledPlans``): plans, contexts, tick
         information; the efficiency table from the oracle days' expected score x C / B."""
+        if not all(hasattr(data, k) for k in ("plan", "context", "tick_info", "tick", "efficiency")):
+            raise ConfigError("condition: 'oracle' learns in the simulator from labelled states (aigb train diffbid "
+                              "--set condition=oracle, without --data); a dataset holds no oracle days")
         self.plan_scaler = RobustScaler.fit(data.plan)
         self.context_scaler = RobustScaler.fit(data.context)
         self.info_scaler = RobustScaler.fit(data.tick_info)
