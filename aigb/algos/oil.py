@@ -33,6 +33,7 @@ from torch import nn
 from aigb.algos.base import StatePolicy, TorchAlgorithm, check_common_config, require, require_positive
 from aigb.algos.batches import _checked
 from aigb.algos.bc import DeterministicActor
+from aigb.algos.dagger import DAggerSchedule
 
 __all__ = ["OILConfig", "OIL", "LABEL_FIELDS"]
 
@@ -41,8 +42,8 @@ LABEL_FIELDS = {"obs": 2, "action": 1}
 
 
 @dataclass(frozen=True)
-class OILConfig:
-    """Oracle imitation: the student network and the DAgger schedule."""
+class OILConfig(DAggerSchedule):
+    """Oracle imitation: the student network (and the DAgger schedule, ``DAggerSchedule``)."""
 
     hidden_dims: tuple[int, ...] = (256, 256)
     """Widths of the policy MLP's hidden layers."""
@@ -58,42 +59,12 @@ class OILConfig:
     state cannot see, and longer fits memorise the days rolled so far. Fitted on the states of 3
     default-market training periods and tested on a 4th: 1,500 updates reach a squared error of
     0.200 on the held-out labels (0.002 in sample), 300 updates 0.158 (the labels' variance: 0.224)."""
-    rounds: int = 6
-    """DAgger rounds; round 0 rolls the oracle itself (expert share 1). Measured on the default
-    market (one period a round): validation score 25.1 after round 0, 28.7, 26.1, 29.9, 30.5, 30.3
-    after rounds 1-5; re-running a finished run with more rounds continues it."""
-    periods_per_round: int = 1
-    """Training periods rolled per round, each with every slot of ``slots``; round i plays periods
-    i * periods_per_round onward, so no period is played twice."""
-    slots: tuple[int, ...] = ()
-    """Advertiser slots the student plays in each period; empty: all of the market's advertisers."""
-    expert_decay: float = 0.0
-    """Expert share beta_i = expert_decay ** i after round 0: at each tick of round i the oracle acts
-    with probability beta_i, the student otherwise (Ross et al.'s mixture). 0: pure DAgger after
-    round 0 (what was measured; each round with an expert also pays for its replays)."""
-    reference: str = "pid"
-    """Rule strategy the expert replays each period with before planning on its hindsight."""
 
     def __post_init__(self) -> None:
         check_common_config(self)
         require_positive(self, "lr")
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        for name in ("rounds", "periods_per_round"):
-            value = getattr(self, name)
-            require(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1, name,
-                    f"must be an integer >= 1, got {value!r}")
-        slots = tuple(self.slots)
-        require(all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in slots), "slots",
-                f"must be advertiser indices >= 0, got {self.slots!r}")
-        require(len(set(slots)) == len(slots), "slots", f"lists an advertiser twice: {self.slots!r}")
-        object.__setattr__(self, "slots", tuple(int(s) for s in slots))
-        require(0.0 <= self.expert_decay <= 1.0, "expert_decay", f"must lie in [0, 1], got {self.expert_decay}")
-        require(isinstance(self.reference, str) and self.reference.split(":")[0] not in ("", "oracle"), "reference",
-                f"must be a rule strategy spec (not the oracle), got {self.reference!r}")
-
-    def expert_share(self, round_index: int) -> float:
-        """beta_i of round ``round_index`` (1 in round 0)."""
-        return float(self.expert_decay ** round_index) if round_index else 1.0
+        self._check_schedule()
 
 
 class OIL(TorchAlgorithm):

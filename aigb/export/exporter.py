@@ -255,7 +255,6 @@ def _diffbid_params(strategy) -> tuple[str, dict, dict]:
     if planner.feature_dim != len(FEATURE_NAMES):
         raise ConfigError(f"source: the planner reads {planner.feature_dim} features, the export rebuilds {len(FEATURE_NAMES)}")
     c = planner.config
-    targets = {"return": c.target_return, "cpa": c.target_cpa, "util": c.target_util}
     tensors = {**_tensors("cond", planner.cond), **_tensors("denoiser", den), **_tensors("idm", planner.idm),
                "schedule.alpha_bar": planner.schedule.alpha_bar.to(torch.float64).clone()}
     for name in ("plan_scaler", "context_scaler", "info_scaler"):
@@ -266,8 +265,9 @@ def _diffbid_params(strategy) -> tuple[str, dict, dict]:
         "view": planner.view.kind, "n_ticks": int(planner.n_ticks), "denoiser": denoiser, "net": net,
         "prediction": getattr(c, "prediction", "eps"),
         "idm_layers": _mlp_layers(planner.idm.net, "inverse dynamics"),
-        "outcome_names": list(planner.view.outcome_names),
-        "outcome": {n: float(targets[n]) for n in planner.view.outcome_names},
+        # The planner's condition values in its order (an oracle planner's: the constant 1 it learned with).
+        "outcome_names": list(planner.outcome_values),
+        "outcome": dict(planner.outcome_values),
         "guidance": float(c.guidance), "temperature": float(c.temperature), "eta": float(c.eta),
         "clip_x0": float(c.clip_x0), "sampling_steps": int(c.sampling_steps),
         "timesteps": ddim_timesteps(planner.schedule.n_steps, c.sampling_steps),

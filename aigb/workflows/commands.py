@@ -19,12 +19,12 @@ __all__ = ["register", "cmd_train", "cmd_sweep"]
 def register(subparsers) -> None:
     """Add the ``train`` and ``sweep`` commands to an argparse sub-parser set."""
     p = subparsers.add_parser("train", help="train a learned strategy (bc, iql, cql, dt, diffbid) on a generated dataset, "
-                                             "or oil by imitating the hindsight oracle in the simulator")
+                                             "or oil (and diffbid --set condition=oracle) by imitating the hindsight oracle in the simulator")
     p.add_argument("algo", help="bc, iql, cql, dt, diffbid or oil")
     p.add_argument("--out", default=None, help="run directory (default runs/ALGO); re-running resumes from last.pt")
     p.add_argument("--no-validation", action="store_true", help="train without validation rollouts")
     _train_options(p, data_required=False)
-    oil = p.add_argument_group("oil only (rollouts on training periods of this market)")
+    oil = p.add_argument_group("oil and diffbid --set condition=oracle only (rollouts on training periods of this market)")
     oil.add_argument("--preset", default=MarketConfig().preset, help=f"advertiser profiles: {', '.join(PRESETS)} (default %(default)s)")
     oil.add_argument("--n-pv", type=int, default=MarketConfig().n_pv, help="PVs per period (default %(default)s)")
     oil.add_argument("--task", choices=("cpa", "max-return"), default="cpa",
@@ -64,8 +64,8 @@ def cmd_train(args) -> int:
     from aigb.workflows.training import ValidationSet, train
 
     overrides = _overrides(args)
-    if args.algo == "oil":
-        return _train_oil(args, overrides)
+    if args.algo == "oil" or (args.algo == "diffbid" and overrides.get("condition") == "oracle"):
+        return _train_oil(args, overrides)   # learns in the simulator from the oracle
     if args.data is None:
         raise ConfigError(f"--data: {args.algo} learns from a dataset; give the directory `aigb generate` wrote")
     validation = None if args.no_validation else ValidationSet(periods=args.val_periods)
@@ -86,18 +86,19 @@ def _train_oil(args, overrides: dict) -> int:
     from aigb.workflows.training import ValidationSet
 
     if args.data is not None:
-        raise ConfigError("--data: oil learns from its own rollouts in the simulator, not from a dataset")
+        raise ConfigError(f"--data: {args.algo} learns from its own rollouts in the simulator, not from a dataset")
     for key, value in (("steps", args.steps), ("batch_size", args.batch_size)):
         if value is not None:
             overrides[key] = value
     market = MarketConfig(n_pv=args.n_pv, preset=args.preset, version=args.market_version)
     validation = None if args.no_validation else ValidationSet(periods=args.val_periods)
-    result = train_oil(args.out or "runs/oil", market=market, seed=args.seed, overrides=overrides, task=args.task,
-                       validation=validation, workers=args.workers, backend=backend_from_args(args), progress=not args.quiet)
+    result = train_oil(args.out or f"runs/{args.algo}", market=market, seed=args.seed, overrides=overrides, task=args.task,
+                       validation=validation, workers=args.workers, backend=backend_from_args(args), progress=not args.quiet,
+                       algo=args.algo)
     best = "none" if result.best_score is None else round(result.best_score, 3)
-    print(f"oil: {result.rounds_done} rounds, {result.n_states} labelled states in {result.run_dir} "
+    print(f"{args.algo}: {result.rounds_done} rounds, {result.n_states} labelled states in {result.run_dir} "
           f"({result.seconds:.0f} s); best validation score {best} after round {result.best_round}")
-    print(f"evaluate it with: aigb evaluate --strategy oil:{result.run_dir}/best.pt --out results/oil")
+    print(f"evaluate it with: aigb evaluate --strategy {args.algo}:{result.run_dir}/best.pt --out results/{args.algo}")
     return 0
 
 
@@ -124,7 +125,7 @@ def cmd_sweep(args) -> int:
 def _train_options(p: argparse.ArgumentParser, data_required: bool = True) -> None:
     """Options ``aigb train`` and ``aigb sweep`` share."""
     p.add_argument("--data", required=data_required, default=None,
-                   help="dataset directory written by `aigb generate`" + ("" if data_required else " (not for oil)"))
+                   help="dataset directory written by `aigb generate`" + ("" if data_required else " (not for oil or diffbid --set condition=oracle)"))
     p.add_argument("--steps", type=int, default=None, help="updates (default: the algorithm's benchmarked default)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the algorithm's)")
     p.add_argument("--seed", type=int, default=0, help="root seed (default %(default)s)")

@@ -39,6 +39,8 @@ TINY = {
                 "warmup_steps": 2, "target_scale": "data", "rtg_decrement": "conversions"},
     "diffbid": {"d_model": 16, "n_layers": 1, "n_heads": 2, "emb_dim": 16, "diffusion_steps": 20, "sampling_steps": 3,
                 "idm_hidden_dims": (32, 32), "warmup_steps": 2, "batch_size": 16},
+    "diffbid-oracle": {"condition": "oracle", "guidance": 1.0, "d_model": 16, "n_layers": 1, "n_heads": 2, "emb_dim": 16,
+                       "diffusion_steps": 20, "sampling_steps": 3, "idm_hidden_dims": (32, 32), "warmup_steps": 2, "batch_size": 16},
     "diffbid-unet": {"denoiser": "unet", "known_input": False, "prediction": "eps", "unet_dim": 4, "emb_dim": 8, "diffusion_steps": 20, "sampling_steps": 1,
                      "idm_hidden_dims": (16, 16), "warmup_steps": 2, "batch_size": 8},
 }
@@ -52,9 +54,25 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
+def realised_plans(algo, data):
+    """The labelled states an oracle-form DiffBid learns from, here every tick of the dataset's days
+    with the realised rest of the day as the target (the export only needs trained weights)."""
+    import numpy as np
+
+    from aigb.workflows.oil import LabelledPlans
+
+    tr = data.trajectories()
+    n, t_max = tr["action"].shape
+    days = np.repeat(np.concatenate([tr["obs"], tr["terminal"][:, None]], axis=1), t_max, axis=0)   # (n T, T+1, F)
+    tick = np.tile(np.arange(t_max), n)
+    fields = algo.oracle_fields(days, tick)
+    return LabelledPlans({"obs": days[np.arange(tick.size), tick], "action": tr["action"].reshape(-1), "tick": tick,
+                          "efficiency": np.repeat(data.campaign_efficiency, t_max), **fields}, "cpa")
+
+
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
-    """name -> path of a tiny checkpoint (bc, iql, cql, oil, dt, diffbid, diffbid-unet)."""
+    """name -> path of a tiny checkpoint (bc, iql, cql, oil, dt, diffbid, diffbid-oracle, diffbid-unet)."""
     from aigb.algos.checkpoint import save_checkpoint
     from aigb.algos.registry import make_algorithm
     from aigb.data.dataset import TrajectoryDataset
@@ -71,10 +89,11 @@ def checkpoints(tmp_path_factory):
         paths = {}
         for key, overrides in TINY.items():
             algo = make_algorithm(key.split("-")[0], FEATURE_DIM, overrides, seed=0)
-            algo.prepare(data, 0)
+            source = realised_plans(algo, data) if key == "diffbid-oracle" else data
+            algo.prepare(source, 0)
             g = rng(0, "export-test", len(paths))
             for _ in range(5):
-                algo.update(algo.sample_batch(data, algo.config.batch_size, g))
+                algo.update(algo.sample_batch(source, algo.config.batch_size, g))
             paths[key] = save_checkpoint(root / f"{key}.pt", algo, with_optimizers=False)
     finally:
         torch.set_num_threads(before)
@@ -103,10 +122,12 @@ SOURCES = {   # key -> source (checkpoint paths and the prior filled in by the f
     "dt-data": "dt:{dt-data}",
     "oil": "oil:{oil}",
     "diffbid": "diffbid:{diffbid}?w=1.5&return=0.7&steps=2&temperature=0.8&eta=0.5",
+    "diffbid-oracle": "diffbid:{diffbid-oracle}",
     "diffbid-unet": "{diffbid-unet}",
 }
 KINDS = {"fixed": "rule", "pid": "rule", "onlinelp": "rule", "onlinelp-prior": "rule", "bc": "state_policy",
-         "iql": "state_policy", "cql": "state_policy", "oil": "state_policy", "dt": "dt", "dt-campaign": "dt", "dt-data": "dt", "diffbid": "diffbid", "diffbid-unet": "diffbid"}
+         "iql": "state_policy", "cql": "state_policy", "oil": "state_policy", "dt": "dt", "dt-campaign": "dt", "dt-data": "dt",
+         "diffbid": "diffbid", "diffbid-oracle": "diffbid", "diffbid-unet": "diffbid"}
 
 
 @pytest.fixture(scope="session")

@@ -105,7 +105,9 @@ def test_the_expert_alone_plays_and_labels_every_tick_as_the_expert():
     assert d["campaigns"][0]["expert_ticks"] == MARKET.n_ticks
 
 
-def test_rollouts_never_touch_validation_or_evaluation_periods(tmp_path, monkeypatch):
+def record_periods(monkeypatch) -> list[int]:
+    """The list every period played from now on is appended to (single campaigns and batched
+    periods, which validation plays)."""
     played = []
     reset = BiddingEnv.reset
 
@@ -116,11 +118,33 @@ def test_rollouts_never_touch_validation_or_evaluation_periods(tmp_path, monkeyp
     monkeypatch.setattr(BiddingEnv, "reset", recording_reset)
     batch_init = CampaignBatch.__init__
 
-    def recording_batch(self, config, seed, period, *args, **kwargs):   # validation plays batched periods
+    def recording_batch(self, config, seed, period, *args, **kwargs):
         played.append(period)
         batch_init(self, config, seed, period, *args, **kwargs)
 
     monkeypatch.setattr(CampaignBatch, "__init__", recording_batch)
+    return played
+
+
+def interrupt_in_round_1(monkeypatch, run_dir, **kwargs) -> None:
+    """Start ``train_oil(run_dir, **kwargs)`` and kill it (KeyboardInterrupt) in round 1's rollouts."""
+    calls = {"n": 0}
+    real = oil.rollout_states
+
+    def dies_in_round_1(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(oil, "rollout_states", dies_in_round_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_oil(run_dir, **kwargs)
+    monkeypatch.setattr(oil, "rollout_states", real)
+
+
+def test_rollouts_never_touch_validation_or_evaluation_periods(tmp_path, monkeypatch):
+    played = record_periods(monkeypatch)
     train_oil(tmp_path / "run", market=MARKET, seed=1, overrides={**TINY, "rounds": 3}, first_period=5,
               validation=ValidationSet(periods=1, slots=(0, 3)), progress=False)
     training = [p for p in played if p < VALIDATION_FIRST_PERIOD]
@@ -136,19 +160,7 @@ def test_rollouts_never_touch_validation_or_evaluation_periods(tmp_path, monkeyp
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatch):
     whole = train_oil(tmp_path / "whole", market=MARKET, seed=2, overrides=TINY, validation=None, progress=False)
-    calls = {"n": 0}
-    real = oil.rollout_states
-
-    def dies_in_round_1(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(oil, "rollout_states", dies_in_round_1)
-    with pytest.raises(KeyboardInterrupt):
-        train_oil(tmp_path / "cut", market=MARKET, seed=2, overrides=TINY, validation=None, progress=False)
-    monkeypatch.setattr(oil, "rollout_states", real)
+    interrupt_in_round_1(monkeypatch, tmp_path / "cut", market=MARKET, seed=2, overrides=TINY, validation=None, progress=False)
     resumed = train_oil(tmp_path / "cut", market=MARKET, seed=2, overrides=TINY, validation=None, progress=False)
     assert resumed.resumed_from == 1 and resumed.n_states == whole.n_states
     mixed = np.load(tmp_path / "cut" / "states.npz")

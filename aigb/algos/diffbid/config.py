@@ -9,14 +9,17 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from aigb.algos.dagger import DAggerSchedule
 from aigb.algos.validation import check_common_config, require, require_positive
 from aigb.algos.diffbid.plans import PLAN_VIEWS
 from aigb.diffusion import DENOISERS
 
-__all__ = ["DiffBidConfig", "DiffBidTraining", "ServingDefaults", "LEVEL_DAYS", "OPEN_LOOP_AUTOCORR", "SUPPORT_LEVELS",
+__all__ = ["DiffBidConfig", "DiffBidTraining", "ServingDefaults", "CONDITIONS", "LEVEL_DAYS", "OPEN_LOOP_AUTOCORR", "SUPPORT_LEVELS",
            "LEVEL_QUANTILES", "EFFICIENCY_LEVELS"]
 
 LEVEL_DAYS = ("open_loop", "held", "all")
+CONDITIONS = ("outcome", "level", "oracle")
+"""What a planner's plans are conditioned on besides the campaign (``DiffBidTraining.condition``)."""
 OPEN_LOOP_AUTOCORR = 0.25
 """A day whose logged actions have a lag-1 autocorrelation under this is open-loop (no feedback)."""
 SUPPORT_LEVELS = np.linspace(0.5, 1.0, 11)
@@ -31,8 +34,10 @@ condition R (a rank) can be read as an efficiency score x C / B."""
 
 
 @dataclass(frozen=True)
-class DiffBidTraining:
-    """What a DiffBid planner is and how it learns. Defaults follow research/diffbid_anchors.md §1."""
+class DiffBidTraining(DAggerSchedule):
+    """What a DiffBid planner is and how it learns. Defaults follow research/diffbid_anchors.md §1.
+    The DAgger schedule (``DAggerSchedule``: rounds, periods_per_round, slots, expert_decay,
+    reference) applies to ``condition="oracle"`` only, which learns in the simulator."""
 
     plan: str = "market"
     """What is diffused: "market" (the 7 plan channels of v1 states, aigb.algos.diffbid.plans),
@@ -77,7 +82,13 @@ class DiffBidTraining:
     of the ticks from the plan's first unknown one to exhaustion), which makes the planner a
     generative model of how the day unfolds under a bid level; serving searches ``search_levels``
     levels (``search_samples`` plans each, sharing their noise) and bids the level whose planned day
-    scores best (plus any objective), re-planning every tick."""
+    scores best (plus any objective), re-planning every tick. "oracle": nothing besides the
+    campaign and the realised prefix; the planner learns in the simulator, with DAgger, the
+    hindsight oracle's continuation of the day from every state its own rollouts visit (the
+    per-tick spend and conversions of the oracle's best multiplier for the rest of the day,
+    ``aigb.strategies.oracle_state``), and the inverse dynamics learns that multiplier from the
+    realised rows and the oracle's next one (``aigb train diffbid --set condition=oracle``, no
+    dataset; ``steps`` is then the run's total, spread evenly over the rounds)."""
     level_days: str = "open_loop"
     """Which training days teach a "level" planner what a level does: "open_loop", the days whose
     logged actions show no feedback (lag-1 autocorrelation of the actions over the active ticks
@@ -136,7 +147,7 @@ class DiffBidTraining:
         require(isinstance(self.completer, bool), "completer", f"must be true or false, got {self.completer!r}")
         require(self.plan in PLAN_VIEWS, "plan", f"must be one of {', '.join(PLAN_VIEWS)}, got {self.plan!r}")
         require(self.level_days in LEVEL_DAYS, "level_days", f"must be one of {', '.join(map(repr, LEVEL_DAYS))}, got {self.level_days!r}")
-        require(self.condition in ("outcome", "level"), "condition", f"must be 'outcome' or 'level', got {self.condition!r}")
+        require(self.condition in CONDITIONS, "condition", f"must be one of {', '.join(map(repr, CONDITIONS))}, got {self.condition!r}")
         require(self.denoiser in DENOISERS, "denoiser", f"must be one of {', '.join(DENOISERS)}, got {self.denoiser!r}")
         require(self.prediction in ("eps", "x0"), "prediction", f"must be 'eps' or 'x0', got {self.prediction!r}")
         for name in ("n_ticks", "d_model", "n_layers", "n_heads", "unet_dim", "emb_dim", "diffusion_steps"):
@@ -157,6 +168,7 @@ class DiffBidTraining:
         require(0.0 <= self.condition_dropout < 1.0, "condition_dropout", f"must lie in [0, 1), got {self.condition_dropout}")
         require_positive(self, "lr", "idm_lr", "grad_clip", "next_row_weight")
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        self._check_schedule()
         require(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps", f"must be an integer >= 0, got {self.warmup_steps!r}")
         require(0.0 <= self.ema < 1.0, "ema", f"must lie in [0, 1), got {self.ema}")
 

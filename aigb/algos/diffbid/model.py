@@ -41,6 +41,7 @@ from aigb.algos.diffbid.dynamics import InverseDynamics, transition_rows
 from aigb.algos.diffbid.levels import held_from, level_support, open_loop_days, remaining_levels
 from aigb.algos.diffbid.plans import PLAN_VERSION, RobustScaler, efficiency_rank, make_plan_view, whole_trajectories
 from aigb.diffusion import DENOISERS, ConditionEmbedding, CosineSchedule, completer_loss
+from aigb.types import ConfigError
 
 __all__ = ["DiffBid", "PLAN_BATCH_FIELDS"]
 
@@ -76,7 +77,10 @@ class DiffBid(TorchAlgorithm):
 
     @property
     def outcome_names(self) -> tuple[str, ...]:
-        """The droppable condition's names: the view's outcomes, or ("level",)."""
+        """The droppable condition's names: the view's outcomes, ("level",) or ("oracle",) (a constant
+        1: the oracle's continuation is the only plan such a planner learns)."""
+        if self.config.condition == "oracle":
+            return ("oracle",)
         return ("level",) if self.config.condition == "level" else tuple(self.view.outcome_names)
 
     def _networks(self) -> nn.ModuleDict:
@@ -160,6 +164,9 @@ class DiffBid(TorchAlgorithm):
 
     def _adapt(self, dataset: Any, seed: int) -> None:
         self.view.check_feature_version(self.feature_version)
+        if self.config.condition == "oracle":
+            self._adapt_oracle(dataset)
+            return
         a = self._arrays(dataset)
         self.plan_scaler = RobustScaler.fit(a["plan"])
         self.context_scaler = RobustScaler.fit(a["context"])
@@ -167,6 +174,41 @@ class DiffBid(TorchAlgorithm):
         self.efficiency_levels = np.quantile(a["efficiency"], EFFICIENCY_LEVELS)
         self.level_range, self.level_support = self.level_tables(a)
         self.task = str(a["task"])
+
+    # --- the oracle form: plans labelled in the simulator ------------------------------------------
+    def oracle_fields(self, days: np.ndarray, tick: np.ndarray) -> dict[str, np.ndarray]:
+        """What the oracle form learns from a labelled state: ``days`` (n, T+1, F) the v1 states of
+        each state's day as the oracle continues it (rows 0..tick realised, ``aigb.workflows.oil``),
+        ``tick`` (n,) the state's tick -> plan (n, T+1, P), context (n, C), tick_info (n, I) of
+        the state's tick."""
+        days = np.asarray(days, dtype=np.float32)
+        tick = np.asarray(tick, dtype=np.int64)
+        if days.ndim != 3 or days.shape[1] != self.horizon or days.shape[0] != tick.shape[0]:
+            raise ValueError(f"oracle days: expected (n, {self.horizon}, F) with one tick per day, got {days.shape}, {tick.shape}")
+        rows = days[np.arange(days.shape[0]), tick][:, None]                               # (n, 1, F)
+        return {"plan": self.view.plan(days), "context": self.view.context(days),
+                "tick_info": self.view.tick_info(rows)[:, 0]}
+
+    def _adapt_oracle(self, data: Any) -> None:
+        """Scalers from labelled states (``aigb.workflows.oil.LabelledPlans``): plans, contexts, tick
+        information; the efficiency table from the oracle days' expected score x C / B."""
+        if not all(hasattr(data, k) for k in ("plan", "context", "tick_info", "tick", "efficiency")):
+            raise ConfigError("condition: 'oracle' learns in the simulator from labelled states (aigb train diffbid "
+                              "--set condition=oracle, without --data); a dataset holds no oracle days")
+        self.plan_scaler = RobustScaler.fit(data.plan)
+        self.context_scaler = RobustScaler.fit(data.context)
+        self.info_scaler = RobustScaler.fit(data.tick_info)
+        self.efficiency_levels = np.quantile(data.efficiency, EFFICIENCY_LEVELS)
+        self.task = str(data.task)
+
+    def _oracle_batch(self, data: Any, batch_size: int, rng: np.random.Generator) -> dict:
+        """Labelled states drawn uniformly: the prefix is the state's tick, the target the oracle's
+        rest of the day, the IDM's transition that tick's (realised rows, the oracle's next row) ->
+        the oracle's action."""
+        i = rng.integers(0, data.plan.shape[0], size=batch_size)
+        tick = data.tick[i].astype(np.int64)
+        return {"obs": data.plan[i], "context": data.context[i], "outcome": np.ones((batch_size, 1), np.float32),
+                "prefix": tick, "tick": tick, "tick_info": data.tick_info[i], "action": data.action[i].astype(np.float32)}
 
     def level_tables(self, arrays: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """The search tables of a level planner, from the training arrays (``_arrays``): the range
@@ -185,6 +227,8 @@ class DiffBid(TorchAlgorithm):
                 level_support(arrays["level"], arrays["active_ticks"], ticks))
 
     def sample_batch(self, dataset: Any, batch_size: int, rng: np.random.Generator) -> dict:
+        if self.config.condition == "oracle":
+            return self._oracle_batch(dataset, batch_size, rng)
         a = self._arrays(dataset)
         n, t_max = a["action"].shape
         i = rng.integers(0, n, size=batch_size)

@@ -96,9 +96,11 @@ class DiffBidPlanner(PlanSearch):
             # per tick, the highest level the data support: the support quantile of each tick's levels
             self.level_cap = np.array([np.interp(self.config.support, SUPPORT_LEVELS, algo.level_support[:, t])
                                        for t in range(cfg.n_ticks)])
-        else:
-            targets = {"return": self.config.target_return, "cpa": self.config.target_cpa, "util": self.config.target_util}
-            self.outcome = torch.tensor([[targets[n] for n in self.view.outcome_names]], dtype=torch.float32, device=self.device)
+        else:   # an oracle planner's one condition is the constant it was trained with
+            targets = {"return": self.config.target_return, "cpa": self.config.target_cpa, "util": self.config.target_util,
+                       "oracle": 1.0}
+            self.outcome_values = {n: float(targets[n]) for n in algo.outcome_names}
+            self.outcome = torch.tensor([list(self.outcome_values.values())], dtype=torch.float32, device=self.device)
         self._embeddings: tuple | None = None   # (context key, context, conditional and null embeddings)
         self._init_search(guide, tfg, n_candidates, select, evaluator, critic)
 
