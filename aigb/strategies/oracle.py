@@ -289,6 +289,14 @@ def _walk_segments(p, c, e, r, rows, min_efficiency):
             np.concatenate([(k - seg_j[i, :count[i]]).astype(np.int8) for i in rounds]))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _option_exists(c, e, r, i, s):  # pragma: no cover - compiled
+    """Whether PV i's slot s is an option (``_slot_options``): sold (above the reserve), shown, and
+    reachable (its price below the slot above's)."""
+    above = np.inf if s == 0 else c[i, s - 1]
+    return c[i, s] > r and e[s] > 0 and c[i, s] < above
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _hull_walk(p, c, e, r, rows, min_efficiency):  # pragma: no cover - compiled
     """Each PV's hull walk over its options (``_slot_options``: slot K, ..., slot 1, i.e. by
@@ -314,8 +322,7 @@ def _hull_walk(p, c, e, r, rows, min_efficiency):  # pragma: no cover - compiled
         i = rows[ri]
         for j in range(k):
             s = k - 1 - j
-            above = np.inf if s == 0 else c[i, s - 1]
-            ok[j] = c[i, s] > r and e[s] > 0 and c[i, s] < above
+            ok[j] = _option_exists(c, e, r, i, s)
             w[j] = e[s] * c[i, s]
             v[j] = e[s] * p[i]
         w_cur, v_cur, pos = 0.0, 0.0, -1
@@ -403,8 +410,7 @@ def _first_segments(p, c, e, r):  # pragma: no cover - compiled
     for i in range(n_pv):
         best, w_min = -np.inf, np.inf
         for s in range(k):
-            above = np.inf if s == 0 else c[i, s - 1]
-            if c[i, s] > r and e[s] > 0 and c[i, s] < above:
+            if _option_exists(c, e, r, i, s):
                 w = e[s] * c[i, s]
                 slope = (e[s] * p[i]) / w
                 if slope > best:
