@@ -172,8 +172,8 @@ def complete_row(row: dict, strategy: Strategy, market: MarketConfig, history: d
     rules = {"n_ticks": market.n_ticks, "exposure_probs": market.net_exposure_probs, "reserve_price": market.reserve_price,
              "beta": beta}
     try:
-        # The frontier only as far as the row needs it: the budget, or what the row spent.
-        sol = solve_oracle(p, ct, tk, c.budget, c.target_cpa, frontier_spend=max(c.budget, expected_spend), **rules)
+        # The frontier only as far as the row needs it: what the row spent (solve_oracle raises it to the budget).
+        sol = solve_oracle(p, ct, tk, c.budget, c.target_cpa, frontier_spend=expected_spend, **rules)
         bound = sol.max_score
         if expected_spend > c.budget:
             # The same frontier at the budget the row spent in expectation (solve_oracle's
